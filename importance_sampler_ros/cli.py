@@ -12,15 +12,16 @@ import importlib
 import sys
 
 # name -> (module, one-line help)
+_PKG = 'importance_sampler_ros'
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    'synth': ('importance_sampler_ros.synth', 'write a synthetic drive (images + ground truth) to a bag'),
-    'train': ('importance_sampler_ros.train', 'train the default detector on synthetic drives'),
-    'evaluate': ('importance_sampler_ros.train', 'mAP of a detector checkpoint by distance bin'),
-    'replay': ('importance_sampler_ros.replay', 'run a bag through detector, tracker and sampler offline'),
-    'replay-fleet': ('importance_sampler_ros.fleet', 'replay every bag of a directory on Ray'),
-    'bag-repair': ('importance_sampler_ros.recorder', 'recover what can be read of an unclosed bag split'),
-    'up': ('importance_sampler_ros.launcher', 'start the three nodes as processes (ros2 launch stand-in)'),
-    'play': ('importance_sampler_ros.player', 'publish a bag\'s images (and ground truth) with rclpy'),
+    'synth': (f'{_PKG}.synth', 'write a synthetic drive (images + ground truth) to a bag'),
+    'train': (f'{_PKG}.train', 'train the default detector on synthetic drives'),
+    'evaluate': (f'{_PKG}.train', 'mAP of a detector checkpoint by distance bin'),
+    'replay': (f'{_PKG}.replay', 'run a bag through detector, tracker and sampler offline'),
+    'replay-fleet': (f'{_PKG}.fleet', 'replay every bag of a directory on Ray'),
+    'bag-repair': (f'{_PKG}.recorder', 'recover what can be read of an unclosed bag split'),
+    'up': (f'{_PKG}.launcher', 'start the three nodes as processes (ros2 launch stand-in)'),
+    'play': (f'{_PKG}.player', "publish a bag's images (and ground truth) with rclpy"),
 }
 
 
