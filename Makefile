@@ -40,7 +40,7 @@ $(DEV_STAMP): setup.py $(DEPS_STAMP)
 	touch $@
 
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -p no:cacheprovider
 
 lint: setup
 	$(VENV)/bin/ruff check .
