@@ -1,0 +1,624 @@
+"""The detector: a torchvision Faster R-CNN that returns boxes plus last-layer importance.
+
+Three layers, each usable on its own:
+
+- `build_model` builds an architecture with random weights (never any download) and
+  `save_checkpoint` / `load_checkpoint` move weights in and out with checked shapes.
+- `forward_with_features` runs a model on a batch and, for every final detection, also returns the
+  box-head feature h and the class logits of the very proposal that became the detection, from the
+  same forward pass. It follows torchvision's own post-processing step by step (so the detections
+  are the ones `model(images)` returns) but keeps each candidate's proposal row through score
+  filtering, small-box removal and per-class NMS.
+- `Detector` holds a loaded model on its device and turns an RGB image into `FrameDetections` with
+  per-detection importances (importance.py) and the frame importance.
+"""
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torchvision.models import detection as tv_detection
+from torchvision.models.detection import FasterRCNN
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.transform import resize_boxes
+from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
+from torchvision.ops import boxes as box_ops
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+
+from importance_sampler_ros.detections import AGGREGATIONS, FrameDetections, aggregate_importance
+from importance_sampler_ros.importance import last_layer_gradient_norms
+
+PACKAGE_NAME = 'importance_sampler_ros'
+DEFAULT_ARCHITECTURE = 'isr_small'
+DEFAULT_CHECKPOINT_NAME = 'isr_small_synth.pt'
+# The synthetic world's classes (docs/ARCHITECTURE.md); class id = index.
+DEFAULT_CLASS_NAMES = ('__background__', 'car', 'van', 'truck', 'pedestrian', 'cyclist')
+
+# architecture -> (min_size, max_size) used when neither the caller nor the checkpoint sets them.
+ARCHITECTURE_SIZES: dict[str, tuple[int, int]] = {
+    'isr_small': (192, 640),
+    'fasterrcnn_mobilenet_v3_large_320_fpn': (320, 640),
+    'fasterrcnn_mobilenet_v3_large_fpn': (800, 1333),
+    'fasterrcnn_resnet50_fpn': (800, 1333),
+    'fasterrcnn_resnet50_fpn_v2': (800, 1333),
+}
+ARCHITECTURES = tuple(ARCHITECTURE_SIZES)
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file that cannot be read or does not fit the requested model."""
+
+
+class DetectorError(RuntimeError):
+    """A detector that cannot be set up as configured (device, precision)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Architectures
+
+
+class _BasicBlock(nn.Module):
+    """Two 3x3 convolutions with a residual connection (ResNet's basic block)."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+                nn.BatchNorm2d(out_channels),
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return torch.relu(out + self.shortcut(x))
+
+
+class SmallResNetFPN(nn.Module):
+    """A small ResNet-like backbone trained from scratch, with a 64-channel FPN.
+
+    Stem of stride 4, then stages of widths 32/64/128/256 with 1/2/2/1 basic blocks at strides
+    4/8/16/32; the FPN adds a max-pooled stride-64 level. BatchNorm is ordinary (trainable), not
+    torchvision's frozen variant meant for pretrained backbones.
+    """
+
+    widths = (32, 64, 128, 256)
+    blocks = (1, 2, 2, 1)
+
+    def __init__(self, fpn_channels: int = 64) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, 32, 3, 2, 1, bias=False),
+            nn.BatchNorm2d(32),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(32, 32, 3, 2, 1, bias=False),
+            nn.BatchNorm2d(32),
+            nn.ReLU(inplace=True),
+        )
+        stages = []
+        in_channels = 32
+        for index, (width, count) in enumerate(zip(self.widths, self.blocks, strict=True)):
+            stride = 1 if index == 0 else 2
+            layers = [_BasicBlock(in_channels, width, stride)]
+            layers += [_BasicBlock(width, width, 1) for _ in range(count - 1)]
+            stages.append(nn.Sequential(*layers))
+            in_channels = width
+        self.stages = nn.ModuleList(stages)
+        self.fpn = FeaturePyramidNetwork(
+            list(self.widths), fpn_channels, extra_blocks=LastLevelMaxPool()
+        )
+        self.out_channels = fpn_channels
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = self.stem(x)
+        levels: OrderedDict[str, torch.Tensor] = OrderedDict()
+        for index, stage in enumerate(self.stages):
+            x = stage(x)
+            levels[str(index)] = x
+        return self.fpn(levels)
+
+
+def _build_isr_small(num_classes: int, **kwargs: Any) -> FasterRCNN:
+    backbone = SmallResNetFPN(fpn_channels=64)
+    # One anchor-size pair per FPN level (strides 4, 8, 16, 32, 64): objects of 6 to 150 px.
+    anchor_sizes = ((6, 11), (16, 23), (32, 45), (64, 90), (110, 150))
+    anchors = AnchorGenerator(anchor_sizes, ((0.5, 1.0, 2.0),) * len(anchor_sizes))
+    roi_pool = MultiScaleRoIAlign(['0', '1', '2', '3'], output_size=7, sampling_ratio=2)
+    representation = 256
+    defaults: dict[str, Any] = {
+        'rpn_pre_nms_top_n_train': 1000,
+        'rpn_post_nms_top_n_train': 500,
+        'rpn_pre_nms_top_n_test': 500,
+        'rpn_post_nms_top_n_test': 300,
+        'box_batch_size_per_image': 128,
+    }
+    return FasterRCNN(
+        backbone,
+        num_classes=None,  # the predictor is given, sized for the 256-d head
+        rpn_anchor_generator=anchors,
+        box_roi_pool=roi_pool,
+        box_head=TwoMLPHead(backbone.out_channels * 7 * 7, representation),
+        box_predictor=FastRCNNPredictor(representation, num_classes),
+        **{**defaults, **kwargs},
+    )
+
+
+def build_model(
+    architecture: str,
+    num_classes: int,
+    min_size: int,
+    max_size: int,
+    *,
+    score_threshold: float = 0.05,
+    nms_threshold: float = 0.5,
+    detections_per_image: int = 100,
+    **kwargs: Any,
+) -> FasterRCNN:
+    """A Faster R-CNN with random weights; no pretrained weights are ever downloaded.
+
+    architecture: one of ARCHITECTURES ('isr_small' is the project's default). num_classes counts
+    the background class. Extra keyword arguments go to torchvision's FasterRCNN (e.g. proposal
+    counts). The model is returned in training mode, on the CPU.
+    """
+    if num_classes < 2:
+        raise ValueError(f'num_classes must be >= 2 (background included), got {num_classes}')
+    options = {
+        'min_size': int(min_size),
+        'max_size': int(max_size),
+        'box_score_thresh': float(score_threshold),
+        'box_nms_thresh': float(nms_threshold),
+        'box_detections_per_img': int(detections_per_image),
+        **kwargs,
+    }
+    if architecture == 'isr_small':
+        return _build_isr_small(num_classes, **options)
+    if architecture in ARCHITECTURES:
+        builder = getattr(tv_detection, architecture)
+        return builder(weights=None, weights_backbone=None, num_classes=num_classes, **options)
+    raise ValueError(f'unknown architecture {architecture!r}; choose one of {ARCHITECTURES}')
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def default_checkpoint_path() -> Path:
+    """The shipped default model: share/<pkg>/models/ on a ROS install, else <repo>/models/."""
+    candidates = []
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        candidates.append(Path(get_package_share_directory(PACKAGE_NAME)) / 'models')
+    except Exception:  # not a ROS install, or the package is not in the ament index
+        pass
+    repo_models = Path(__file__).resolve().parents[1] / 'models'
+    candidates.append(repo_models)
+    for directory in candidates:
+        if (directory / DEFAULT_CHECKPOINT_NAME).is_file():
+            return directory / DEFAULT_CHECKPOINT_NAME
+    return repo_models / DEFAULT_CHECKPOINT_NAME
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: nn.Module,
+    *,
+    architecture: str,
+    class_names: Sequence[str],
+    min_size: int,
+    max_size: int,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write {'state_dict', 'meta'}; meta holds what is needed to rebuild the model.
+
+    `extra` goes into meta as is (training settings, metrics); keep it to plain Python values and
+    tensors so that the file loads with torch.load(weights_only=True). Written atomically.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        **(extra or {}),
+        'architecture': architecture,
+        'class_names': list(class_names),
+        'num_classes': len(class_names),
+        'min_size': int(min_size),
+        'max_size': int(max_size),
+    }
+    state_dict = {key: value.detach().cpu() for key, value in model.state_dict().items()}
+    partial = path.with_name(path.name + '.partial')
+    torch.save({'state_dict': state_dict, 'meta': meta}, partial)
+    partial.replace(path)
+    return path
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(state_dict, meta) of a checkpoint file; meta is {} for a bare state_dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f'checkpoint {path} does not exist')
+    try:
+        content = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as error:
+        raise CheckpointError(f'checkpoint {path} cannot be read: {error}') from error
+    if isinstance(content, dict) and 'state_dict' in content:
+        state_dict, meta = content['state_dict'], dict(content.get('meta') or {})
+    else:
+        state_dict, meta = content, {}
+    if not isinstance(state_dict, dict) or not all(
+        isinstance(value, torch.Tensor) for value in state_dict.values()
+    ):
+        raise CheckpointError(f'checkpoint {path} holds no state_dict of tensors')
+    return state_dict, meta
+
+
+def apply_state_dict(
+    model: nn.Module, state_dict: dict[str, torch.Tensor], *, source: str, architecture: str
+) -> None:
+    """Load weights into `model`, or raise CheckpointError listing what does not fit."""
+    expected = model.state_dict()
+    missing = [key for key in expected if key not in state_dict]
+    unexpected = [key for key in state_dict if key not in expected]
+    mismatched = [
+        f'{key}: checkpoint {tuple(state_dict[key].shape)} vs model {tuple(value.shape)}'
+        for key, value in expected.items()
+        if key in state_dict and state_dict[key].shape != value.shape
+    ]
+    problems = []
+    for what, items in (('missing keys', missing), ('unexpected keys', unexpected),
+                        ('shape mismatches', mismatched)):
+        if items:
+            more = f', ... ({len(items)} in all)' if len(items) > 5 else ''
+            shown = ', '.join(items[:5]) + more
+            problems.append(f'{what}: {shown}')
+    if problems:
+        raise CheckpointError(
+            f'checkpoint {source} does not fit {architecture}: '
+            + '; '.join(problems)
+        )
+    model.load_state_dict(state_dict)
+
+
+@dataclass
+class LoadedCheckpoint:
+    """A model with its checkpoint's weights, and what it was built with."""
+
+    model: FasterRCNN
+    architecture: str
+    class_names: tuple[str, ...]
+    min_size: int
+    max_size: int
+    path: Path
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def load_checkpoint(
+    path: str | Path,
+    *,
+    architecture: str | None = None,
+    class_names: Sequence[str] | None = None,
+    min_size: int | None = None,
+    max_size: int | None = None,
+    score_threshold: float = 0.05,
+    nms_threshold: float = 0.5,
+    detections_per_image: int = 100,
+) -> LoadedCheckpoint:
+    """Build the checkpoint's model and load its weights (on the CPU, in eval mode).
+
+    Architecture and class names come from the checkpoint's meta; a caller value that disagrees
+    with it is an error. For a bare state_dict they come from the caller, else the defaults
+    (isr_small, the synthetic world's classes). min_size/max_size: caller, else meta, else the
+    architecture's default.
+    """
+    path = Path(path)
+    state_dict, meta = read_checkpoint(path)
+    meta_architecture = meta.get('architecture')
+    if architecture and meta_architecture and architecture != meta_architecture:
+        raise CheckpointError(
+            f'checkpoint {path} holds a {meta_architecture!r} model, not {architecture!r}'
+        )
+    architecture = meta_architecture or architecture or DEFAULT_ARCHITECTURE
+    meta_names = meta.get('class_names')
+    if class_names and meta_names and list(class_names) != list(meta_names):
+        raise CheckpointError(
+            f'checkpoint {path} was trained on classes {list(meta_names)}, not {list(class_names)}'
+        )
+    names = tuple(meta_names or class_names or DEFAULT_CLASS_NAMES)
+    if architecture not in ARCHITECTURES:
+        raise CheckpointError(f'checkpoint {path}: unknown architecture {architecture!r}')
+    default_min, default_max = ARCHITECTURE_SIZES[architecture]
+    min_size = int(min_size or meta.get('min_size') or default_min)
+    max_size = int(max_size or meta.get('max_size') or default_max)
+    model = build_model(
+        architecture, len(names), min_size, max_size,
+        score_threshold=score_threshold, nms_threshold=nms_threshold,
+        detections_per_image=detections_per_image,
+    )
+    described = f'{architecture} with {len(names)} classes {list(names)}'
+    apply_state_dict(model, state_dict, source=str(path), architecture=described)
+    model.eval()
+    return LoadedCheckpoint(model, architecture, names, min_size, max_size, path, meta)
+
+
+# --------------------------------------------------------------------------------------------
+# Forward pass that keeps the features of the final detections
+
+
+@dataclass
+class CapturedDetections:
+    """One image's final detections with what the last layer saw for each of them.
+
+    boxes (N, 4) xyxy in original image pixels, scores (N,), labels (N,) class ids >= 1,
+    features (N, D) box-head features h, logits (N, C) class logits of the same proposal,
+    proposal_rows (N,) row of that proposal in the batch's box-head output.
+    """
+
+    boxes: torch.Tensor
+    scores: torch.Tensor
+    labels: torch.Tensor
+    features: torch.Tensor
+    logits: torch.Tensor
+    proposal_rows: torch.Tensor
+
+
+def forward_with_features(
+    model: FasterRCNN, images: list[torch.Tensor]
+) -> list[CapturedDetections]:
+    """Run an eval-mode Faster R-CNN on CHW float images, keeping h and logits per detection.
+
+    The detections equal those of `model(images)`. Runs under the caller's grad mode: inside
+    torch.no_grad() for speed, outside it when features/logits must take part in autograd.
+    """
+    if model.training:
+        raise ValueError('forward_with_features needs the model in eval mode (model.eval())')
+    original_sizes = [(int(image.shape[-2]), int(image.shape[-1])) for image in images]
+    image_list, _ = model.transform(images)
+    feature_maps = model.backbone(image_list.tensors)
+    proposals, _ = model.rpn(image_list, feature_maps)
+    heads = model.roi_heads
+    pooled = heads.box_roi_pool(feature_maps, proposals, image_list.image_sizes)
+    features = heads.box_head(pooled)
+    logits, box_regression = heads.box_predictor(features)
+    selections = _select_final_detections(
+        heads, logits, box_regression, proposals, image_list.image_sizes
+    )
+    captured = []
+    for (boxes, scores, labels, rows), resized, original in zip(
+        selections, image_list.image_sizes, original_sizes, strict=True
+    ):
+        captured.append(CapturedDetections(
+            boxes=resize_boxes(boxes, resized, original),
+            scores=scores,
+            labels=labels,
+            features=features[rows],
+            logits=logits[rows],
+            proposal_rows=rows,
+        ))
+    return captured
+
+
+def _select_final_detections(
+    heads: nn.Module,
+    logits: torch.Tensor,
+    box_regression: torch.Tensor,
+    proposals: list[torch.Tensor],
+    image_sizes: list[tuple[int, int]],
+) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """torchvision's RoIHeads.postprocess_detections, also returning each detection's row."""
+    num_classes = logits.shape[-1]
+    counts = [len(p) for p in proposals]
+    decoded = heads.box_coder.decode(box_regression, proposals).split(counts, 0)
+    probabilities = torch.softmax(logits, -1).split(counts, 0)
+    results = []
+    offset = 0
+    for boxes, scores, image_size, count in zip(
+        decoded, probabilities, image_sizes, counts, strict=True
+    ):
+        boxes = box_ops.clip_boxes_to_image(boxes, image_size)
+        device = scores.device
+        labels = torch.arange(num_classes, device=device).view(1, -1).expand_as(scores)
+        rows = torch.arange(offset, offset + count, device=device).view(-1, 1).expand_as(scores)
+        offset += count
+        # one candidate per (proposal, non-background class)
+        boxes = boxes[:, 1:].reshape(-1, 4)
+        scores, labels, rows = (t[:, 1:].reshape(-1) for t in (scores, labels, rows))
+        keep = torch.where(scores > heads.score_thresh)[0]
+        boxes, scores, labels, rows = boxes[keep], scores[keep], labels[keep], rows[keep]
+        keep = box_ops.remove_small_boxes(boxes, min_size=1e-2)
+        boxes, scores, labels, rows = boxes[keep], scores[keep], labels[keep], rows[keep]
+        keep = box_ops.batched_nms(boxes, scores, labels, heads.nms_thresh)
+        keep = keep[: heads.detections_per_img]
+        results.append((boxes[keep], scores[keep], labels[keep], rows[keep]))
+    return results
+
+
+# --------------------------------------------------------------------------------------------
+# The detector
+
+
+@dataclass
+class DetectorConfig:
+    """Everything that sets up a Detector (the detector node's parameters, config/detector.yaml).
+
+    architecture / class_names: None takes them from the checkpoint (a bare state_dict then gets
+    isr_small and the synthetic world's classes). checkpoint: None is default_checkpoint_path().
+    min_size / max_size: the resize of the model's input; None takes the checkpoint's.
+    """
+
+    architecture: str | None = None
+    checkpoint: str | Path | None = None
+    class_names: Sequence[str] | None = None
+    score_threshold: float = 0.3
+    nms_threshold: float = 0.5
+    detections_per_image: int = 100
+    device: str = 'cpu'
+    half: bool = False
+    min_size: int | None = None
+    max_size: int | None = None
+    aggregation: str = 'sum'
+
+    def __post_init__(self) -> None:
+        if self.architecture is not None and self.architecture not in ARCHITECTURES:
+            raise ValueError(
+                f'architecture must be one of {ARCHITECTURES}, got {self.architecture!r}'
+            )
+        if self.class_names is not None:
+            names = list(self.class_names)
+            if len(names) < 2 or names[0] != '__background__':
+                raise ValueError(
+                    f"class_names must start with '__background__' and name >= 1 class, got {names}"
+                )
+        for name in ('score_threshold', 'nms_threshold'):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f'{name} must be in [0, 1], got {value}')
+        if self.detections_per_image < 1:
+            raise ValueError(f'detections_per_image must be >= 1, got {self.detections_per_image}')
+        if self.aggregation not in AGGREGATIONS:
+            raise ValueError(f'aggregation must be one of {AGGREGATIONS}, got {self.aggregation!r}')
+        if self.device != 'cpu' and not self.device.startswith('cuda'):
+            raise ValueError(f"device must be 'cpu' or 'cuda' (or 'cuda:N'), got {self.device!r}")
+        if self.half and self.device == 'cpu':
+            raise ValueError('half precision is only supported with device cuda')
+        for name in ('min_size', 'max_size'):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f'{name} must be >= 1 or None, got {value}')
+
+
+def resolve_device(name: str) -> torch.device:
+    """torch.device for 'cpu' / 'cuda' / 'cuda:N'; a clear error when CUDA is asked but absent."""
+    device = torch.device(name)
+    if device.type == 'cuda':
+        if not torch.cuda.is_available():
+            raise DetectorError(f'device {name!r} requested but CUDA is not available here')
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise DetectorError(
+                f'device {name!r} requested but only {torch.cuda.device_count()} GPU(s) exist'
+            )
+    elif device.type != 'cpu':
+        raise DetectorError(f"device must be 'cpu' or 'cuda', got {name!r}")
+    return device
+
+
+class Detector:
+    """A loaded Faster R-CNN that returns FrameDetections with last-layer importances."""
+
+    def __init__(self, config: DetectorConfig | None = None) -> None:
+        self.config = config or DetectorConfig()
+        self.device = resolve_device(self.config.device)
+        checkpoint = Path(self.config.checkpoint or default_checkpoint_path())
+        loaded = load_checkpoint(
+            checkpoint,
+            architecture=self.config.architecture,
+            class_names=self.config.class_names,
+            min_size=self.config.min_size,
+            max_size=self.config.max_size,
+            score_threshold=self.config.score_threshold,
+            nms_threshold=self.config.nms_threshold,
+            detections_per_image=self.config.detections_per_image,
+        )
+        self.dtype = torch.float16 if self.config.half else torch.float32
+        self.model = loaded.model.to(self.device, self.dtype).eval()
+        self.architecture = loaded.architecture
+        self.class_names = loaded.class_names
+        self.checkpoint = loaded.path
+        self.checkpoint_meta = loaded.meta
+        self.model_name = f'{loaded.architecture}:{loaded.path.name}'
+
+    def detect(self, image_rgb: np.ndarray, stamp_ns: int, frame_id: str = '') -> FrameDetections:
+        """Detections with importances for one (H, W, 3) uint8 RGB image."""
+        return self.detect_batch([image_rgb], [stamp_ns], [frame_id])[0]
+
+    def detect_batch(
+        self,
+        images_rgb: Sequence[np.ndarray],
+        stamps_ns: Sequence[int],
+        frame_ids: Sequence[str] | None = None,
+    ) -> list[FrameDetections]:
+        """detect() for several images in one forward pass.
+
+        Each frame's inference_ms is the batch's wall time divided by the number of images.
+        """
+        frame_ids = list(frame_ids) if frame_ids is not None else [''] * len(images_rgb)
+        if not len(images_rgb) == len(stamps_ns) == len(frame_ids):
+            raise ValueError('images, stamps and frame ids must have the same length')
+        if not images_rgb:
+            return []
+        start = time.perf_counter()
+        tensors = [self._to_tensor(image) for image in images_rgb]
+        with torch.no_grad():
+            captured = forward_with_features(self.model, tensors)
+            importances = [
+                last_layer_gradient_norms(c.features, c.logits, c.labels) for c in captured
+            ]
+            arrays = [
+                (c.boxes.float().cpu().numpy(), c.scores.float().cpu().numpy(),
+                 c.labels.cpu().numpy(), g.float().cpu().numpy())
+                for c, g in zip(captured, importances, strict=True)
+            ]
+        elapsed_ms = (time.perf_counter() - start) * 1000.0 / len(images_rgb)
+        frames = []
+        for (boxes, scores, labels, importance), stamp, frame_id in zip(
+            arrays, stamps_ns, frame_ids, strict=True
+        ):
+            frames.append(FrameDetections(
+                stamp_ns=int(stamp),
+                frame_id=frame_id,
+                boxes=boxes,
+                class_ids=labels,
+                class_names=[self.class_names[int(label)] for label in labels],
+                scores=scores,
+                importances=importance,
+                frame_importance=aggregate_importance(importance, self.config.aggregation),
+                aggregation=self.config.aggregation,
+                model_name=self.model_name,
+                inference_ms=elapsed_ms,
+            ))
+        return frames
+
+    def _to_tensor(self, image_rgb: np.ndarray) -> torch.Tensor:
+        if not isinstance(image_rgb, np.ndarray) or image_rgb.dtype != np.uint8:
+            raise ValueError('image must be a numpy uint8 array')
+        if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or min(image_rgb.shape[:2]) < 1:
+            raise ValueError(f'image must be (H, W, 3) RGB with H, W >= 1, got {image_rgb.shape}')
+        tensor = torch.from_numpy(np.ascontiguousarray(image_rgb)).to(self.device)
+        return tensor.permute(2, 0, 1).to(self.dtype).div_(255.0)
+
+
+def state_dict_megabytes(model: nn.Module) -> float:
+    """Size of a model's state_dict in MB (10^6 bytes), as stored in a checkpoint."""
+    return sum(t.numel() * t.element_size() for t in model.state_dict().values()) / 1e6
+
+
+__all__ = [
+    'ARCHITECTURES',
+    'DEFAULT_CLASS_NAMES',
+    'CapturedDetections',
+    'CheckpointError',
+    'Detector',
+    'DetectorConfig',
+    'DetectorError',
+    'LoadedCheckpoint',
+    'apply_state_dict',
+    'build_model',
+    'default_checkpoint_path',
+    'forward_with_features',
+    'load_checkpoint',
+    'read_checkpoint',
+    'resolve_device',
+    'save_checkpoint',
+    'state_dict_megabytes',
+]
