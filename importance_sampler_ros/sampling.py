@@ -1,0 +1,421 @@
+"""Importance sampling of frames: keep frame i with probability q_i = min(1, rho * g_i / g_mean).
+
+g_i is the frame importance (DetectionArray.frame_importance), rho the target keep ratio (M/N in
+the paper's eq. 5) and g_mean a running estimate of the mean importance. Every kept frame carries
+the weight 1/q_i, so that sums over the kept set, weighted, estimate sums over all frames.
+
+Why a sliding-window mean, and why it does not bias the weighted sums
+--------------------------------------------------------------------
+The Horvitz-Thompson sum  sum_kept g_i / q_i  is an unbiased estimate of sum_all g_i for *any*
+q_i > 0 that is fixed before frame i's coin is thrown, even when q_i depends on earlier frames and
+earlier coins: E[1{kept_i} / q_i | past] = 1 for every i, so the expectation of the sum is the
+sum (a martingale argument; frames with g_i = 0 add nothing either way). So g_mean, the adapted
+rho of the byte budget and the warm-up rule below change only *how many* frames are kept and the
+variance, never the expectation of the weighted sums. The estimate of g_mean therefore only has
+to be good enough to keep the realised keep ratio near rho. A window of the last `mean_window`
+frames (the current one included) does that: every frame in it counts equally, it forgets a
+scene change (city -> highway) in a known number of frames, and its memory is bounded. An EMA
+would behave much the same; the window was chosen because its mean is the plain mean the paper's
+formula assumes and its forgetting time is stated in frames.
+
+Warm-up: over the first `warmup_frames` frames the window mean rests on few values, so
+q = max(rho, min(1, rho * g / g_mean)): the sampler keeps at least the target ratio while it learns
+the scale of g (a few more frames kept at start-up, never fewer).
+
+Clipping at 1 keeps the expected keep ratio at or below rho when a few frames have g > g_mean/rho;
+the byte-budget mode corrects that through its feedback, the keep-ratio mode reports it.
+
+Relative variance (paper eq. 6-7): R = sum g^2 / sum (g^2 / q), in (0, 1]; 1 when every frame is
+kept, rho for uniform sampling with q = rho, and larger is better (the variance of the weighted
+sum relative to keeping everything).
+"""
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+# The REASON_* constants of msg/SampleDecision.msg.
+REASON_SAMPLED = 'sampled'
+REASON_RELABEL = 'relabel'
+REASON_FORCED = 'forced'
+REASON_DROPPED = 'dropped'
+REASON_BUDGET = 'budget'
+REASONS = (REASON_SAMPLED, REASON_RELABEL, REASON_FORCED, REASON_DROPPED, REASON_BUDGET)
+
+_NS = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """Parameters of the importance sampler (the recorder node declares them one to one)."""
+
+    # Target keep ratio rho in (0, 1]; the starting value in byte-budget mode.
+    keep_ratio: float = 0.1
+    # Frames in the sliding window that estimates the mean importance g_mean.
+    mean_window: int = 300
+    # Frames over which q is not allowed below rho while g_mean is learnt.
+    warmup_frames: int = 30
+    # Lower bound on q for every frame (lets frames with g = 0 be kept); 0 = off.
+    floor_probability: float = 0.0
+    # Keep every frame (reason 'forced', q = 1).
+    keep_all: bool = False
+    # Byte budget per hour of stream time that rho adapts to; 0 = keep-ratio mode.
+    bytes_per_hour: float = 0.0
+    # Seconds over which the budget controller plans to spend a surplus or recover a deficit.
+    budget_horizon_s: float = 60.0
+    # Credit at start, in seconds of budget; spending beyond the allowance plus this credit drops
+    # frames with reason 'budget'.
+    budget_burst_s: float = 30.0
+    # Lowest rho the budget controller may choose.
+    min_keep_ratio: float = 0.001
+    # Redundancy control: a frame whose tracks were all kept less than min_gap_s ago is suppressed
+    # unless its importance exceeds redundancy_importance_ratio times theirs at that keep; 0 = off.
+    min_gap_s: float = 0.0
+    redundancy_importance_ratio: float = 2.0
+    # q is multiplied by this for a suppressed frame: 0 = hard suppression (q = 0, never kept);
+    # a value in (0, 1) keeps such frames rarely, with the matching larger weight.
+    redundancy_scale: float = 0.0
+    # Seed of the random draws; None = nondeterministic.
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        checks = [
+            (0.0 < self.keep_ratio <= 1.0, 'keep_ratio must be in (0, 1]'),
+            (self.mean_window >= 1, 'mean_window must be >= 1'),
+            (self.warmup_frames >= 0, 'warmup_frames must be >= 0'),
+            (0.0 <= self.floor_probability <= 1.0, 'floor_probability must be in [0, 1]'),
+            (self.bytes_per_hour >= 0.0, 'bytes_per_hour must be >= 0'),
+            (self.budget_horizon_s > 0.0, 'budget_horizon_s must be > 0'),
+            (self.budget_burst_s >= 0.0, 'budget_burst_s must be >= 0'),
+            (0.0 < self.min_keep_ratio <= 1.0, 'min_keep_ratio must be in (0, 1]'),
+            (self.min_gap_s >= 0.0, 'min_gap_s must be >= 0'),
+            (self.redundancy_importance_ratio >= 1.0, 'redundancy_importance_ratio must be >= 1'),
+            (0.0 <= self.redundancy_scale <= 1.0, 'redundancy_scale must be in [0, 1]'),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The sampler's decision about one frame (the fields of msg/SampleDecision.msg)."""
+
+    stamp_ns: int
+    kept: bool
+    probability: float
+    weight: float
+    reason: str
+    importance: float
+    importance_mean: float
+    keep_ratio: float
+
+
+class _WindowMean:
+    """Mean of the last `size` values, O(1) per update (re-summed now and then against drift)."""
+
+    def __init__(self, size: int) -> None:
+        self._values: deque[float] = deque(maxlen=size)
+        self._sum = 0.0
+        self._updates = 0
+
+    def add(self, value: float) -> None:
+        if len(self._values) == self._values.maxlen:
+            self._sum -= self._values[0]
+        self._values.append(value)
+        self._sum += value
+        self._updates += 1
+        if self._updates % 4096 == 0:
+            self._sum = math.fsum(self._values)
+
+    @property
+    def mean(self) -> float:
+        return max(self._sum, 0.0) / len(self._values) if self._values else 0.0
+
+
+class _ByteBudget:
+    """Adapts rho so that kept bytes follow `bytes_per_hour` of stream time.
+
+    The allowance grows at the budget rate B from the first frame (plus a start credit); rho is
+    set to spend the incoming byte rate's share B plus the balance (allowance - spent) spread over
+    `horizon_s`. A negative balance means the credit is used up: frames are then dropped with
+    reason 'budget' until the allowance catches up.
+    """
+
+    def __init__(self, config: SamplerConfig) -> None:
+        self.rate = config.bytes_per_hour / 3600.0
+        self.horizon_s = config.budget_horizon_s
+        self.credit = self.rate * config.budget_burst_s
+        self.min_rho = config.min_keep_ratio
+        self.rho = config.keep_ratio
+        self.start_ns: int | None = None
+        self.latest_ns = 0
+        self.spent = 0.0
+        self._arrivals: deque[tuple[int, int]] = deque(maxlen=max(config.mean_window, 2))
+        self._arrival_bytes = 0
+
+    def observe(self, stamp_ns: int, nbytes: int) -> None:
+        if self.start_ns is None:
+            self.start_ns = stamp_ns
+        self.latest_ns = max(self.latest_ns, stamp_ns)
+        if len(self._arrivals) == self._arrivals.maxlen:
+            self._arrival_bytes -= self._arrivals[0][1]
+        self._arrivals.append((stamp_ns, nbytes))
+        self._arrival_bytes += nbytes
+        incoming = self._incoming_rate()
+        if incoming > 0.0:
+            wanted = (self.rate + self.balance / self.horizon_s) / incoming
+            self.rho = min(1.0, max(self.min_rho, wanted))
+
+    def _incoming_rate(self) -> float:
+        """Bytes per second of stream time over the arrival window (0 until it spans time)."""
+        n = len(self._arrivals)
+        span_s = (self._arrivals[-1][0] - self._arrivals[0][0]) / _NS if n > 1 else 0.0
+        if span_s <= 0.0:
+            return 0.0
+        # n arrivals span n - 1 frame intervals.
+        return self._arrival_bytes * (n - 1) / n / span_s
+
+    @property
+    def balance(self) -> float:
+        elapsed_s = (self.latest_ns - (self.start_ns or 0)) / _NS
+        return self.credit + self.rate * elapsed_s - self.spent
+
+    def charge(self, nbytes: int) -> None:
+        self.spent += nbytes
+
+
+class ImportanceSampler:
+    """Decides, frame by frame, whether to keep it; see the module docstring for the rule."""
+
+    def __init__(self, config: SamplerConfig | None = None) -> None:
+        self.config = config or SamplerConfig()
+        self._rng = np.random.default_rng(self.config.seed)
+        self._mean = _WindowMean(self.config.mean_window)
+        self._budget = _ByteBudget(self.config) if self.config.bytes_per_hour > 0 else None
+        self._frames_seen = 0
+        # track id -> (stamp_ns, importance) of the track's detection in its latest kept frame
+        self._track_keeps: dict[int, tuple[int, float]] = {}
+        self.suppressed = 0
+
+    @property
+    def keep_ratio(self) -> float:
+        """The current rho (adapted online in byte-budget mode)."""
+        return self._budget.rho if self._budget else self.config.keep_ratio
+
+    @property
+    def importance_mean(self) -> float:
+        return self._mean.mean
+
+    def decide(
+        self,
+        stamp_ns: int,
+        importance: float,
+        nbytes: int = 0,
+        track_ids: Sequence[int] | np.ndarray = (),
+        track_importances: Sequence[float] | np.ndarray = (),
+    ) -> Decision:
+        """Throw the coin for one frame.
+
+        `nbytes` is what keeping the frame costs (used by the byte budget, which it charges when
+        the frame is kept). `track_ids` / `track_importances` are the frame's detections' track
+        ids (0 = untracked) and importances, used by redundancy control.
+        """
+        g = float(importance)
+        if not math.isfinite(g) or g < 0.0:
+            raise ValueError(f'frame importance must be finite and >= 0, got {importance!r}')
+        self._frames_seen += 1
+        self._mean.add(g)
+        if self._budget:
+            self._budget.observe(stamp_ns, nbytes)
+        rho = self.keep_ratio
+        g_mean = self._mean.mean
+
+        def decision(kept: bool, q: float, weight: float, reason: str) -> Decision:
+            return Decision(stamp_ns, kept, q, weight, reason, g, g_mean, rho)
+
+        if self.config.keep_all:
+            self._note_kept(stamp_ns, nbytes, track_ids, track_importances)
+            return decision(True, 1.0, 1.0, REASON_FORCED)
+
+        q = min(1.0, rho * g / g_mean) if g_mean > 0.0 else 0.0
+        if self._frames_seen <= self.config.warmup_frames:
+            q = max(q, rho)
+        q = max(q, self.config.floor_probability)
+        if self._is_redundant(stamp_ns, track_ids, track_importances):
+            self.suppressed += 1
+            q *= self.config.redundancy_scale
+        if self._budget and self._budget.balance < 0.0:
+            return decision(False, q, 0.0, REASON_BUDGET)
+        if q > 0.0 and self._rng.random() < q:
+            self._note_kept(stamp_ns, nbytes, track_ids, track_importances)
+            return decision(True, q, 1.0 / q, REASON_SAMPLED)
+        return decision(False, q, 0.0, REASON_DROPPED)
+
+    def note_kept(
+        self,
+        stamp_ns: int,
+        nbytes: int,
+        track_ids: Sequence[int] | np.ndarray = (),
+        track_importances: Sequence[float] | np.ndarray = (),
+    ) -> None:
+        """Account for a frame kept for another reason than the draw (a relabel)."""
+        self._note_kept(stamp_ns, nbytes, track_ids, track_importances)
+
+    def _note_kept(
+        self,
+        stamp_ns: int,
+        nbytes: int,
+        track_ids: Sequence[int] | np.ndarray,
+        track_importances: Sequence[float] | np.ndarray,
+    ) -> None:
+        if self._budget:
+            self._budget.charge(nbytes)
+        if self.config.min_gap_s <= 0.0:
+            return
+        track_g = _importances_for(track_ids, track_importances)
+        for track_id, g in zip(track_ids, track_g, strict=True):
+            if int(track_id) > 0:
+                self._track_keeps[int(track_id)] = (stamp_ns, float(g))
+        self._forget_old_tracks(stamp_ns)
+
+    def _is_redundant(
+        self,
+        stamp_ns: int,
+        track_ids: Sequence[int] | np.ndarray,
+        track_importances: Sequence[float] | np.ndarray,
+    ) -> bool:
+        """All of the frame's detections belong to tracks kept < min_gap_s ago, none much
+        more important now than then. Untracked detections (id 0) may be new objects: not
+        redundant."""
+        if self.config.min_gap_s <= 0.0 or len(track_ids) == 0:
+            return False
+        gap_ns = self.config.min_gap_s * _NS
+        ratio = self.config.redundancy_importance_ratio
+        track_g = _importances_for(track_ids, track_importances)
+        for track_id, g in zip(track_ids, track_g, strict=True):
+            last = self._track_keeps.get(int(track_id)) if int(track_id) > 0 else None
+            if last is None or stamp_ns - last[0] >= gap_ns or g > ratio * last[1]:
+                return False
+        return True
+
+    def _forget_old_tracks(self, stamp_ns: int) -> None:
+        if len(self._track_keeps) < 1024:
+            return
+        gap_ns = self.config.min_gap_s * _NS
+        self._track_keeps = {
+            t: kept for t, kept in self._track_keeps.items() if stamp_ns - kept[0] < gap_ns
+        }
+
+
+def _importances_for(
+    track_ids: Sequence[int] | np.ndarray, track_importances: Sequence[float] | np.ndarray
+) -> Sequence[float] | np.ndarray:
+    if len(track_importances) == 0:
+        return np.zeros(len(track_ids))
+    if len(track_importances) != len(track_ids):
+        raise ValueError(
+            f'{len(track_importances)} track importances for {len(track_ids)} track ids'
+        )
+    return track_importances
+
+
+def relative_variance(importances: np.ndarray, probabilities: np.ndarray) -> float:
+    """R = sum g^2 / sum(g^2 / q) (paper eq. 6-7) for keep probabilities q of frames with
+    importances g.
+
+    Frames with g = 0 add nothing to either sum. A frame with g > 0 and q = 0 makes the weighted
+    sum unable to see it: R = 0. With no frame of g > 0 there is nothing to estimate: R = 1.
+    """
+    g = np.asarray(importances, np.float64)
+    q = np.asarray(probabilities, np.float64)
+    if g.shape != q.shape:
+        raise ValueError(f'{g.shape} importances and {q.shape} probabilities')
+    if np.any(q < 0.0) or np.any(q > 1.0):
+        raise ValueError('probabilities must be in [0, 1]')
+    g2 = g * g
+    mask = g2 > 0.0
+    if not mask.any():
+        return 1.0
+    if np.any(q[mask] == 0.0):
+        return 0.0
+    return float(g2[mask].sum() / (g2[mask] / q[mask]).sum())
+
+
+def importance_probabilities(
+    importances: np.ndarray, keep_ratio: float, floor_probability: float = 0.0
+) -> np.ndarray:
+    """q = max(floor, min(1, rho g / mean(g))) with the mean over the whole run (the offline
+    ideal of the online sampler)."""
+    g = np.asarray(importances, np.float64)
+    mean = g.mean() if g.size else 0.0
+    q = np.minimum(1.0, keep_ratio * g / mean) if mean > 0.0 else np.zeros_like(g)
+    return np.maximum(q, floor_probability)
+
+
+def relative_variance_curve(
+    importances: np.ndarray, keep_ratios: Sequence[float] | np.ndarray
+) -> dict[str, np.ndarray]:
+    """R(M) over keep ratios, for importance sampling and for uniform sampling keeping the same
+    expected number of frames (clipping q at 1 keeps a little less than rho: both use that
+    expected ratio).
+
+    Returns arrays of the keep ratios' length: 'keep_ratio' (rho), 'expected_keep_ratio'
+    (mean q), 'importance' (R of q = min(1, rho g / mean g)) and 'uniform' (R of q = mean q).
+    """
+    g = np.asarray(importances, np.float64)
+    rhos = np.asarray(keep_ratios, np.float64)
+    expected = np.empty_like(rhos)
+    r_importance = np.empty_like(rhos)
+    r_uniform = np.empty_like(rhos)
+    for i, rho in enumerate(rhos):
+        q = importance_probabilities(g, float(rho))
+        expected[i] = q.mean() if q.size else 0.0
+        r_importance[i] = relative_variance(g, q)
+        r_uniform[i] = relative_variance(g, np.full_like(g, expected[i]))
+    return {
+        'keep_ratio': rhos,
+        'expected_keep_ratio': expected,
+        'importance': r_importance,
+        'uniform': r_uniform,
+    }
+
+
+class RelativeVarianceTally:
+    """Running sums for R of a run: the sampler's q of every frame, and uniform sampling at the
+    run's expected keep ratio (mean q)."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self.sum_q = 0.0
+        self.sum_g2 = 0.0
+        self.sum_g2_over_q = 0.0
+        self.unseen = 0  # frames with g > 0 and q = 0
+
+    def add(self, importance: float, probability: float) -> None:
+        g2 = float(importance) ** 2
+        self.frames += 1
+        self.sum_q += probability
+        self.sum_g2 += g2
+        if g2 > 0.0:
+            if probability > 0.0:
+                self.sum_g2_over_q += g2 / probability
+            else:
+                self.unseen += 1
+
+    def result(self) -> dict[str, float]:
+        expected = self.sum_q / self.frames if self.frames else 0.0
+        if self.sum_g2 == 0.0:
+            r_run = r_uniform = 1.0
+        else:
+            r_run = 0.0 if self.unseen else self.sum_g2 / self.sum_g2_over_q
+            r_uniform = expected
+        return {
+            'relative_variance': r_run,
+            'relative_variance_uniform': r_uniform,
+            'expected_keep_ratio': expected,
+        }

@@ -1,0 +1,193 @@
+"""Tests of the importance sampler: keep ratio, unbiasedness, floor, budget, redundancy, R(M)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from importance_sampler_ros.sampling import (
+    REASON_BUDGET,
+    REASON_DROPPED,
+    REASON_FORCED,
+    REASON_SAMPLED,
+    ImportanceSampler,
+    RelativeVarianceTally,
+    SamplerConfig,
+    importance_probabilities,
+    relative_variance,
+    relative_variance_curve,
+)
+
+NS = 1_000_000_000
+FRAME_NS = NS // 10  # a 10 Hz stream
+
+
+def run(sampler: ImportanceSampler, importances: np.ndarray, nbytes: int = 0) -> list:
+    return [sampler.decide(i * FRAME_NS, g, nbytes) for i, g in enumerate(importances)]
+
+
+def test_keep_ratio_is_close_to_rho_on_a_long_stream() -> None:
+    g = np.random.default_rng(1).exponential(1.0, 20_000)
+    decisions = run(ImportanceSampler(SamplerConfig(keep_ratio=0.1, seed=2)), g)
+    kept = sum(d.kept for d in decisions)
+    q = np.array([d.probability for d in decisions])
+    # The draws given q: kept ~ sum q with variance sum q(1-q) (~42^2 here); 4 sd.
+    assert abs(kept - q.sum()) < 4 * math.sqrt((q * (1 - q)).sum())
+    # q itself: a 300-frame window mean of exponential g is off by ~6 %, which by Jensen raises
+    # E[1/g_mean] by ~1/300; warm-up and clipping (P(g > 10 mean) = 5e-5) add less. 5 % relative
+    # tolerance covers all of that with room, and fails for a sampler keeping e.g. 0.11.
+    assert abs(kept / len(g) - 0.1) < 0.005
+    assert all(d.weight == pytest.approx(1 / d.probability) for d in decisions if d.kept)
+    assert {d.reason for d in decisions} == {REASON_SAMPLED, REASON_DROPPED}
+
+
+def test_weighted_sum_of_kept_importances_is_unbiased() -> None:
+    g = np.random.default_rng(3).exponential(1.0, 1000)
+    estimates = []
+    for seed in range(100):
+        decisions = run(ImportanceSampler(SamplerConfig(keep_ratio=0.1, seed=seed)), g)
+        estimates.append(sum(d.weight * d.importance for d in decisions if d.kept))
+    estimates = np.array(estimates)
+    standard_error = estimates.std(ddof=1) / math.sqrt(len(estimates))
+    # 4 standard errors: a false failure has probability ~1e-4. Weights of 1/rho instead of 1/q
+    # would give ~sum g^2 / mean g = 2 sum g here, tens of standard errors away.
+    assert abs(estimates.mean() - g.sum()) < 4 * standard_error
+    assert standard_error < 0.05 * g.sum()  # the test has power: the estimate is not all noise
+
+
+def test_same_seed_same_decisions() -> None:
+    g = np.random.default_rng(4).exponential(1.0, 500)
+    first = run(ImportanceSampler(SamplerConfig(seed=7)), g)
+    second = run(ImportanceSampler(SamplerConfig(seed=7)), g)
+    assert first == second
+
+
+def test_probability_follows_the_formula_after_warm_up() -> None:
+    sampler = ImportanceSampler(SamplerConfig(keep_ratio=0.2, mean_window=4, warmup_frames=0))
+    for i, g in enumerate([1.0, 3.0, 2.0, 2.0]):
+        decision = sampler.decide(i * FRAME_NS, g)
+    assert decision.importance_mean == pytest.approx(2.0)
+    assert decision.probability == pytest.approx(0.2 * 2.0 / 2.0)
+    decision = sampler.decide(5 * FRAME_NS, 40.0)  # window now 3, 2, 2, 40: mean 11.75
+    assert decision.probability == pytest.approx(min(1.0, 0.2 * 40 / 11.75))
+
+
+def test_warm_up_keeps_at_least_rho() -> None:
+    sampler = ImportanceSampler(SamplerConfig(keep_ratio=0.3, warmup_frames=3, seed=0))
+    decisions = run(sampler, np.array([5.0, 0.1, 0.1, 0.1]))
+    assert [d.probability for d in decisions[:3]] == pytest.approx([0.3, 0.3, 0.3])
+    assert decisions[3].probability == pytest.approx(0.3 * 0.1 / 1.325)
+
+
+def test_zero_importance_frames_need_the_floor() -> None:
+    g = np.zeros(4000)
+    no_floor = run(ImportanceSampler(SamplerConfig(warmup_frames=0, seed=1)), g)
+    assert not any(d.kept for d in no_floor)
+    assert all(d.probability == 0.0 and d.weight == 0.0 for d in no_floor)
+
+    floored = run(
+        ImportanceSampler(SamplerConfig(warmup_frames=0, floor_probability=0.05, seed=1)), g
+    )
+    kept = [d for d in floored if d.kept]
+    assert all(d.probability == 0.05 and d.weight == pytest.approx(20.0) for d in kept)
+    # binomial(4000, 0.05): mean 200, sd 13.8; 4 sd.
+    assert abs(len(kept) - 200) < 4 * 13.8
+
+
+def test_keep_all_is_forced() -> None:
+    decisions = run(ImportanceSampler(SamplerConfig(keep_all=True)), np.array([0.0, 1.0, 9.0]))
+    assert all(d.kept and d.reason == REASON_FORCED and d.weight == 1.0 for d in decisions)
+
+
+def test_byte_budget_adapts_rho_to_the_budget() -> None:
+    frame_bytes = 1_000_000
+    # 10 frames/s of 1 MB come in; the budget is 1 MB/s, so rho should settle near 0.1.
+    config = SamplerConfig(keep_ratio=0.5, bytes_per_hour=3600 * 1e6, seed=5)
+    sampler = ImportanceSampler(config)
+    g = np.random.default_rng(6).exponential(1.0, 6000)  # 10 minutes of stream
+    decisions = run(sampler, g, frame_bytes)
+    kept_bytes = frame_bytes * sum(d.kept for d in decisions)
+    allowance = 1e6 * (600 + config.budget_burst_s)
+    # The controller spends the allowance within a few horizons' worth of noise (sd of the
+    # kept count here ~25 frames = 25 MB of 630 MB).
+    assert kept_bytes == pytest.approx(allowance, rel=0.1)
+    late_rhos = [d.keep_ratio for d in decisions[3000:]]
+    assert np.mean(late_rhos) == pytest.approx(0.1, rel=0.2)
+
+
+def test_overspending_drops_frames_for_budget() -> None:
+    sampler = ImportanceSampler(SamplerConfig(bytes_per_hour=3600 * 1e6, budget_burst_s=10))
+    sampler.decide(0, 1.0, 1000)
+    sampler.note_kept(0, 50_000_000)  # e.g. relabel keeps: 50 MB against a 10 MB credit
+    decision = sampler.decide(FRAME_NS, 1.0, 1000)
+    assert not decision.kept and decision.reason == REASON_BUDGET and decision.weight == 0.0
+    # 50 s later the allowance has caught up: back to sampling.
+    decision = sampler.decide(50 * NS, 1.0, 1000)
+    assert decision.reason in (REASON_SAMPLED, REASON_DROPPED)
+
+
+def test_redundancy_control_one_keep_per_gap_per_track() -> None:
+    config = SamplerConfig(keep_ratio=1.0, warmup_frames=0, min_gap_s=1.0, seed=0)
+    sampler = ImportanceSampler(config)
+
+    def decide(t_s: float, g: float, tracks: list[int], track_g: list[float]) -> bool:
+        return sampler.decide(int(t_s * NS), g, 0, tracks, track_g).kept
+
+    assert decide(0.0, 1.0, [5], [1.0])  # q = 1: kept, track 5 noted
+    assert not decide(0.1, 1.0, [5], [1.0])  # same track within the gap: suppressed
+    assert decide(0.2, 1.0, [5, 0], [1.0, 0.5])  # an untracked (maybe new) object: kept
+    assert not decide(0.3, 1.0, [5], [1.5])  # 1.5x the importance is not "much higher"
+    assert decide(0.4, 1.0, [5], [2.5])  # 2.5x is (ratio 2)
+    assert decide(1.5, 1.0, [5], [1.0])  # after the gap
+    assert decide(1.6, 1.0, [6], [1.0])  # another track
+    assert sampler.suppressed == 2
+
+
+def test_bad_importance_is_a_clear_error() -> None:
+    sampler = ImportanceSampler()
+    for bad in (float('nan'), -1.0, float('inf')):
+        with pytest.raises(ValueError, match='importance'):
+            sampler.decide(0, bad)
+    with pytest.raises(ValueError, match='keep_ratio'):
+        SamplerConfig(keep_ratio=0.0)
+
+
+def test_relative_variance_matches_hand_computation() -> None:
+    g = np.array([1.0, 2.0, 3.0, 0.0])
+    q = np.array([0.5, 1.0, 0.25, 0.1])
+    # sum g^2 = 14; sum g^2/q = 2 + 4 + 36 = 42
+    assert relative_variance(g, q) == pytest.approx(14 / 42)
+    assert relative_variance(g, np.ones(4)) == 1.0
+    assert relative_variance(g, np.full(4, 0.3)) == pytest.approx(0.3)
+    assert relative_variance(g, np.array([0.0, 1.0, 1.0, 1.0])) == 0.0  # g > 0 never seen
+    assert relative_variance(np.zeros(3), np.zeros(3)) == 1.0
+
+
+def test_relative_variance_curve_matches_hand_computation() -> None:
+    curve = relative_variance_curve(np.array([1.0, 3.0]), [0.5, 1.0])
+    # rho 0.5: mean 2, q = [0.25, 0.75]: R = 10 / (4 + 12); expected keep 0.5
+    # rho 1.0: q = [0.5, min(1, 1.5)]: R = 10 / (2 + 9); expected keep 0.75
+    assert curve['keep_ratio'] == pytest.approx([0.5, 1.0])
+    assert curve['expected_keep_ratio'] == pytest.approx([0.5, 0.75])
+    assert curve['importance'] == pytest.approx([10 / 16, 10 / 11])
+    assert curve['uniform'] == pytest.approx([0.5, 0.75])
+
+
+def test_importance_sampling_beats_uniform_on_skewed_importances() -> None:
+    g = np.random.default_rng(8).lognormal(0.0, 1.5, 5000)
+    curve = relative_variance_curve(g, [0.01, 0.05, 0.2])
+    assert np.all(curve['importance'] > curve['uniform'])
+
+
+def test_run_tally_equals_the_batch_formula() -> None:
+    g = np.random.default_rng(9).exponential(1.0, 2000)
+    decisions = run(ImportanceSampler(SamplerConfig(seed=1)), g)
+    tally = RelativeVarianceTally()
+    for d in decisions:
+        tally.add(d.importance, d.probability)
+    q = np.array([d.probability for d in decisions])
+    result = tally.result()
+    assert result['relative_variance'] == pytest.approx(relative_variance(g, q))
+    assert result['relative_variance_uniform'] == pytest.approx(q.mean())
+    assert importance_probabilities(np.array([1.0, 3.0]), 0.5) == pytest.approx([0.25, 0.75])
