@@ -1,0 +1,265 @@
+"""Detector core: architectures, checkpoints, captured features, importances, aggregation."""
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from importance_sampler_ros.detector import (
+    DEFAULT_CLASS_NAMES,
+    CheckpointError,
+    Detector,
+    DetectorConfig,
+    DetectorError,
+    build_model,
+    default_checkpoint_path,
+    forward_with_features,
+    load_checkpoint,
+    save_checkpoint,
+    state_dict_megabytes,
+)
+from importance_sampler_ros.importance import last_layer_gradient_norms
+
+NUM_CLASSES = len(DEFAULT_CLASS_NAMES)
+HEIGHT, WIDTH = 128, 384  # small frames keep the CPU time of these tests low
+
+
+def random_model(seed: int = 0, score_threshold: float = 0.02):
+    torch.manual_seed(seed)
+    return build_model('isr_small', NUM_CLASSES, HEIGHT, WIDTH, score_threshold=score_threshold)
+
+
+@pytest.fixture(scope='module')
+def random_checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp('ckpt') / 'random.pt'
+    save_checkpoint(path, random_model(), architecture='isr_small', class_names=DEFAULT_CLASS_NAMES,
+                    min_size=HEIGHT, max_size=WIDTH, extra={'note': 'random weights'})
+    return path
+
+
+def random_image(seed: int, height: int = HEIGHT, width: int = WIDTH) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def autograd_last_layer_norms(model, features, labels) -> torch.Tensor:
+    """Per-detection gradient norm of CE at the model's own cls_score layer, by autograd.
+
+    The layer is the real one, copied to float64 so that the reference itself does not suffer the
+    float32 cancellation of p - 1 for confident detections.
+    """
+    layer = copy.deepcopy(model.roi_heads.box_predictor.cls_score).double()
+    norms = []
+    for h, label in zip(features.detach().double(), labels, strict=True):
+        layer.zero_grad()
+        torch.nn.functional.cross_entropy(layer(h[None]), label.view(1).long()).backward()
+        grads = torch.cat([layer.weight.grad.flatten(), layer.bias.grad])
+        norms.append(torch.linalg.vector_norm(grads))
+    return torch.stack(norms)
+
+
+def check_closed_form_against_autograd(model, images) -> int:
+    """Assert agreement for every detection; return how many labels were not the argmax."""
+    with torch.no_grad():
+        captured = forward_with_features(model, images)
+    not_argmax = 0
+    for c in captured:
+        assert len(c.labels) > 0
+        # h and logits belong to the detection: the layer maps h to the logits, whose softmax
+        # at the detection's label is the detection's score.
+        with torch.no_grad():
+            recomputed = model.roi_heads.box_predictor.cls_score(c.features)
+        torch.testing.assert_close(recomputed, c.logits, rtol=1e-5, atol=1e-5)
+        probabilities = torch.softmax(c.logits, 1)
+        torch.testing.assert_close(probabilities[torch.arange(len(c.labels)), c.labels], c.scores)
+        closed = last_layer_gradient_norms(c.features, c.logits, c.labels).double()
+        reference = autograd_last_layer_norms(model, c.features, c.labels)
+        torch.testing.assert_close(closed, reference, rtol=1e-5, atol=0.0)
+        not_argmax += int((c.logits.argmax(1) != c.labels).sum())
+    return not_argmax
+
+
+def test_isr_small_fits_the_size_budget_and_unknown_architectures_are_refused():
+    assert state_dict_megabytes(random_model()) <= 15.0
+    with pytest.raises(ValueError, match='unknown architecture'):
+        build_model('yolo', NUM_CLASSES, HEIGHT, WIDTH)
+
+
+def test_torchvision_architecture_builds_without_weights():
+    model = build_model('fasterrcnn_mobilenet_v3_large_320_fpn', 4, 160, 320)
+    assert model.roi_heads.box_predictor.cls_score.out_features == 4
+    assert model.transform.min_size == (160,)
+
+
+def test_captured_detections_are_the_models_own_detections():
+    model = random_model().eval()
+    images = [torch.rand(3, HEIGHT, WIDTH), torch.rand(3, HEIGHT - 20, WIDTH - 50)]
+    with torch.no_grad():
+        expected = model(images)
+        captured = forward_with_features(model, images)
+    for e, c in zip(expected, captured, strict=True):
+        assert len(c.boxes) > 0
+        torch.testing.assert_close(c.boxes, e['boxes'])
+        torch.testing.assert_close(c.scores, e['scores'])
+        assert torch.equal(c.labels, e['labels'])
+
+
+def test_closed_form_equals_autograd_on_random_weight_model_including_non_argmax_labels():
+    model = random_model(seed=3).eval()
+    torch.manual_seed(4)
+    images = [torch.rand(3, HEIGHT, WIDTH) for _ in range(2)]
+    assert check_closed_form_against_autograd(model, images) > 0
+
+
+def test_closed_form_equals_autograd_when_the_model_is_confident():
+    # Scaled-up logits saturate the softmax (p of the label within ~1e-7 of 1), the regime of a
+    # trained model where p - onehot cancels in float32.
+    model = random_model(seed=5, score_threshold=0.5).eval()
+    with torch.no_grad():
+        model.roi_heads.box_predictor.cls_score.weight.mul_(400.0)
+    torch.manual_seed(6)
+    images = [torch.rand(3, HEIGHT, WIDTH)]
+    with torch.no_grad():
+        (captured,) = forward_with_features(model, images)
+    assert (captured.scores > 1 - 1e-6).any()
+    check_closed_form_against_autograd(model, images)
+
+
+def test_closed_form_equals_autograd_on_the_shipped_default_model():
+    path = default_checkpoint_path()
+    if not path.is_file():
+        pytest.skip(f'default model {path} not present (trained by `importance-sampler train`)')
+    loaded = load_checkpoint(path, score_threshold=0.01)
+    model = loaded.model.eval()
+    height, width = loaded.min_size, loaded.max_size
+    scene = torch.full((3, height, width), 0.45)
+    scene[:, height // 2:] = 0.3  # road
+    generator = torch.Generator().manual_seed(0)
+    for left in range(10, width - 60, width // 6):  # a row of box-like blobs of random colours
+        top = height // 2 - 10
+        scene[:, top:top + 24, left:left + 40] = torch.rand(3, 1, 1, generator=generator)
+    noise = torch.rand(3, height, width, generator=generator)
+    check_closed_form_against_autograd(model, [scene, noise])
+
+
+def test_detector_fills_frame_detections(random_checkpoint):
+    detector = Detector(DetectorConfig(checkpoint=random_checkpoint, score_threshold=0.02))
+    image = random_image(1)
+    frame = detector.detect(image, stamp_ns=123, frame_id='camera')
+    assert len(frame) > 0
+    assert frame.stamp_ns == 123 and frame.frame_id == 'camera'
+    assert frame.model_name == 'isr_small:random.pt'
+    assert frame.inference_ms > 0
+    assert set(frame.class_ids) <= set(range(1, NUM_CLASSES))
+    assert frame.class_names == [DEFAULT_CLASS_NAMES[i] for i in frame.class_ids]
+    assert np.all(np.diff(frame.scores) <= 0)  # descending score order
+    assert np.all(frame.boxes[:, 2] <= WIDTH) and np.all(frame.boxes[:, 3] <= HEIGHT)
+    # importances are the closed form of this very model's features
+    tensor = torch.from_numpy(image).permute(2, 0, 1).float() / 255
+    with torch.no_grad():
+        (captured,) = forward_with_features(detector.model, [tensor])
+    expected = last_layer_gradient_norms(captured.features, captured.logits, captured.labels)
+    np.testing.assert_allclose(frame.importances, expected.numpy(), rtol=1e-5)
+    assert frame.frame_importance == pytest.approx(float(np.sum(frame.importances)), rel=1e-6)
+    assert frame.aggregation == 'sum'
+
+
+def test_boxes_are_in_original_image_pixels(random_checkpoint):
+    detector = Detector(DetectorConfig(checkpoint=random_checkpoint, score_threshold=0.02))
+    frame = detector.detect(random_image(2, 2 * HEIGHT, 2 * WIDTH), stamp_ns=0)
+    assert len(frame) > 0
+    assert frame.boxes[:, 2].max() > WIDTH or frame.boxes[:, 3].max() > HEIGHT
+    assert np.all(frame.boxes[:, 2] <= 2 * WIDTH) and np.all(frame.boxes[:, 3] <= 2 * HEIGHT)
+
+
+@pytest.mark.parametrize('aggregation', ['sum', 'max', 'mean'])
+def test_aggregation_modes(random_checkpoint, aggregation):
+    detector = Detector(DetectorConfig(checkpoint=random_checkpoint, score_threshold=0.02,
+                                       aggregation=aggregation))
+    frame = detector.detect(random_image(5), stamp_ns=0)
+    assert len(frame) > 1
+    expected = getattr(np, aggregation)(frame.importances.astype(np.float64))
+    assert frame.frame_importance == pytest.approx(expected, rel=1e-6)
+    assert frame.aggregation == aggregation
+
+
+def test_frame_without_detections_has_zero_importance(random_checkpoint):
+    detector = Detector(DetectorConfig(checkpoint=random_checkpoint, score_threshold=1.0))
+    frame = detector.detect(random_image(6), stamp_ns=7)
+    assert len(frame) == 0 and frame.frame_importance == 0.0 and frame.stamp_ns == 7
+
+
+def test_detect_batch_matches_single_frames(random_checkpoint):
+    detector = Detector(DetectorConfig(checkpoint=random_checkpoint, score_threshold=0.02))
+    images = [random_image(8), random_image(9)]
+    batch = detector.detect_batch(images, [1, 2], ['a', 'b'])
+    for image, frame in zip(images, batch, strict=True):
+        single = detector.detect(image, stamp_ns=frame.stamp_ns)
+        np.testing.assert_allclose(frame.scores[:5], single.scores[:5], rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(frame.importances[:5], single.importances[:5], rtol=1e-3)
+    assert [f.frame_id for f in batch] == ['a', 'b']
+
+
+def test_bad_images_are_refused_with_a_clear_error(random_checkpoint):
+    detector = Detector(DetectorConfig(checkpoint=random_checkpoint))
+    with pytest.raises(ValueError, match='uint8'):
+        detector.detect(np.zeros((8, 8, 3), np.float32), stamp_ns=0)
+    with pytest.raises(ValueError, match=r'\(H, W, 3\)'):
+        detector.detect(np.zeros((8, 8), np.uint8), stamp_ns=0)
+    with pytest.raises(ValueError, match=r'\(H, W, 3\)'):
+        detector.detect(np.zeros((0, 8, 3), np.uint8), stamp_ns=0)
+
+
+def test_bare_state_dict_loads_with_config_architecture(tmp_path):
+    path = tmp_path / 'bare.pt'
+    torch.save(random_model().state_dict(), path)
+    loaded = load_checkpoint(path, architecture='isr_small')
+    assert loaded.class_names == DEFAULT_CLASS_NAMES and loaded.meta == {}
+    assert (loaded.min_size, loaded.max_size) == (192, 640)
+
+
+def test_checkpoint_meta_round_trips(random_checkpoint):
+    loaded = load_checkpoint(random_checkpoint)
+    assert loaded.architecture == 'isr_small'
+    assert loaded.class_names == DEFAULT_CLASS_NAMES
+    assert (loaded.min_size, loaded.max_size) == (HEIGHT, WIDTH)
+    assert loaded.meta['note'] == 'random weights'
+    assert not loaded.model.training
+
+
+def test_mismatching_checkpoints_name_the_file_and_the_keys(tmp_path, random_checkpoint):
+    bare = tmp_path / 'bare.pt'
+    torch.save(random_model().state_dict(), bare)
+    shapes = r'bare\.pt.*cls_score\.weight: checkpoint \(6, 256\) vs model \(3, 256\)'
+    with pytest.raises(CheckpointError, match=shapes):
+        load_checkpoint(bare, class_names=['__background__', 'car', 'truck'])
+    with pytest.raises(CheckpointError, match=r'bare\.pt.*missing keys: backbone\.body'):
+        load_checkpoint(bare, architecture='fasterrcnn_mobilenet_v3_large_320_fpn')
+    with pytest.raises(CheckpointError, match=r'random\.pt.*isr_small.*not.*resnet50'):
+        load_checkpoint(random_checkpoint, architecture='fasterrcnn_resnet50_fpn')
+    with pytest.raises(CheckpointError, match=r'random\.pt.*trained on classes'):
+        load_checkpoint(random_checkpoint, class_names=['__background__', 'car'])
+    with pytest.raises(CheckpointError, match=r'nothing\.pt does not exist'):
+        load_checkpoint(tmp_path / 'nothing.pt')
+    garbage = tmp_path / 'garbage.pt'
+    garbage.write_bytes(b'not a checkpoint')
+    with pytest.raises(CheckpointError, match=r'garbage\.pt cannot be read'):
+        load_checkpoint(garbage)
+
+
+def test_config_is_validated():
+    with pytest.raises(ValueError, match='aggregation'):
+        DetectorConfig(aggregation='median')
+    with pytest.raises(ValueError, match='score_threshold'):
+        DetectorConfig(score_threshold=1.5)
+    with pytest.raises(ValueError, match='__background__'):
+        DetectorConfig(class_names=['car', 'truck'])
+    with pytest.raises(ValueError, match='half'):
+        DetectorConfig(half=True)
+    with pytest.raises(ValueError, match='device'):
+        DetectorConfig(device='tpu')
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='CUDA is present on this machine')
+def test_cuda_requested_but_absent_is_a_clear_error(random_checkpoint):
+    with pytest.raises(DetectorError, match='CUDA is not available'):
+        Detector(DetectorConfig(checkpoint=random_checkpoint, device='cuda'))
