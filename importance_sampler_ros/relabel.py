@@ -1,0 +1,391 @@
+"""Near-to-far relabels over track histories (the seed paper's Algorithm 1), and the tracker
+that feeds them (`RelabelingTracker`: SORT + relabels, what the tracker node and replay run).
+
+An object seen near (large box and/or confident detection) is classified more reliably than the
+same object seen far away. Each track keeps a bounded history of its observations. Once a
+confirmed track has at least `relabel_min_observations` observations and its latest near-field
+observations agree on a class c (at least `near_min_votes` of the last `near_window` near-field
+observations, a share >= `near_min_agreement` voting c, and share x mean score of those votes
+>= `relabel_min_confidence`), every observation in its history whose label is not c is relabelled
+to c, and so is every later one.
+
+- An observation is relabelled once. If the near-field class later changes to c', every
+  observation whose current label (after relabels) is not c' is re-issued with c'
+  (`reissued=True`), including observations whose original class is c' (old class = new class:
+  the earlier correction is withdrawn).
+- When the votes stop agreeing, the last agreed class stays in force.
+- A track that dies before its near field agrees produces no relabel. Histories hold at most
+  `relabel_history_size` observations (older ones are forgotten and can no longer be relabelled);
+  ended tracks are freed.
+- One event per (track, old class, reissued) group of one frame, oldest observation first: the
+  shape of msg/Relabel.msg.
+"""
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from importance_sampler_ros.detections import FrameDetections
+from importance_sampler_ros.params import Param
+from importance_sampler_ros.tracking import TRACKER_PARAMS, SortTracker, TrackerConfig
+
+NEAR_RULES = ('and', 'or')
+
+RELABEL_PARAMS = (
+    Param('near_min_height_px', 40.0, 'Box height in pixels from which an observation can be '
+          'near-field', min_value=0.0),
+    Param('near_min_score', 0.5, 'Detection score from which an observation can be near-field',
+          min_value=0.0, max_value=1.0),
+    Param('near_rule', 'and', "How the two near-field tests combine: 'and' (both) or 'or' "
+          '(either)', choices=NEAR_RULES),
+    Param('near_window', 5, 'Latest near-field observations of a track that vote on its class',
+          min_value=1, max_value=1000),
+    Param('near_min_votes', 3, 'Near-field observations needed before the vote counts',
+          min_value=1, max_value=1000),
+    Param('near_min_agreement', 0.6, 'Share of the near-field votes the winning class needs',
+          min_value=0.0, max_value=1.0),
+    Param('relabel_min_confidence', 0.5, 'Smallest confidence (winning share x mean score of '
+          'its votes) for a relabel', min_value=0.0, max_value=1.0),
+    Param('relabel_min_observations', 5, 'Observations a track needs before it can relabel '
+          '(h in the paper)', min_value=1, max_value=100000),
+    Param('relabel_history_size', 300, 'Observations kept per track (older ones cannot be '
+          'relabelled any more)', min_value=1, max_value=100000),
+)
+
+TRACKER_NODE_PARAMS = TRACKER_PARAMS + RELABEL_PARAMS
+
+
+@dataclass(frozen=True)
+class RelabelConfig:
+    """Near-field rule and vote (see RELABEL_PARAMS for the meaning of each field)."""
+
+    near_min_height_px: float = 40.0
+    near_min_score: float = 0.5
+    near_rule: str = 'and'
+    near_window: int = 5
+    near_min_votes: int = 3
+    near_min_agreement: float = 0.6
+    relabel_min_confidence: float = 0.5
+    relabel_min_observations: int = 5
+    relabel_history_size: int = 300
+
+    def __post_init__(self) -> None:
+        if self.near_rule not in NEAR_RULES:
+            raise ValueError(f'near_rule must be one of {NEAR_RULES}, got {self.near_rule!r}')
+        if self.near_min_votes > self.near_window:
+            raise ValueError(f'near_min_votes ({self.near_min_votes}) cannot exceed near_window '
+                             f'({self.near_window})')
+        for name in ('near_window', 'near_min_votes', 'relabel_min_observations',
+                     'relabel_history_size'):
+            if getattr(self, name) < 1:
+                raise ValueError(f'{name} must be >= 1, got {getattr(self, name)}')
+        for name in ('near_min_agreement', 'relabel_min_confidence', 'near_min_score'):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f'{name} must be in [0, 1], got {getattr(self, name)}')
+
+
+class Observation:
+    """One detection of a track. `relabelled_to`: class id it was relabelled to, or None."""
+
+    __slots__ = ('box', 'class_id', 'class_name', 'detection_index', 'importance', 'near',
+                 'relabelled_to', 'score', 'stamp_ns')
+
+    def __init__(self, stamp_ns: int, box: tuple[float, float, float, float], class_id: int,
+                 class_name: str, score: float, importance: float, detection_index: int,
+                 near: bool) -> None:
+        self.stamp_ns = stamp_ns
+        self.box = box
+        self.class_id = class_id
+        self.class_name = class_name
+        self.score = score
+        self.importance = importance
+        self.detection_index = detection_index
+        self.near = near
+        self.relabelled_to: int | None = None
+
+    def label(self) -> int:
+        """The class this observation has now: its relabel if any, else its own."""
+        return self.class_id if self.relabelled_to is None else self.relabelled_to
+
+
+@dataclass(frozen=True, slots=True)
+class RelabelledObservation:
+    stamp_ns: int
+    box: tuple[float, float, float, float]
+    detection_index: int
+
+
+@dataclass(frozen=True, slots=True)
+class RelabelEvent:
+    """Observations of one track whose class `old_class_id` is corrected to `new_class_id`.
+
+    `stamp_ns` / `frame_id`: the frame whose near-field observation triggered it.
+    """
+
+    stamp_ns: int
+    frame_id: str
+    track_id: int
+    old_class_id: int
+    old_class_name: str
+    new_class_id: int
+    new_class_name: str
+    confidence: float
+    reissued: bool
+    observations: tuple[RelabelledObservation, ...]
+
+
+class _TrackHistory:
+    __slots__ = ('class_counts', 'confidence', 'count', 'near_class', 'near_class_name',
+                 'observations', 'votes')
+
+    def __init__(self, history_size: int, window: int) -> None:
+        self.observations: deque[Observation] = deque(maxlen=history_size)
+        self.votes: deque[Observation] = deque(maxlen=window)  # latest near-field observations
+        self.class_counts: dict[int, int] = {}  # over the kept observations
+        self.count = 0  # observations ever, kept or not
+        self.near_class: int | None = None
+        self.near_class_name = ''
+        self.confidence = 0.0
+
+
+class NearToFarRelabeler:
+    """Per-track observation histories and the near-field vote; see the module docstring."""
+
+    def __init__(self, config: RelabelConfig | None = None) -> None:
+        self.config = config or RelabelConfig()
+        self._tracks: dict[int, _TrackHistory] = {}
+
+    def __len__(self) -> int:
+        """Number of tracks whose history is held."""
+        return len(self._tracks)
+
+    def is_near(self, box_height: float, score: float) -> bool:
+        tall = box_height >= self.config.near_min_height_px
+        confident = score >= self.config.near_min_score
+        return (tall and confident) if self.config.near_rule == 'and' else (tall or confident)
+
+    def observe(
+        self,
+        frame: FrameDetections,
+        track_ids: np.ndarray,
+        confirmed: np.ndarray | None = None,
+    ) -> list[RelabelEvent]:
+        """Record the frame's detections under `track_ids` (0 = none) and return new relabels.
+
+        `confirmed[i]` tells whether detection i's track is confirmed; only confirmed tracks
+        relabel (their observations from before confirmation count). Default: all confirmed.
+        """
+        cfg = self.config
+        events: list[RelabelEvent] = []
+        ids = np.asarray(track_ids).tolist()
+        confirmed_list = [True] * len(ids) if confirmed is None else np.asarray(confirmed).tolist()
+        boxes = frame.boxes.tolist()
+        class_ids = frame.class_ids.tolist()
+        scores = frame.scores.tolist()
+        importances = frame.importances.tolist()
+        for index, track_id in enumerate(ids):
+            if track_id == 0:
+                continue
+            history = self._tracks.get(track_id)
+            if history is None:
+                history = self._tracks[track_id] = _TrackHistory(
+                    cfg.relabel_history_size, cfg.near_window)
+            box = boxes[index]
+            score = scores[index]
+            class_id = class_ids[index]
+            obs = Observation(frame.stamp_ns, tuple(box), class_id, frame.class_names[index],
+                              score, importances[index], index,
+                              self.is_near(box[3] - box[1], score))
+            self._append(history, obs)
+            if not confirmed_list[index] or history.count < cfg.relabel_min_observations:
+                continue
+            relabelled = self._relabel(history, obs)
+            if relabelled:
+                events.extend(self._events(frame, track_id, history, relabelled))
+        return events
+
+    def forget(self, track_ids: Iterable[int]) -> None:
+        """Free the histories of ended tracks."""
+        for track_id in np.asarray(track_ids).tolist():
+            self._tracks.pop(track_id, None)
+
+    def history(self, track_id: int) -> tuple[Observation, ...]:
+        """The kept observations of a track, oldest first (empty for unknown tracks)."""
+        history = self._tracks.get(track_id)
+        return tuple(history.observations) if history else ()
+
+    def track_class(self, track_id: int) -> tuple[int, str] | None:
+        """The near-field class of a track when agreed, else the class of its latest observation
+        (None for unknown tracks)."""
+        history = self._tracks.get(track_id)
+        if history is None or not history.observations:
+            return None
+        if history.near_class is not None:
+            return history.near_class, history.near_class_name
+        latest = history.observations[-1]
+        return latest.class_id, latest.class_name
+
+    def class_history(self, track_id: int) -> tuple[tuple[int, int], ...]:
+        """(class id, count) over the kept observations, most frequent first."""
+        history = self._tracks.get(track_id)
+        if history is None:
+            return ()
+        return tuple(sorted(history.class_counts.items(), key=lambda item: (-item[1], item[0])))
+
+    @staticmethod
+    def _append(history: _TrackHistory, obs: Observation) -> None:
+        observations = history.observations
+        counts = history.class_counts
+        if len(observations) == observations.maxlen:
+            dropped = observations[0].class_id
+            counts[dropped] -= 1
+            if counts[dropped] == 0:
+                del counts[dropped]
+        observations.append(obs)
+        counts[obs.class_id] = counts.get(obs.class_id, 0) + 1
+        history.count += 1
+        if obs.near:
+            history.votes.append(obs)
+
+    def _vote(self, history: _TrackHistory) -> tuple[int, str, float] | None:
+        """The agreed near-field class, its name and confidence, or None."""
+        cfg = self.config
+        votes = history.votes
+        if len(votes) < cfg.near_min_votes:
+            return None
+        counts: dict[int, int] = {}
+        for vote in votes:
+            counts[vote.class_id] = counts.get(vote.class_id, 0) + 1
+        best_count = max(counts.values())
+        # ties go to the class voted most recently
+        best = next(v for v in reversed(votes) if counts[v.class_id] == best_count)
+        share = best_count / len(votes)
+        if share < cfg.near_min_agreement:
+            return None
+        mean_score = sum(v.score for v in votes if v.class_id == best.class_id) / best_count
+        confidence = share * mean_score
+        if confidence < cfg.relabel_min_confidence:
+            return None
+        return best.class_id, best.class_name, confidence
+
+    def _relabel(self, history: _TrackHistory, obs: Observation) -> list[Observation]:
+        """Observations to relabel now (their `relabelled_to` not yet updated)."""
+        if obs.near or history.near_class is None:
+            decided = self._vote(history)
+            if decided is not None:
+                new_class, new_name, confidence = decided
+                history.confidence = confidence
+                if new_class != history.near_class:
+                    history.near_class = new_class
+                    history.near_class_name = new_name
+                    return [o for o in history.observations if o.label() != new_class]
+        if history.near_class is not None and obs.label() != history.near_class:
+            return [obs]
+        return []
+
+    @staticmethod
+    def _events(frame: FrameDetections, track_id: int, history: _TrackHistory,
+                relabelled: list[Observation]) -> list[RelabelEvent]:
+        groups: dict[tuple[int, bool], list[Observation]] = {}
+        names: dict[int, str] = {}
+        for obs in relabelled:
+            groups.setdefault((obs.class_id, obs.relabelled_to is not None), []).append(obs)
+            names[obs.class_id] = obs.class_name
+            obs.relabelled_to = history.near_class
+        return [
+            RelabelEvent(
+                stamp_ns=frame.stamp_ns,
+                frame_id=frame.frame_id,
+                track_id=track_id,
+                old_class_id=old_class,
+                old_class_name=names[old_class],
+                new_class_id=history.near_class,
+                new_class_name=history.near_class_name,
+                confidence=history.confidence,
+                reissued=reissued,
+                observations=tuple(
+                    RelabelledObservation(o.stamp_ns, o.box, o.detection_index) for o in group),
+            )
+            for (old_class, reissued), group in groups.items()
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class TrackSummary:
+    """One confirmed track at one frame: the content of msg/Track.msg."""
+
+    track_id: int
+    box: tuple[float, float, float, float]
+    class_id: int
+    class_name: str
+    class_history: tuple[tuple[int, int], ...]
+    age: int
+    hits: int
+    time_since_update: int
+    score: float
+
+
+@dataclass
+class TrackedFrame:
+    """One frame through the tracker: detections with track ids, confirmed tracks, relabels.
+
+    `ignored`: indices of detections with invalid boxes (not tracked, track id 0).
+    """
+
+    detections: FrameDetections
+    tracks: list[TrackSummary]
+    relabels: list[RelabelEvent]
+    ignored: np.ndarray
+
+
+class StaleFrameError(ValueError):
+    """A frame whose stamp is not newer than the previous frame's."""
+
+
+class RelabelingTracker:
+    """SORT tracking plus near-to-far relabels, one frame at a time (frames in stamp order)."""
+
+    def __init__(self, tracker: TrackerConfig | None = None,
+                 relabel: RelabelConfig | None = None) -> None:
+        self.tracker = SortTracker(tracker)
+        self.relabeler = NearToFarRelabeler(relabel)
+        self.last_stamp_ns: int | None = None
+
+    @classmethod
+    def from_params(cls, values: Mapping[str, Any]) -> RelabelingTracker:
+        """From resolved TRACKER_NODE_PARAMS values (other keys are ignored)."""
+        tracker = TrackerConfig(**{p.name: values[p.name] for p in TRACKER_PARAMS})
+        relabel = RelabelConfig(**{p.name: values[p.name] for p in RELABEL_PARAMS})
+        return cls(tracker, relabel)
+
+    def update(self, frame: FrameDetections) -> TrackedFrame:
+        """Track one frame; StaleFrameError (state unchanged) when its stamp is not newer."""
+        if self.last_stamp_ns is not None and frame.stamp_ns <= self.last_stamp_ns:
+            kind = 'duplicate' if frame.stamp_ns == self.last_stamp_ns else 'out-of-order'
+            raise StaleFrameError(
+                f'{kind} frame stamp {frame.stamp_ns} ns (previous {self.last_stamp_ns} ns)')
+        self.last_stamp_ns = frame.stamp_ns
+        step = self.tracker.update(frame)
+        relabels = self.relabeler.observe(frame, step.assigned_ids, step.track_ids != 0)
+        self.relabeler.forget(step.ended_track_ids)
+        confirmed = step.tracks
+        tracks = []
+        names = confirmed.class_names
+        for row, (track_id, box, class_id, score, age, hits, since) in enumerate(zip(
+                confirmed.track_ids.tolist(), confirmed.boxes.tolist(),
+                confirmed.class_ids.tolist(), confirmed.scores.tolist(), confirmed.ages.tolist(),
+                confirmed.hits.tolist(), confirmed.time_since_update.tolist(), strict=True)):
+            current = self.relabeler.track_class(track_id) or (class_id, names[row])
+            tracks.append(TrackSummary(
+                track_id, tuple(box), current[0], current[1],
+                self.relabeler.class_history(track_id), age, hits, since, score))
+        return TrackedFrame(
+            detections=frame.with_track_ids(step.track_ids),
+            tracks=tracks,
+            relabels=relabels,
+            ignored=np.flatnonzero(step.ignored),
+        )
