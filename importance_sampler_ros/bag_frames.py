@@ -1,0 +1,156 @@
+"""Camera frames out of a recorded bag: each image with the detections recorded for it.
+
+Used by replay (and the fleet replay). Images and detection arrays are joined by exact header
+stamp, the way the recorder node joins them live; a detection array whose image never comes
+(or the reverse) is counted, not silently dropped. A bag damaged part-way yields the frames before
+the damage and records what went wrong in `FrameSource.truncated`.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from importance_sampler_ros import bag_io
+from importance_sampler_ros.detections import FrameDetections
+from importance_sampler_ros.messages import detections_from_msg, stamp_to_ns
+
+DETECTION_ARRAY_TYPE = bag_io.msgtype('DetectionArray')
+GROUND_TRUTH_TOPIC = '/ground_truth/detections'
+# Frames an image waits for its detection array (and the reverse) before it is given up on.
+JOIN_WINDOW_FRAMES = 30
+
+
+class FrameSourceError(ValueError):
+    """A bag that cannot be replayed; the message says why in one line."""
+
+
+@dataclass
+class InputFrame:
+    stamp_ns: int
+    frame_id: str
+    image_cdr: bytes
+    image: Any  # the deserialised sensor_msgs/Image (rosbags)
+    detections: FrameDetections | None = None  # recorded detections, when asked for
+    truth: FrameDetections | None = None  # ground truth, when the bag has it
+
+
+def choose_image_topic(topics: dict[str, str], requested: str | None) -> str:
+    """The requested image topic, or the bag's only sensor_msgs/Image topic."""
+    images = sorted(t for t, kind in topics.items() if kind == bag_io.IMAGE_TYPE)
+    if requested is not None:
+        if requested not in topics:
+            raise FrameSourceError(f'topic {requested} is not in the bag (image topics: '
+                                   f'{", ".join(images) or "none"})')
+        if topics[requested] != bag_io.IMAGE_TYPE:
+            raise FrameSourceError(f'topic {requested} has type {topics[requested]}, '
+                                   f'not {bag_io.IMAGE_TYPE}')
+        return requested
+    if not images:
+        listing = ', '.join(f'{t} ({k})' for t, k in sorted(topics.items())) or 'none'
+        raise FrameSourceError(f'the bag has no sensor_msgs/msg/Image topic (topics: {listing})')
+    if len(images) > 1:
+        raise FrameSourceError(f'the bag has several image topics ({", ".join(images)}); '
+                               'choose one with --image-topic')
+    return images[0]
+
+
+def choose_detections_topic(topics: dict[str, str], requested: str | None) -> str:
+    """The requested DetectionArray topic, or the bag's only one that is not ground truth."""
+    arrays = sorted(t for t, kind in topics.items() if kind == DETECTION_ARRAY_TYPE)
+    if requested is not None:
+        if topics.get(requested) != DETECTION_ARRAY_TYPE:
+            raise FrameSourceError(f'{requested} is not a DetectionArray topic of the bag '
+                                   f'(DetectionArray topics: {", ".join(arrays) or "none"})')
+        return requested
+    recorded = [t for t in arrays if t != GROUND_TRUTH_TOPIC] or arrays
+    if len(recorded) != 1:
+        raise FrameSourceError('--use-recorded-detections needs exactly one DetectionArray '
+                               f'topic, found: {", ".join(arrays) or "none"}; name it with '
+                               '--detections-topic')
+    return recorded[0]
+
+
+class FrameSource:
+    """Iterate a bag's frames; see the module docstring."""
+
+    def __init__(self, path: str | Path, image_topic: str | None = None,
+                 detections_topic: str | None = None, use_recorded_detections: bool = False,
+                 ground_truth_topic: str | None = GROUND_TRUTH_TOPIC) -> None:
+        self.path = Path(path)
+        try:
+            self.topics = bag_io.topics(self.path)
+        except bag_io.BagError as error:
+            raise FrameSourceError(str(error)) from None
+        self.image_topic = choose_image_topic(self.topics, image_topic)
+        self.detections_topic = (choose_detections_topic(self.topics, detections_topic)
+                                 if use_recorded_detections else None)
+        has_truth = self.topics.get(ground_truth_topic or '') == DETECTION_ARRAY_TYPE
+        self.ground_truth_topic = ground_truth_topic if has_truth else None
+        self.truncated = ''
+        self.unmatched_images = 0
+        self.unmatched_detections = 0
+        self.images_read = 0
+
+    def __iter__(self) -> Iterator[InputFrame]:
+        wanted = [self.image_topic, self.detections_topic, self.ground_truth_topic]
+        pending: OrderedDict[int, InputFrame] = OrderedDict()
+        early: dict[str, OrderedDict[int, FrameDetections]] = {
+            t: OrderedDict() for t in wanted[1:] if t}
+        try:
+            for message in bag_io.read_messages(self.path, [t for t in wanted if t]):
+                if message.topic == self.image_topic:
+                    frame = self._image_frame(message)
+                    for topic, waiting in early.items():
+                        self._attach(frame, topic, waiting.pop(frame.stamp_ns, None))
+                    pending[frame.stamp_ns] = frame
+                else:
+                    detections = detections_from_msg(message.decode())
+                    frame = pending.get(detections.stamp_ns)
+                    if frame is None:
+                        early[message.topic][detections.stamp_ns] = detections
+                        self._trim(early[message.topic])
+                    else:
+                        self._attach(frame, message.topic, detections)
+                yield from self._ready(pending, force=False)
+        except Exception as error:  # rosbags raises assorted errors on damaged data
+            self.truncated = f'read stopped after {self.images_read} images: {error}'
+        yield from self._ready(pending, force=True)
+        self.unmatched_detections += sum(len(waiting) for waiting in early.values())
+
+    def _image_frame(self, message: bag_io.BagMessage) -> InputFrame:
+        image = message.decode()
+        self.images_read += 1
+        return InputFrame(stamp_ns=stamp_to_ns(image.header), frame_id=image.header.frame_id,
+                          image_cdr=message.rawdata, image=image)
+
+    def _attach(self, frame: InputFrame, topic: str, detections: FrameDetections | None) -> None:
+        if detections is None:
+            return
+        if topic == self.detections_topic:
+            frame.detections = detections
+        if topic == self.ground_truth_topic:
+            frame.truth = detections
+
+    def _complete(self, frame: InputFrame) -> bool:
+        return ((self.detections_topic is None or frame.detections is not None)
+                and (self.ground_truth_topic is None or frame.truth is not None))
+
+    def _ready(self, pending: OrderedDict[int, InputFrame], force: bool) -> Iterator[InputFrame]:
+        """Frames in arrival order, each once complete or once the join window has passed."""
+        while pending:
+            stamp, frame = next(iter(pending.items()))
+            if not (force or self._complete(frame) or len(pending) > JOIN_WINDOW_FRAMES):
+                return
+            del pending[stamp]
+            if self.detections_topic is not None and frame.detections is None:
+                self.unmatched_images += 1
+                continue
+            yield frame
+
+    def _trim(self, waiting: OrderedDict[int, FrameDetections]) -> None:
+        while len(waiting) > JOIN_WINDOW_FRAMES:
+            waiting.popitem(last=False)
+            self.unmatched_detections += 1
