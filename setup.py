@@ -21,6 +21,7 @@ setup(
             'detector_node = importance_sampler_ros.nodes.detector_node:main',
             'tracker_node = importance_sampler_ros.nodes.tracker_node:main',
             'recorder_node = importance_sampler_ros.nodes.recorder_node:main',
+            'viz_node = importance_sampler_ros.nodes.viz_node:main',
         ],
     },
 )

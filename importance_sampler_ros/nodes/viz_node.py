@@ -1,0 +1,202 @@
+"""viz_node: RViz / Foxglove views of the pipeline (off on the vehicle unless asked for).
+
+Subscribes (topic, QoS):
+  /camera/image_raw                          sensor_msgs/Image   sensor data: best effort
+                                                                 (image_reliability), depth 1
+  /importance_sampler/tracked_detections     DetectionArray      reliable, depth 10
+  /importance_sampler/relabels               RelabelArray        reliable, depth 10
+  /importance_sampler/decisions              SampleDecision      reliable, depth 10
+Publishes (reliable, depth 10 unless said):
+  /importance_sampler/debug_image            sensor_msgs/Image (rgb8, the frame's header),
+                                             depth 2: boxes coloured by importance, labels,
+                                             relabel marks, frame importance and keep ratio
+  /importance_sampler/markers                visualization_msgs/MarkerArray (short lifetimes)
+  /importance_sampler/frame_importance       std_msgs/Float32 per frame with detections
+  /importance_sampler/keep_ratio             std_msgs/Float32, running share of kept frames,
+                                             per decision
+
+Image and detections are paired by header stamp; a frame is drawn once its image, its tracked
+detections and its RelabelArray are in (or relabel_wait_s after the detections, without
+relabels). The debug image and markers are only drawn while someone subscribes to them.
+"""
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+from builtin_interfaces.msg import Duration, Time
+from geometry_msgs.msg import Point, Pose, Quaternion, Vector3
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import ColorRGBA, Float32, Header
+from visualization_msgs.msg import Marker, MarkerArray, MeshFile
+
+from importance_sampler_ros import images, messages, visualization
+from importance_sampler_ros.detections import FrameDetections
+from importance_sampler_ros.msg import DetectionArray, RelabelArray, SampleDecision
+from importance_sampler_ros.nodes.message_types import rclpy_types
+from importance_sampler_ros.nodes.parameters import declare_parameters, run_node
+
+IMAGE_TOPIC = '/camera/image_raw'
+TRACKED_DETECTIONS_TOPIC = '/importance_sampler/tracked_detections'
+RELABELS_TOPIC = '/importance_sampler/relabels'
+DECISIONS_TOPIC = '/importance_sampler/decisions'
+DEBUG_IMAGE_TOPIC = '/importance_sampler/debug_image'
+MARKERS_TOPIC = '/importance_sampler/markers'
+FRAME_IMPORTANCE_TOPIC = '/importance_sampler/frame_importance'
+KEEP_RATIO_TOPIC = '/importance_sampler/keep_ratio'
+
+
+def marker_types() -> SimpleNamespace:
+    """The rclpy message classes visualization.marker_array needs."""
+    return SimpleNamespace(
+        Marker=Marker, MarkerArray=MarkerArray, MeshFile=MeshFile,
+        CompressedImage=CompressedImage, Point=Point, Pose=Pose, Quaternion=Quaternion,
+        Vector3=Vector3, ColorRGBA=ColorRGBA, Duration=Duration, Header=Header, Time=Time,
+        primitive_array=rclpy_types().primitive_array,
+    )
+
+
+@dataclass
+class _PendingFrame:
+    image: Any = None
+    detections: FrameDetections | None = None
+    relabels: dict[int, visualization.RelabelMark] | None = None
+    detections_at: float = field(default=0.0)
+
+
+class VizNode(Node):
+    def __init__(self) -> None:
+        super().__init__('viz_node')
+        self.params = declare_parameters(self, visualization.VIZ_PARAMS)
+        self.scale = visualization.ImportanceScale(
+            self.params.importance_color_max, self.params.importance_decay)
+        self.keep_ratio = visualization.RunningKeepRatio(self.params.keep_ratio_window)
+        self.types = rclpy_types()
+        self.marker_types = marker_types()
+        self.pending: OrderedDict[int, _PendingFrame] = OrderedDict()
+        self.last_decision = ''
+        self.frames_drawn = 0
+
+        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        image_qos = QoSProfile(
+            depth=qos_profile_sensor_data.depth,
+            reliability=(ReliabilityPolicy.RELIABLE if self.params.image_reliability == 'reliable'
+                         else ReliabilityPolicy.BEST_EFFORT),
+            durability=qos_profile_sensor_data.durability,
+            history=qos_profile_sensor_data.history,
+        )
+        self.debug_image_pub = self.create_publisher(
+            Image, DEBUG_IMAGE_TOPIC, QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE))
+        self.markers_pub = self.create_publisher(MarkerArray, MARKERS_TOPIC, reliable)
+        self.frame_importance_pub = self.create_publisher(Float32, FRAME_IMPORTANCE_TOPIC, reliable)
+        self.keep_ratio_pub = self.create_publisher(Float32, KEEP_RATIO_TOPIC, reliable)
+        self.create_subscription(Image, IMAGE_TOPIC, self.on_image, image_qos)
+        self.create_subscription(DetectionArray, TRACKED_DETECTIONS_TOPIC, self.on_detections,
+                                 reliable)
+        self.create_subscription(RelabelArray, RELABELS_TOPIC, self.on_relabels, reliable)
+        self.create_subscription(SampleDecision, DECISIONS_TOPIC, self.on_decision, reliable)
+        self.create_timer(0.05, self.flush_waiting)
+        self.get_logger().info(
+            f'drawing {TRACKED_DETECTIONS_TOPIC} on {self.resolve_topic_name(IMAGE_TOPIC)} -> '
+            f'{DEBUG_IMAGE_TOPIC}, {MARKERS_TOPIC}')
+
+    # -- inputs
+
+    def _frame(self, stamp_ns: int) -> _PendingFrame:
+        frame = self.pending.get(stamp_ns)
+        if frame is None:
+            frame = self.pending[stamp_ns] = _PendingFrame()
+            while len(self.pending) > self.params.cache_frames:
+                self.pending.popitem(last=False)
+        return frame
+
+    def on_image(self, msg: Image) -> None:
+        self._frame(messages.stamp_to_ns(msg.header)).image = msg
+        self._try_draw(messages.stamp_to_ns(msg.header))
+
+    def on_detections(self, msg: DetectionArray) -> None:
+        try:
+            det = messages.detections_from_msg(msg)
+        except (ValueError, TypeError) as error:
+            self.get_logger().error(f'bad DetectionArray ignored: {error}')
+            return
+        self.frame_importance_pub.publish(Float32(data=float(det.frame_importance)))
+        self.scale.update(det.importances.tolist())
+        frame = self._frame(det.stamp_ns)
+        frame.detections, frame.detections_at = det, time.monotonic()
+        self._try_draw(det.stamp_ns)
+
+    def on_relabels(self, msg: RelabelArray) -> None:
+        stamp_ns = messages.stamp_to_ns(msg.header)
+        frame = self._frame(stamp_ns)
+        frame.relabels = {**(frame.relabels or {}), **visualization.relabel_marks(msg)}
+        self._try_draw(stamp_ns)
+
+    def on_decision(self, msg: SampleDecision) -> None:
+        ratio = self.keep_ratio.add(bool(msg.kept))
+        self.keep_ratio_pub.publish(Float32(data=float(ratio)))
+        self.last_decision = (f'last decision: {"kept" if msg.kept else "dropped"} '
+                              f'({msg.reason}, q={msg.probability:.3f})')
+
+    # -- drawing
+
+    def flush_waiting(self) -> None:
+        """Draw frames whose RelabelArray did not come within relabel_wait_s."""
+        now = time.monotonic()
+        for stamp_ns, frame in list(self.pending.items()):
+            waited = now - frame.detections_at
+            if frame.detections is not None and waited >= self.params.relabel_wait_s:
+                self._try_draw(stamp_ns, relabels_optional=True)
+
+    def _try_draw(self, stamp_ns: int, relabels_optional: bool = False) -> None:
+        frame = self.pending.get(stamp_ns)
+        if frame is None or frame.image is None or frame.detections is None:
+            return
+        if frame.relabels is None and not relabels_optional:
+            return
+        del self.pending[stamp_ns]
+        want_image = self.debug_image_pub.get_subscription_count() > 0
+        want_markers = self.markers_pub.get_subscription_count() > 0
+        if not (want_image or want_markers):
+            return
+        det, relabels = frame.detections, frame.relabels or {}
+        try:
+            rgb = images.image_to_rgb(frame.image)
+        except images.ImageError as error:
+            self.get_logger().error(f'image at {stamp_ns} ns not drawn: {error}',
+                                    throttle_duration_sec=5.0)
+            return
+        if want_image:
+            status = [f'frame importance {det.frame_importance:.3g} ({det.aggregation})',
+                      f'keep ratio {self.keep_ratio.value:.3f} '
+                      f'({self.keep_ratio.kept}/{self.keep_ratio.decided})']
+            if self.last_decision:
+                status.append(self.last_decision)
+            drawn = visualization.draw_debug_image(
+                rgb, det, importance_scale=self.scale.value, relabels=relabels,
+                status_lines=status, line_width=self.params.line_width,
+                font_size=self.params.font_size)
+            out = images.rgb_to_image_msg(drawn, stamp_ns, str(frame.image.header.frame_id),
+                                          self.types)
+            self.debug_image_pub.publish(out)
+        if want_markers:
+            camera = visualization.CameraModel(rgb.shape[1], rgb.shape[0],
+                                               self.params.focal_length_px)
+            self.markers_pub.publish(visualization.marker_array(
+                det, self.marker_types, camera=camera, importance_scale=self.scale.value,
+                relabels=relabels, lifetime_s=self.params.marker_lifetime_s,
+                default_depth_m=self.params.marker_depth_m))
+        self.frames_drawn += 1
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(VizNode, args)
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

@@ -1,0 +1,165 @@
+"""Debug image and markers: what is drawn where, and markers that both backends serialise alike."""
+import math
+
+import numpy as np
+import pytest
+from rclpy.serialization import deserialize_message, serialize_message
+from visualization_msgs.msg import MarkerArray
+
+from importance_sampler_ros import bag_io
+from importance_sampler_ros.detections import FrameDetections
+from importance_sampler_ros.params import resolve
+from importance_sampler_ros.visualization import (
+    RELABEL_COLOR,
+    VIZ_PARAMS,
+    CameraModel,
+    ImportanceScale,
+    RelabelMark,
+    RunningKeepRatio,
+    detection_label,
+    draw_debug_image,
+    importance_color,
+    marker_array,
+    rosbags_marker_types,
+)
+
+STAMP = 1_700_000_000_123_456_789
+
+
+def two_detections() -> FrameDetections:
+    return FrameDetections(
+        stamp_ns=STAMP,
+        frame_id='camera',
+        boxes=np.array([[20, 30, 80, 90], [120, 40, 180, 100]], np.float32),
+        class_ids=np.array([1, 4]),
+        class_names=['car', 'pedestrian'],
+        scores=np.array([0.9, 0.4]),
+        importances=np.array([0.0, 2.0]),
+        track_ids=np.array([3, 7]),
+        distances=np.array([np.nan, 25.0]),
+        frame_importance=2.0,
+    )
+
+
+def test_importance_colour_runs_blue_to_red_and_clips():
+    low, high = importance_color(0.0, 1.0), importance_color(1.0, 1.0)
+    assert low[2] > 0.9 and low[0] < 0.2
+    assert high[0] > 0.9 and high[2] < 0.2
+    assert importance_color(5.0, 1.0) == high
+    assert importance_color(float('nan'), 1.0) == low
+    assert importance_color(1.0, 0.0) == low
+    assert all(0.0 <= c <= 1.0 for c in importance_color(0.3, 1.0))
+
+
+def test_importance_scale_fixed_or_decaying_max():
+    assert ImportanceScale(fixed=2.0).update([10.0]) == 2.0
+    scale = ImportanceScale(decay=0.5)
+    assert scale.update([4.0, float('nan')]) == 4.0
+    assert scale.update([1.0]) == 2.0
+    assert scale.update([]) == 1.0
+
+
+def test_running_keep_ratio_since_start_and_windowed():
+    since_start, window = RunningKeepRatio(), RunningKeepRatio(window=2)
+    for kept in (True, False, False, False):
+        since_start.add(kept)
+        window.add(kept)
+    assert since_start.value == 0.25 and (since_start.kept, since_start.decided) == (1, 4)
+    assert window.value == 0.0 and window.decided == 2
+
+
+def test_label_names_class_score_track_importance_and_relabel():
+    det = two_detections()
+    assert detection_label(det, 0) == 'car 0.90 #3 g=0'
+    label = detection_label(det, 1, RelabelMark(7, 'cyclist', 'pedestrian'))
+    assert label == 'pedestrian 0.40 #7 g=2 relabel cyclist->pedestrian'
+
+
+def test_debug_image_draws_importance_coloured_boxes_and_relabel_marks():
+    rgb = np.full((150, 240, 3), 128, np.uint8)
+    det = two_detections()
+    drawn = draw_debug_image(rgb, det, importance_scale=2.0,
+                             relabels={7: RelabelMark(7, 'cyclist', 'pedestrian')},
+                             line_width=2)
+    assert drawn.shape == rgb.shape and drawn.dtype == np.uint8
+    assert (rgb == 128).all()  # input untouched
+    low = np.array([round(255 * c) for c in importance_color(0.0, 2.0)])
+    high = np.array([round(255 * c) for c in importance_color(2.0, 2.0)])
+    magenta = np.array([round(255 * c) for c in RELABEL_COLOR])
+    # left edge of each box in its importance colour, middle of the boxes untouched
+    assert (drawn[60, 20] == low).all()
+    assert (drawn[70, 120] == high).all()
+    assert (drawn[60, 50] == 128).all() and (drawn[70, 150] == 128).all()
+    # the relabelled track (id 7) has a magenta outer outline, the other does not
+    assert (drawn[70, 117] == magenta).all()
+    assert not (drawn[60, 17] == magenta).all()
+    # label text above each box changed pixels there
+    assert (drawn[20:29, 20:60] != 128).any()
+
+
+def test_debug_image_survives_boxes_outside_the_image_and_status_lines():
+    rgb = np.zeros((50, 60, 3), np.uint8)
+    det = FrameDetections(stamp_ns=1, boxes=np.array([[-30, -5, 500, 400],
+                                                      [np.nan, 0, 1, 1]], np.float32),
+                          class_ids=np.array([1, 1]), class_names=['car', 'car'],
+                          scores=np.array([0.5, 0.5]))
+    drawn = draw_debug_image(rgb, det, importance_scale=0.0, status_lines=['keep ratio 0.1'])
+    assert drawn.shape == rgb.shape
+    assert drawn.any()
+
+
+def test_debug_image_rejects_non_rgb():
+    with pytest.raises(ValueError, match='uint8'):
+        draw_debug_image(np.zeros((4, 4), np.uint8), FrameDetections(stamp_ns=0),
+                         importance_scale=1.0)
+
+
+def test_marker_array_has_a_box_and_a_text_per_detection():
+    det = two_detections()
+    types = rosbags_marker_types()
+    camera = CameraModel(width=240, height=150, focal_length_px=100.0)
+    array = marker_array(det, types, camera=camera, importance_scale=2.0,
+                         relabels={7: RelabelMark(7, 'cyclist', 'pedestrian')},
+                         lifetime_s=0.25, default_depth_m=10.0)
+    markers = array.markers
+    assert markers[0].action == types.Marker.DELETEALL
+    boxes = [m for m in markers if m.ns == 'boxes']
+    labels = [m for m in markers if m.ns == 'labels']
+    assert [m.id for m in boxes] == [0, 1] and [m.id for m in labels] == [0, 1]
+    assert all(m.type == types.Marker.LINE_STRIP and len(m.points) == 5 for m in boxes)
+    assert labels[1].text == 'pedestrian 0.40 #7 g=2 relabel cyclist->pedestrian'
+    for m in boxes + labels:
+        assert m.header.frame_id == 'camera'
+        assert m.header.stamp.sec * 10**9 + m.header.stamp.nanosec == STAMP
+        assert (m.lifetime.sec, m.lifetime.nanosec) == (0, 250_000_000)
+        assert all(0.0 <= c <= 1.0 for c in (m.color.r, m.color.g, m.color.b, m.color.a))
+    # unknown distance -> default depth; known distance -> that depth, through the pinhole
+    assert boxes[0].points[0].z == 10.0 and boxes[1].points[0].z == 25.0
+    assert math.isclose(boxes[0].points[0].x, (20 - 120) * 10.0 / 100.0)
+    assert math.isclose(boxes[1].points[2].y, (100 - 75) * 25.0 / 100.0)
+    # the relabelled track is magenta
+    assert (labels[1].color.r, labels[1].color.g, labels[1].color.b) == RELABEL_COLOR
+
+
+def test_marker_array_rosbags_cdr_reads_in_rclpy():
+    det = two_detections()
+    camera = CameraModel(width=240, height=150, focal_length_px=100.0)
+    array = marker_array(det, rosbags_marker_types(), camera=camera, importance_scale=1.0)
+    data = bag_io.typestore().serialize_cdr(array, 'visualization_msgs/msg/MarkerArray')
+    back = deserialize_message(bytes(data), MarkerArray)
+    assert [m.text for m in back.markers] == [m.text for m in array.markers]
+    assert len(serialize_message(back)) == len(data)
+
+
+def test_marker_array_builds_with_rclpy_classes():
+    from importance_sampler_ros.nodes.viz_node import marker_types
+
+    camera = CameraModel(width=240, height=150, focal_length_px=100.0)
+    array = marker_array(two_detections(), marker_types(), camera=camera, importance_scale=1.0)
+    assert isinstance(array, MarkerArray) and len(array.markers) == 5
+    assert array.markers[3].points[0].z == 25.0
+
+
+def test_viz_params_defaults_are_valid():
+    values = resolve(VIZ_PARAMS)
+    assert values['image_reliability'] == 'best_effort' and values['marker_lifetime_s'] > 0
