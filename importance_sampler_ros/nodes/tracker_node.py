@@ -1,0 +1,117 @@
+"""tracker_node: detections in; tracks, detections with track ids and near-to-far relabels out.
+
+Subscribes the DetectionArray of every processed frame and runs `relabel.RelabelingTracker`
+(SORT + relabels) on it. For each frame it publishes the confirmed tracks (TrackArray), the same
+DetectionArray with track ids filled in (header and every other field unchanged; 0 = not part of
+a confirmed track) and a RelabelArray with the relabels that frame triggered (often empty); all
+three carry the frame's header. Frames whose stamp is not newer than the last processed one are
+skipped; detections with NaN or inverted boxes are not tracked (track id 0); both are logged at
+most once per `warning_period_s`, and the node keeps running. Settings:
+relabel.TRACKER_NODE_PARAMS plus the topics below, all ROS parameters.
+"""
+from __future__ import annotations
+
+import sys
+
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+from importance_sampler_ros.messages import detections_from_msg, stamp_to_ns
+from importance_sampler_ros.nodes.message_types import rclpy_types
+from importance_sampler_ros.nodes.parameters import declare_parameters, run_node
+from importance_sampler_ros.params import Param
+from importance_sampler_ros.relabel import (
+    TRACKER_NODE_PARAMS,
+    RelabelingTracker,
+    StaleFrameError,
+)
+from importance_sampler_ros.tracking_messages import relabels_to_msg, tracks_to_msg
+
+NODE_NAME = 'tracker_node'
+TOPIC_PARAMS = (
+    Param('detections_topic', '/importance_sampler/detections', 'DetectionArray input'),
+    Param('tracks_topic', '/importance_sampler/tracks', 'TrackArray output'),
+    Param('tracked_detections_topic', '/importance_sampler/tracked_detections',
+          'DetectionArray output with track ids filled in'),
+    Param('relabels_topic', '/importance_sampler/relabels', 'RelabelArray output, every frame'),
+    Param('warning_period_s', 5.0,
+          'at most one warning per this many seconds about skipped input', 0.0, 3600.0),
+)
+# Reliable with a deep queue: every frame matters to the tracker and to the recorder.
+FRAME_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=100,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.VOLATILE,
+)
+
+
+class TrackerNode(Node):
+    """DetectionArray -> RelabelingTracker -> TrackArray, DetectionArray, RelabelArray."""
+
+    def __init__(self, **node_options) -> None:
+        super().__init__(NODE_NAME, **node_options)
+        self.params = declare_parameters(self, (*TRACKER_NODE_PARAMS, *TOPIC_PARAMS))
+        self.tracker = RelabelingTracker.from_params(vars(self.params))
+        self.types = rclpy_types()
+        self.frames_processed = 0
+        self.frames_skipped = 0
+        self.detections_ignored = 0
+        self.relabels_published = 0
+        p = self.params
+        self.tracks_pub = self.create_publisher(self.types.TrackArray, p.tracks_topic, FRAME_QOS)
+        self.detections_pub = self.create_publisher(
+            self.types.DetectionArray, p.tracked_detections_topic, FRAME_QOS)
+        self.relabels_pub = self.create_publisher(
+            self.types.RelabelArray, p.relabels_topic, FRAME_QOS)
+        self.subscription = self.create_subscription(
+            self.types.DetectionArray, p.detections_topic, self.on_detections, FRAME_QOS)
+        self.get_logger().info(
+            f'{p.detections_topic} -> {p.tracks_topic}, {p.tracked_detections_topic}, '
+            f'{p.relabels_topic} (iou_threshold {p.iou_threshold}, max_age {p.max_age}, '
+            f'min_hits {p.min_hits})')
+
+    def on_detections(self, msg) -> None:
+        stamp_ns = stamp_to_ns(msg.header)
+        try:
+            frame = detections_from_msg(msg)
+            tracked = self.tracker.update(frame)
+        except StaleFrameError as error:
+            self._warn(f'skipping frame: {error}', skipped=True)
+            return
+        except ValueError as error:  # e.g. inconsistent arrays in a malformed message
+            self._warn(f'skipping frame with stamp {stamp_ns} ns: {error}', skipped=True)
+            return
+        if len(tracked.ignored):
+            self.detections_ignored += len(tracked.ignored)
+            self._warn(f'frame with stamp {stamp_ns} ns: detections {tracked.ignored.tolist()} '
+                       'have NaN or inverted boxes and are not tracked')
+        for detection, track_id in zip(
+                msg.detections, tracked.detections.track_ids.tolist(), strict=True):
+            detection.track_id = track_id
+        header = msg.header
+        tracks = tracks_to_msg(stamp_ns, header.frame_id, tracked.tracks, self.types)
+        relabels = relabels_to_msg(stamp_ns, header.frame_id, tracked.relabels, self.types)
+        tracks.header = relabels.header = header
+        self.detections_pub.publish(msg)
+        self.tracks_pub.publish(tracks)
+        self.relabels_pub.publish(relabels)
+        self.frames_processed += 1
+        self.relabels_published += len(tracked.relabels)
+
+    def _warn(self, text: str, skipped: bool = False) -> None:
+        if skipped:
+            self.frames_skipped += 1
+        self.get_logger().warning(
+            f'{text} [{self.frames_skipped} frames skipped, {self.detections_ignored} '
+            'detections ignored so far]',
+            throttle_duration_sec=self.params.warning_period_s,
+        )
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(TrackerNode, args)
+
+
+if __name__ == '__main__':
+    sys.exit(main())
