@@ -1,0 +1,193 @@
+"""Near-to-far relabels: the paper's Algorithm 1, re-issues, bounded memory, RelabelingTracker."""
+import numpy as np
+import pytest
+
+from importance_sampler_ros.detections import FrameDetections
+from importance_sampler_ros.relabel import (
+    NearToFarRelabeler,
+    RelabelConfig,
+    RelabelingTracker,
+    StaleFrameError,
+)
+from importance_sampler_ros.tracking import TrackerConfig
+
+NAMES = {1: 'car', 2: 'van', 3: 'truck'}
+MS = 1_000_000
+
+
+def frame(t: int, classes: list[int], heights: list[float], scores=None, boxes=None):
+    """Objects side by side, object i at x = 200 i, its box `heights[i]` tall."""
+    n = len(classes)
+    if boxes is None:
+        boxes = [[200 * i + t, 50, 200 * i + t + h / 2, 50 + h] for i, h in enumerate(heights)]
+    return FrameDetections(
+        stamp_ns=(t + 1) * 100 * MS, frame_id='camera', boxes=np.array(boxes, float),
+        class_ids=classes, class_names=[NAMES[c] for c in classes],
+        scores=[0.9] * n if scores is None else scores,
+    )
+
+
+def approaching(t: int) -> float:
+    """Box height of an approaching object: far (< 40 px) for t < 6, near from t = 6."""
+    return 10.0 + 5.0 * t
+
+
+def run(tracker, frames):
+    return [tracker.update(f) for f in frames]
+
+
+def test_far_observations_are_relabelled_to_the_near_class():
+    tracker = RelabelingTracker()
+    frames = [frame(t, [1 if t < 6 else 2], [approaching(t)]) for t in range(12)]
+    out = run(tracker, frames)
+    events = [e for o in out for e in o.relabels]
+    assert len(events) == 1
+    event = events[0]
+    assert out[8].relabels == [event]  # third near vote (near_min_votes=3) at t = 8
+    assert (event.track_id, event.old_class_id, event.old_class_name) == (1, 1, 'car')
+    assert (event.new_class_id, event.new_class_name, event.reissued) == (2, 'van', False)
+    assert event.stamp_ns == frames[8].stamp_ns and event.frame_id == 'camera'
+    assert [o.stamp_ns for o in event.observations] == [f.stamp_ns for f in frames[:6]]
+    assert [o.detection_index for o in event.observations] == [0] * 6
+    assert event.observations[0].box == tuple(frames[0].boxes[0].tolist())
+    assert event.confidence == pytest.approx(0.9)  # all 3 votes agree, score 0.9
+    # tracks report the near class and the class counts of their history
+    last = out[-1].tracks[0]
+    assert (last.class_id, last.class_name) == (2, 'van')
+    assert last.class_history == ((1, 6), (2, 6))
+
+
+def test_detection_indices_follow_the_frame_order():
+    tracker = RelabelingTracker()
+    frames = []
+    for t in range(10):
+        # object 0 stays far and is a car; object 1 approaches, truck far then van near
+        classes = [1, 3 if t < 6 else 2]
+        f = frame(t, classes, [20.0, approaching(t)])
+        frames.append(f.select(np.array([1, 0]) if t % 2 else np.array([0, 1])))
+    events = [e for o in run(tracker, frames) for e in o.relabels]
+    assert len(events) == 1
+    assert [o.detection_index for o in events[0].observations] == [1, 0, 1, 0, 1, 0]
+
+
+def test_relabel_once_then_later_disagreeing_observations_one_by_one():
+    tracker = RelabelingTracker()
+    classes = [1] * 6 + [2] * 6 + [1, 2, 1]  # then three unsure (not near) observations
+    heights = [approaching(t) for t in range(12)] + [65.0] * 3
+    scores = [0.9] * 12 + [0.3] * 3
+    out = run(tracker, [frame(t, [c], [h], [s]) for t, (c, h, s) in enumerate(zip(
+        classes, heights, scores, strict=True))])
+    per_frame = [[(e.old_class_id, len(e.observations)) for e in o.relabels] for o in out]
+    assert per_frame[8] == [(1, 6)]
+    assert per_frame[12] == [(1, 1)] and per_frame[13] == [] and per_frame[14] == [(1, 1)]
+    assert sum(map(len, per_frame)) == 3
+
+
+def test_changed_near_class_reissues_every_correction():
+    tracker = RelabelingTracker()
+    classes = [1] * 3 + [3] * 3 + [2] * 3 + [3] * 6
+    heights = [approaching(t) for t in range(15)]
+    out = run(tracker, [frame(t, [c], [h]) for t, (c, h) in enumerate(zip(classes, heights,
+                                                                            strict=True))])
+    first = out[8].relabels
+    assert {(e.old_class_id, e.new_class_id, e.reissued) for e in first} == {
+        (1, 2, False), (3, 2, False)}
+    # the last five near votes at t = 11 are van van truck truck truck: truck wins (3/5 = 0.6)
+    changed = out[11].relabels
+    assert all(e.new_class_id == 3 for e in changed)
+    by_old = {(e.old_class_id, e.reissued): len(e.observations) for e in changed}
+    # cars (relabelled to van before) re-issued; trucks (t 3-5, and 9-10 relabelled to van one
+    # by one) withdrawn from van (old = new = truck);
+    # vans never relabelled before: first relabel
+    assert by_old == {(1, True): 3, (3, True): 5, (2, False): 3}
+    assert not any(o.relabels for o in out[12:])
+    # nothing is left behind: every observation's label is now truck
+    assert all(o.label() == 3 for o in tracker.relabeler.history(1))
+
+
+def test_track_that_never_gets_near_produces_nothing_and_is_freed():
+    tracker = RelabelingTracker(TrackerConfig(max_age=1))
+    far = [frame(t, [1 if t % 2 else 2], [20.0]) for t in range(20)]
+    empty = [FrameDetections(stamp_ns=(t + 1) * 100 * MS) for t in range(20, 23)]
+    out = run(tracker, far + empty)
+    assert all(not o.relabels for o in out)
+    assert len(tracker.relabeler) == 0 and len(tracker.tracker) == 0
+
+
+def test_history_is_capped():
+    tracker = RelabelingTracker(relabel=RelabelConfig(relabel_history_size=4))
+    classes = [1] * 10 + [2] * 3
+    heights = [30.0] * 10 + [40.0] * 3
+    out = run(tracker, [frame(t, [c], [h]) for t, (c, h) in enumerate(zip(classes, heights,
+                                                                            strict=True))])
+    events = [e for o in out for e in o.relabels]
+    assert len(events) == 1
+    assert len(events[0].observations) == 1  # only the last far observation was still kept
+    assert len(tracker.relabeler.history(1)) == 4
+    assert out[-1].tracks[0].class_history == ((2, 3), (1, 1))
+
+
+def test_near_rule_and_thresholds():
+    relabeler = NearToFarRelabeler(RelabelConfig(near_min_height_px=40, near_min_score=0.5))
+    assert relabeler.is_near(40, 0.5) and not relabeler.is_near(39, 0.9)
+    assert not relabeler.is_near(100, 0.4)
+    either = NearToFarRelabeler(RelabelConfig(near_rule='or'))
+    assert either.is_near(100, 0.1) and either.is_near(10, 0.6) and not either.is_near(10, 0.1)
+
+
+def test_low_confidence_or_split_votes_do_not_relabel():
+    classes = [1] * 6 + [2, 3, 2, 3, 2, 3, 3, 2]
+    heights = [approaching(t) for t in range(14)]
+    split = RelabelingTracker(relabel=RelabelConfig(near_min_agreement=0.7))
+    out = run(split, [frame(t, [c], [h]) for t, (c, h) in enumerate(zip(classes, heights,
+                                                                          strict=True))])
+    assert not any(o.relabels for o in out)
+    unsure = RelabelingTracker(relabel=RelabelConfig(near_rule='or',
+                                                     relabel_min_confidence=0.5))
+    frames = [frame(t, [1 if t < 6 else 2], [approaching(t)], scores=[0.45]) for t in range(12)]
+    assert not any(o.relabels for o in run(unsure, frames))  # confidence 1.0 x 0.45 < 0.5
+
+
+def test_only_confirmed_tracks_relabel():
+    relabeler = NearToFarRelabeler(RelabelConfig(relabel_min_observations=1, near_min_votes=1,
+                                                 near_window=1))
+    far = frame(0, [1], [20.0])
+    near = frame(1, [2], [80.0], boxes=[[0, 0, 40, 80]])
+    assert relabeler.observe(far, np.array([5]), np.array([False])) == []
+    assert relabeler.observe(near, np.array([5]), np.array([False])) == []
+    events = relabeler.observe(frame(2, [2], [80.0], boxes=[[1, 0, 41, 80]]), np.array([5]))
+    assert [(e.track_id, e.old_class_id, e.new_class_id) for e in events] == [(5, 1, 2)]
+
+
+def test_stale_frames_are_rejected_without_changing_state():
+    tracker = RelabelingTracker()
+    tracker.update(frame(1, [1], [20.0]))
+    with pytest.raises(StaleFrameError, match='duplicate'):
+        tracker.update(frame(1, [1], [20.0]))
+    with pytest.raises(StaleFrameError, match='out-of-order'):
+        tracker.update(frame(0, [1], [20.0]))
+    assert tracker.tracker.frame_count == 1
+    assert len(tracker.update(frame(2, [1], [20.0])).detections) == 1
+
+
+def test_invalid_boxes_are_reported_and_get_no_track():
+    tracker = RelabelingTracker(TrackerConfig(min_hits=1))
+    bad = frame(0, [1, 1], [20.0, 20.0])
+    bad.boxes[1] = [np.nan, 0, 1, 1]
+    out = tracker.update(bad)
+    assert out.ignored.tolist() == [1]
+    assert out.detections.track_ids.tolist() == [1, 0]
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match='near_rule'):
+        RelabelConfig(near_rule='xor')
+    with pytest.raises(ValueError, match='near_min_votes'):
+        RelabelConfig(near_window=2, near_min_votes=3)
+    values = {'iou_threshold': 0.5, 'max_age': 1, 'min_hits': 2, 'near_min_height_px': 30.0,
+              'near_min_score': 0.4, 'near_rule': 'or', 'near_window': 4, 'near_min_votes': 2,
+              'near_min_agreement': 0.5, 'relabel_min_confidence': 0.3,
+              'relabel_min_observations': 3, 'relabel_history_size': 50, 'other': 'ignored'}
+    tracker = RelabelingTracker.from_params(values)
+    assert tracker.tracker.config.min_hits == 2
+    assert tracker.relabeler.config.near_rule == 'or'
