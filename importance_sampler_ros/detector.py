@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -35,6 +35,9 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from importance_sampler_ros.detections import AGGREGATIONS, FrameDetections, aggregate_importance
 from importance_sampler_ros.importance import last_layer_gradient_norms
+
+if TYPE_CHECKING:
+    from importance_sampler_ros.params import Param
 
 PACKAGE_NAME = 'importance_sampler_ros'
 DEFAULT_ARCHITECTURE = 'isr_small'
@@ -498,6 +501,53 @@ class DetectorConfig:
                 raise ValueError(f'{name} must be >= 1 or None, got {value}')
 
 
+def detector_params() -> tuple[Param, ...]:
+    """The detector's settings as parameter specs (params.Param), for the node and replay.
+
+    Empty checkpoint = default_checkpoint_path(); min_size/max_size 0 = the checkpoint's. The
+    architecture and class names must agree with what a checkpoint file says about itself.
+    """
+    from importance_sampler_ros.params import Param  # lazily: params needs PyYAML
+
+    return (
+        Param('architecture', DEFAULT_ARCHITECTURE,
+              'Faster R-CNN architecture of the checkpoint', choices=ARCHITECTURES),
+        Param('checkpoint', '',
+              f'model weights file (.pt); empty = the shipped {DEFAULT_CHECKPOINT_NAME}'),
+        Param('class_names', list(DEFAULT_CLASS_NAMES),
+              "the model's classes, index = class id, starting with '__background__'"),
+        Param('score_threshold', 0.3,
+              'minimum class probability of a published detection', 0.0, 1.0),
+        Param('nms_threshold', 0.5, 'IoU above which per-class NMS suppresses a box', 0.0, 1.0),
+        Param('detections_per_image', 100, 'most detections kept per image', 1, 1000),
+        Param('device', 'cpu', 'where inference runs (cuda: fails if no GPU is present)',
+              choices=('cpu', 'cuda')),
+        Param('half', False, 'half precision inference (cuda only)'),
+        Param('min_size', 0, "shorter image side after resizing; 0 = the checkpoint's", 0, 4096),
+        Param('max_size', 0, "cap on the longer side after resizing; 0 = the checkpoint's",
+              0, 8192),
+        Param('aggregation', 'sum', 'frame importance from detection importances',
+              choices=AGGREGATIONS),
+    )
+
+
+def config_from_params(values: Mapping[str, Any]) -> DetectorConfig:
+    """A DetectorConfig from validated detector_params() values (other keys are ignored)."""
+    return DetectorConfig(
+        architecture=values['architecture'] or None,
+        checkpoint=values['checkpoint'] or None,
+        class_names=list(values['class_names']) or None,
+        score_threshold=float(values['score_threshold']),
+        nms_threshold=float(values['nms_threshold']),
+        detections_per_image=int(values['detections_per_image']),
+        device=values['device'],
+        half=bool(values['half']),
+        min_size=int(values['min_size']) or None,
+        max_size=int(values['max_size']) or None,
+        aggregation=values['aggregation'],
+    )
+
+
 def resolve_device(name: str) -> torch.device:
     """torch.device for 'cpu' / 'cuda' / 'cuda:N'; a clear error when CUDA is asked but absent."""
     device = torch.device(name)
@@ -614,7 +664,9 @@ __all__ = [
     'LoadedCheckpoint',
     'apply_state_dict',
     'build_model',
+    'config_from_params',
     'default_checkpoint_path',
+    'detector_params',
     'forward_with_features',
     'load_checkpoint',
     'read_checkpoint',

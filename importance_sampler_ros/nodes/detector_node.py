@@ -1,0 +1,101 @@
+"""detector_node: camera images in, detections with last-layer importance out.
+
+Subscribes sensor_msgs/Image with sensor-data QoS and a queue of one (when inference is slower
+than the camera, old frames are dropped, never queued), runs the Detector, and publishes a
+DetectionArray whose header is the image's. Images that cannot be converted are skipped with a
+rate-limited warning; the node keeps running. Settings: detector.detector_params() plus the topics
+below, all ROS parameters (defaults in config/detector.yaml).
+"""
+from __future__ import annotations
+
+import sys
+
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+from importance_sampler_ros.detector import (
+    CheckpointError,
+    Detector,
+    DetectorError,
+    config_from_params,
+    detector_params,
+)
+from importance_sampler_ros.images import ImageError, image_to_rgb
+from importance_sampler_ros.messages import detections_to_msg, stamp_to_ns
+from importance_sampler_ros.nodes.message_types import rclpy_types
+from importance_sampler_ros.nodes.parameters import declare_parameters, run_node
+from importance_sampler_ros.params import Param, ParameterError
+
+NODE_NAME = 'detector_node'
+TOPIC_PARAMS = (
+    Param('image_topic', '/camera/image_raw', 'sensor_msgs/Image topic to detect on'),
+    Param('detections_topic', '/importance_sampler/detections',
+          'where the DetectionArray of every processed image is published'),
+    Param('warning_period_s', 5.0,
+          'at most one warning per this many seconds about skipped images', 0.0, 3600.0),
+)
+# Best effort and a queue of one: a slow detector drops old frames instead of queueing them.
+IMAGE_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1,
+    reliability=ReliabilityPolicy.BEST_EFFORT,
+    durability=DurabilityPolicy.VOLATILE,
+)
+
+
+class DetectorNode(Node):
+    """Image -> Detector -> DetectionArray."""
+
+    def __init__(self, **node_options) -> None:
+        super().__init__(NODE_NAME, **node_options)
+        self.params = declare_parameters(self, (*detector_params(), *TOPIC_PARAMS))
+        try:
+            self.detector = Detector(config_from_params(vars(self.params)))
+        except (CheckpointError, DetectorError, ValueError) as error:
+            raise ParameterError(f'detector cannot start: {error}') from error
+        self.types = rclpy_types()
+        self.frames_processed = 0
+        self.images_skipped = 0
+        self.publisher = self.create_publisher(
+            self.types.DetectionArray, self.params.detections_topic, 10
+        )
+        self.subscription = self.create_subscription(
+            self.types.Image, self.params.image_topic, self.on_image, IMAGE_QOS
+        )
+        self.get_logger().info(
+            f'{self.detector.model_name} on {self.detector.device} '
+            f'(checkpoint {self.detector.checkpoint}): {self.params.image_topic} -> '
+            f'{self.params.detections_topic}'
+        )
+
+    def on_image(self, msg) -> None:
+        try:
+            rgb = image_to_rgb(msg)
+            frame = self.detector.detect(rgb, stamp_to_ns(msg.header), msg.header.frame_id)
+        except (ImageError, ValueError) as error:
+            self._skip(msg, str(error))
+            return
+        except RuntimeError as error:  # e.g. CUDA out of memory: log it, keep serving
+            self._skip(msg, f'inference failed: {error}')
+            return
+        out = detections_to_msg(frame, self.types)
+        out.header = msg.header
+        self.publisher.publish(out)
+        self.frames_processed += 1
+
+    def _skip(self, msg, reason: str) -> None:
+        self.images_skipped += 1
+        self.get_logger().warning(
+            f'skipping image {msg.width}x{msg.height} {msg.encoding!r} '
+            f'(stamp {msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d}): {reason} '
+            f'[{self.images_skipped} skipped so far]',
+            throttle_duration_sec=self.params.warning_period_s,
+        )
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(DetectorNode, args)
+
+
+if __name__ == '__main__':
+    sys.exit(main())
