@@ -1,0 +1,500 @@
+"""The recorder core: a ring buffer of recent frames, delayed sampling decisions, relabel-driven
+keeps, and split rosbag2 writing. No rclpy: the recorder node and offline replay both drive it.
+
+Frame life: `add_frame` throws the sampler's coin at once (so q depends on nothing that happens
+later) and puts the frame in the ring buffer. The frame leaves the buffer when it is older than
+`buffer_seconds` (by header stamps) than the newest frame, or when the buffer holds more than
+`buffer_bytes`; only then is its decision final and, if kept, the frame written. A relabel
+(RelabelArray from the tracker) naming a frame still in the buffer keeps it: reason 'relabel' and
+weight 1 when the coin had said drop (msg/SampleDecision.msg), reason 'sampled' and weight 1/q
+when the coin had kept it anyway. Relabels naming frames that already left the buffer are counted
+by what had become of the frame (kept without them / dropped / never seen) and reported in
+`stats()`, never silently lost.
+
+What a kept frame writes (docs/ARCHITECTURE.md "Output bag"), all logged at the frame's header
+stamp: its DetectionArray as received on /importance_sampler/detections, a RelabelArray on
+/importance_sampler/relabels (header = the frame's stamp and frame_id; each Relabel cut down to
+the observations in this frame, possibly an empty list), its SampleDecision on
+/importance_sampler/decisions, and last the original image CDR on the image topic. The image goes
+last so that a 1.4 MB image closes the MCAP chunk holding the whole frame.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from importance_sampler_ros import bag_io
+from importance_sampler_ros.messages import header_msg, stamp_to_ns
+from importance_sampler_ros.params import Param
+from importance_sampler_ros.recorder_bag import BagSink, SplitWriter, header_from_cdr, split_path
+from importance_sampler_ros.sampling import (
+    REASON_RELABEL,
+    Decision,
+    ImportanceSampler,
+    RelativeVarianceTally,
+    SamplerConfig,
+)
+
+log = logging.getLogger(__name__)
+
+IMAGE_TOPIC = '/camera/image_raw'
+DETECTIONS_TOPIC = '/importance_sampler/detections'
+RELABELS_TOPIC = '/importance_sampler/relabels'
+DECISIONS_TOPIC = '/importance_sampler/decisions'
+_DETECTION_ARRAY = bag_io.msgtype('DetectionArray')
+_RELABEL_ARRAY = bag_io.msgtype('RelabelArray')
+_SAMPLE_DECISION = bag_io.msgtype('SampleDecision')
+_NS = 1_000_000_000
+_DEPARTED_MEMORY = 100_000  # departed frames remembered to classify late relabels
+
+RECORDER_PARAMS = (
+    # topics (the node's; the bag uses image_topic for images and the fixed output topics)
+    Param('image_topic', IMAGE_TOPIC, 'Camera image topic (sensor_msgs/Image), subscribed raw; '
+          'kept images are written to the bag under this name'),
+    Param('detections_topic', '/importance_sampler/tracked_detections',
+          'DetectionArray topic with track ids filled (from the tracker)'),
+    Param('relabels_topic', RELABELS_TOPIC, 'RelabelArray topic (from the tracker)'),
+    Param('decisions_topic', DECISIONS_TOPIC, 'Where a SampleDecision is published for every '
+          'frame once its decision is final'),
+    Param('join_timeout_s', 2.0, 'Seconds an image waits for the detection array with the same '
+          'header stamp (and the other way round) before it is counted unmatched and dropped',
+          min_value=0.0, max_value=60.0),
+    # recording
+    Param('output_dir', 'recordings', 'Directory the recording directory is created in'),
+    Param('bag_name', '', 'Name of the recording directory (and prefix of its splits); empty = '
+          'recording_<UTC time>'),
+    Param('storage', 'mcap', 'rosbag2 storage of each split', choices=('mcap', 'sqlite3')),
+    Param('split_bytes', 1 << 30, 'Start a new split once the open one holds this many bytes; '
+          '0 = no size limit', min_value=0),
+    Param('split_seconds', 0.0, 'Start a new split once the open one spans this many seconds of '
+          'header stamps; 0 = no duration limit', min_value=0.0),
+    Param('buffer_seconds', 8.0, 'Ring buffer length by header stamps: how long a frame waits '
+          'for relabels before its decision is final', min_value=0.0, max_value=3600.0),
+    Param('buffer_bytes', 512 << 20, 'Ring buffer bound in bytes (image + detections)',
+          min_value=0),
+    Param('flush_interval_s', 1.0, 'Wall-clock seconds between flushes of written data to the '
+          'file (what a SIGKILL can lose at most); 0 = after every kept frame', min_value=0.0),
+    Param('fsync', True, 'fsync at every flush and when a split closes (survives power loss)'),
+    # sampling (sampling.SamplerConfig)
+    Param('keep_ratio', 0.1, 'Target keep ratio rho (the start value in byte-budget mode)',
+          min_value=1e-6, max_value=1.0),
+    Param('mean_window', 300, 'Frames in the window estimating the mean frame importance',
+          min_value=1, max_value=1_000_000),
+    Param('warmup_frames', 30, 'Frames during which q is not allowed below rho', min_value=0),
+    Param('floor_probability', 0.0, 'Lowest keep probability of any frame (frames with zero '
+          'importance included); 0 = off', min_value=0.0, max_value=1.0),
+    Param('keep_all', False, "Keep every frame (reason 'forced')"),
+    Param('bytes_per_hour', 0.0, 'Byte budget per hour of stream time; rho adapts to it; '
+          '0 = keep-ratio mode', min_value=0.0),
+    Param('budget_horizon_s', 60.0, 'Seconds over which the byte budget spends a surplus or '
+          'recovers a deficit', min_value=1e-3),
+    Param('budget_burst_s', 30.0, 'Start credit of the byte budget in seconds of budget; beyond '
+          "it frames are dropped with reason 'budget'", min_value=0.0),
+    Param('min_keep_ratio', 0.001, 'Lowest rho the byte budget may choose', min_value=1e-6,
+          max_value=1.0),
+    Param('min_gap_s', 0.0, 'Redundancy control: a frame whose tracks were all kept less than '
+          'this many seconds ago is suppressed; 0 = off', min_value=0.0),
+    Param('redundancy_importance_ratio', 2.0, 'A suppressed frame is kept after all when a '
+          'track is this many times more important than at its last keep', min_value=1.0),
+    Param('redundancy_scale', 0.0, 'Factor on q of a suppressed frame (0 = never keep it)',
+          min_value=0.0, max_value=1.0),
+    Param('seed', -1, 'Seed of the sampling draws; -1 = random', min_value=-1),
+)
+
+_SAMPLER_FIELDS = (
+    'keep_ratio', 'mean_window', 'warmup_frames', 'floor_probability', 'keep_all',
+    'bytes_per_hour', 'budget_horizon_s', 'budget_burst_s', 'min_keep_ratio', 'min_gap_s',
+    'redundancy_importance_ratio', 'redundancy_scale',
+)
+
+
+class RecorderError(RuntimeError):
+    """The recorder cannot start (e.g. the output directory cannot be created)."""
+
+
+class RecordingStoppedError(RecorderError):
+    """Writing failed (disk full, I/O error): recording has stopped; closed splits are intact."""
+
+
+@dataclass(frozen=True)
+class RecorderConfig:
+    output_dir: Path = Path('recordings')
+    bag_name: str = ''
+    storage: str = 'mcap'
+    image_topic: str = IMAGE_TOPIC
+    split_bytes: int = 1 << 30
+    split_seconds: float = 0.0
+    buffer_seconds: float = 8.0
+    buffer_bytes: int = 512 << 20
+    flush_interval_s: float = 1.0
+    fsync: bool = True
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+
+    def __post_init__(self) -> None:
+        if self.storage not in bag_io.STORAGE_PLUGINS:
+            raise ValueError(f'storage must be one of {sorted(bag_io.STORAGE_PLUGINS)}')
+        for name in ('split_bytes', 'split_seconds', 'buffer_seconds', 'buffer_bytes',
+                     'flush_interval_s'):
+            if getattr(self, name) < 0:
+                raise ValueError(f'{name} must be >= 0')
+
+    @classmethod
+    def from_params(cls, values: dict[str, Any]) -> RecorderConfig:
+        """From resolved RECORDER_PARAMS values (node parameters or the replay's YAML)."""
+        seed = values.get('seed', -1)
+        sampler = SamplerConfig(
+            **{k: values[k] for k in _SAMPLER_FIELDS if k in values},
+            seed=None if seed is None or seed < 0 else int(seed),
+        )
+        names = ('bag_name', 'storage', 'image_topic', 'split_bytes', 'split_seconds',
+                 'buffer_seconds', 'buffer_bytes', 'flush_interval_s', 'fsync')
+        kwargs = {k: values[k] for k in names if k in values}
+        if 'output_dir' in values:
+            kwargs['output_dir'] = Path(values['output_dir'])
+        return cls(**kwargs, sampler=sampler)
+
+
+@dataclass
+class FrameResult:
+    """A frame whose decision is final: what the node publishes and replay tallies."""
+
+    decision: Decision
+    frame_id: str
+    relabels: int  # relabels written with the frame
+    decision_cdr: bytes  # the SampleDecision, serialized
+
+
+@dataclass
+class _Buffered:
+    stamp_ns: int
+    frame_id: str
+    image_cdr: bytes
+    detections_cdr: bytes
+    track_ids: np.ndarray
+    track_importances: np.ndarray
+    decision: Decision
+    relabels: list[Any] = field(default_factory=list)
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.image_cdr) + len(self.detections_cdr)
+
+
+WriterFactory = Callable[[Path, str], BagSink]
+
+
+class Recorder:
+    """Importance-samples frames into a split rosbag2 recording.
+
+    `writer_factory(path, storage)` opens one split (default: SplitWriter); tests inject faults
+    through it. Call `close()` (or use as a context manager) to finish: it decides the frames
+    still in the buffer and closes the open split.
+    """
+
+    def __init__(
+        self,
+        config: RecorderConfig,
+        writer_factory: WriterFactory = SplitWriter,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self._writer_factory = writer_factory
+        self._clock = clock
+        name = config.bag_name or datetime.now(UTC).strftime('recording_%Y%m%d_%H%M%S')
+        self.recording_dir = Path(config.output_dir) / name
+        try:
+            self.recording_dir.mkdir(parents=True, exist_ok=False)
+        except OSError as error:
+            raise RecorderError(
+                f'cannot create the recording directory {self.recording_dir}: {error}'
+            ) from error
+        self.sampler = ImportanceSampler(config.sampler)
+        self._buffer: deque[_Buffered] = deque()
+        self._by_stamp: dict[int, _Buffered] = {}
+        self._buffer_bytes = 0
+        self._departed: OrderedDict[int, bool] = OrderedDict()  # stamp -> kept
+        self._split: BagSink | None = None
+        self._split_index = 0
+        self._split_start_ns = 0
+        self._last_flush = clock()
+        self.closed_splits: list[Path] = []
+        self.error: str | None = None
+        self._closed = False
+        self._tally = RelativeVarianceTally()
+        self._counts = dict.fromkeys(
+            ('frames', 'kept', 'sampled', 'relabel', 'forced', 'dropped', 'budget',
+             'bytes_written', 'relabels_received', 'relabel_observations_buffered',
+             'relabel_observations_late_kept', 'relabel_observations_late_dropped',
+             'relabel_observations_unknown'), 0)
+
+    # --- input ---------------------------------------------------------------------------
+
+    def add_frame(self, image_cdr: bytes, detections: bytes | Any) -> list[FrameResult]:
+        """One frame: its image as CDR bytes and its DetectionArray as CDR bytes or a rosbags
+        message. Both must carry the same header stamp. Returns the frames whose decision this
+        call made final (those pushed out of the ring buffer)."""
+        self._check_open()
+        detections_cdr, array = _detections(detections)
+        stamp_ns = stamp_to_ns(array.header)
+        image_stamp_ns, _ = header_from_cdr(image_cdr)
+        if image_stamp_ns != stamp_ns:
+            raise ValueError(
+                f'image stamp {image_stamp_ns} differs from detections stamp {stamp_ns}'
+            )
+        if stamp_ns in self._by_stamp:
+            raise ValueError(f'a frame with stamp {stamp_ns} is already in the ring buffer')
+        track_ids = np.array([d.track_id for d in array.detections], np.int64)
+        track_g = np.array([d.importance for d in array.detections], np.float64)
+        decision = self.sampler.decide(
+            stamp_ns, float(array.frame_importance), len(image_cdr) + len(detections_cdr),
+            track_ids, track_g,
+        )
+        frame = _Buffered(stamp_ns, str(array.header.frame_id), bytes(image_cdr),
+                          detections_cdr, track_ids, track_g, decision)
+        self._buffer.append(frame)
+        self._by_stamp[stamp_ns] = frame
+        self._buffer_bytes += frame.nbytes
+        self._counts['frames'] += 1
+        return self._evict(force=False)
+
+    def add_relabels(self, relabels: bytes | Any) -> int:
+        """A RelabelArray (CDR bytes or rosbags message). Each observation's frame, if still in
+        the buffer, will be kept with the relabel. Returns the observations that found their
+        frame in the buffer."""
+        self._check_open()
+        array = bag_io.deserialize(relabels, _RELABEL_ARRAY) if _is_bytes(relabels) else relabels
+        self._counts['relabels_received'] += len(array.relabels)
+        found = 0
+        for relabel in array.relabels:
+            by_frame: dict[int, list[Any]] = {}
+            for observation in relabel.observations:
+                by_frame.setdefault(stamp_to_ns(observation.stamp), []).append(observation)
+            for stamp_ns, observations in by_frame.items():
+                frame = self._by_stamp.get(stamp_ns)
+                if frame is not None:
+                    frame.relabels.append(replace(relabel, observations=observations))
+                    found += len(observations)
+                    continue
+                kept = self._departed.get(stamp_ns)
+                key = ('relabel_observations_unknown' if kept is None else
+                       'relabel_observations_late_kept' if kept else
+                       'relabel_observations_late_dropped')
+                self._counts[key] += len(observations)
+        self._counts['relabel_observations_buffered'] += found
+        return found
+
+    # --- output --------------------------------------------------------------------------
+
+    def flush(self) -> list[FrameResult]:
+        """Decide every frame in the buffer now (at shutdown) and flush the open split."""
+        self._check_open()
+        results = self._evict(force=True)
+        if self._split is not None:
+            self._guarded(lambda: self._split.flush(self.config.fsync))
+        return results
+
+    def close(self) -> list[FrameResult]:
+        """Decide the buffered frames, close the open split. Idempotent; after a write error it
+        only releases what is left."""
+        if self._closed:
+            return []
+        results: list[FrameResult] = []
+        try:
+            if self.error is None:
+                results = self._evict(force=True)
+                self._close_split()
+        finally:
+            self._closed = True
+        return results
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def split_paths(self) -> list[Path]:
+        """Splits closed so far plus the open one."""
+        return self.closed_splits + ([self._split.path] if self._split is not None else [])
+
+    def stats(self) -> dict[str, Any]:
+        stats: dict[str, Any] = dict(self._counts)
+        stats.update(self._tally.result())
+        stats.update(
+            buffered_frames=len(self._buffer),
+            buffered_bytes=self._buffer_bytes,
+            keep_ratio=self.sampler.keep_ratio,
+            importance_mean=self.sampler.importance_mean,
+            redundancy_suppressed=self.sampler.suppressed,
+            splits=[str(p) for p in self.split_paths],
+            error=self.error,
+        )
+        stats['relabel_observations_late'] = sum(
+            stats[k] for k in ('relabel_observations_late_kept',
+                               'relabel_observations_late_dropped',
+                               'relabel_observations_unknown'))
+        return stats
+
+    # --- internals -----------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self.error is not None:
+            raise RecordingStoppedError(self.error)
+        if self._closed:
+            raise RecorderError('the recorder is closed')
+
+    def _evict(self, force: bool) -> list[FrameResult]:
+        results = []
+        limit_ns = self.config.buffer_seconds * _NS
+        while self._buffer and (
+            force
+            or self._buffer_bytes > self.config.buffer_bytes
+            or self._buffer[-1].stamp_ns - self._buffer[0].stamp_ns > limit_ns
+        ):
+            frame = self._buffer.popleft()
+            del self._by_stamp[frame.stamp_ns]
+            self._buffer_bytes -= frame.nbytes
+            results.append(self._finalize(frame))
+        return results
+
+    def _finalize(self, frame: _Buffered) -> FrameResult:
+        decision = frame.decision
+        self._tally.add(decision.importance, decision.probability)
+        if not decision.kept and frame.relabels:
+            decision = replace(decision, kept=True, weight=1.0, reason=REASON_RELABEL)
+            self.sampler.note_kept(frame.stamp_ns, frame.nbytes, frame.track_ids,
+                                   frame.track_importances)
+        self._counts[decision.reason] += 1
+        self._departed[frame.stamp_ns] = decision.kept
+        if len(self._departed) > _DEPARTED_MEMORY:
+            self._departed.popitem(last=False)
+        decision_cdr = bag_io.serialize(decision_message(decision, frame.frame_id))
+        if decision.kept:
+            self._counts['kept'] += 1
+            self._write(frame, decision_cdr)
+        return FrameResult(decision, frame.frame_id, len(frame.relabels), decision_cdr)
+
+    def _write(self, frame: _Buffered, decision_cdr: bytes) -> None:
+        types = bag_io.msg_types()
+        relabel_array = types.RelabelArray(
+            header=header_msg(frame.stamp_ns, frame.frame_id, types), relabels=frame.relabels
+        )
+        relabels_cdr = bag_io.serialize(relabel_array)
+
+        def write() -> None:
+            if self._split is None:
+                self._open_split(frame.stamp_ns)
+            split = self._split
+            split.write(DETECTIONS_TOPIC, _DETECTION_ARRAY, frame.stamp_ns, frame.detections_cdr)
+            split.write(RELABELS_TOPIC, _RELABEL_ARRAY, frame.stamp_ns, relabels_cdr)
+            split.write(DECISIONS_TOPIC, _SAMPLE_DECISION, frame.stamp_ns, decision_cdr)
+            split.write(self.config.image_topic, bag_io.IMAGE_TYPE, frame.stamp_ns,
+                        frame.image_cdr)
+            now = self._clock()
+            if now - self._last_flush >= self.config.flush_interval_s:
+                split.flush(self.config.fsync)
+                self._last_flush = now
+
+        before = self._split.bytes_written if self._split is not None else 0
+        self._guarded(write)
+        self._counts['bytes_written'] += self._split.bytes_written - before
+        split_bytes = self.config.split_bytes
+        split_ns = self.config.split_seconds * _NS
+        if (split_bytes and self._split.bytes_written >= split_bytes) or (
+            split_ns and frame.stamp_ns - self._split_start_ns >= split_ns
+        ):
+            self._close_split()
+
+    def _open_split(self, stamp_ns: int) -> None:
+        path = split_path(self.recording_dir, self._split_index)
+        self._split = self._writer_factory(path, self.config.storage)
+        self._split_index += 1
+        self._split_start_ns = stamp_ns
+        self._last_flush = self._clock()
+
+    def _close_split(self) -> None:
+        if self._split is None:
+            return
+        split = self._split
+        self._guarded(lambda: split.close(self.config.fsync))
+        self.closed_splits.append(split.path)
+        self._split = None
+        log.info('closed split %s', split.path)
+
+    def _guarded(self, action: Callable[[], None]) -> None:
+        """Run a bag operation; on OSError (disk full, I/O error) or a writer error, stop
+        recording with a clear message, leaving closed splits as they are."""
+        try:
+            action()
+        except Exception as error:  # rosbags raises WriterError, the OS OSError
+            open_path = self._split.path if self._split is not None else None
+            self.error = (
+                f'recording stopped: writing {open_path or self.recording_dir} failed: {error}. '
+                f'Closed splits are intact ({len(self.closed_splits)})'
+                + (f'; recover the open one with: importance-sampler bag-repair {open_path}'
+                   if open_path else '')
+            )
+            if self._split is not None:
+                try:
+                    self._split.abort()
+                except Exception as abort_error:  # already failing; the message above counts
+                    log.debug('abort after write error failed: %s', abort_error)
+                self._split = None
+            log.error(self.error)
+            raise RecordingStoppedError(self.error) from error
+
+
+def decision_message(decision: Decision, frame_id: str, types: Any = None) -> Any:
+    """A SampleDecision message (rosbags classes by default, or any `types` namespace)."""
+    types = types or bag_io.msg_types()
+    return types.SampleDecision(
+        header=header_msg(decision.stamp_ns, frame_id, types),
+        kept=bool(decision.kept),
+        probability=float(decision.probability),
+        weight=float(decision.weight),
+        reason=decision.reason,
+        frame_importance=float(decision.importance),
+        importance_mean=float(decision.importance_mean),
+        keep_ratio=float(decision.keep_ratio),
+    )
+
+
+def _is_bytes(value: Any) -> bool:
+    return isinstance(value, bytes | bytearray | memoryview)
+
+
+def _detections(detections: bytes | Any) -> tuple[bytes, Any]:
+    """(CDR bytes, rosbags DetectionArray) from either."""
+    if _is_bytes(detections):
+        data = bytes(detections)
+        return data, bag_io.deserialize(data, _DETECTION_ARRAY)
+    if getattr(detections, '__msgtype__', None) != _DETECTION_ARRAY:
+        raise TypeError(
+            'detections must be DetectionArray CDR bytes or a rosbags DetectionArray, '
+            f'got {type(detections).__name__}'
+        )
+    return bag_io.serialize(detections), detections
+
+
+# --- `importance-sampler bag-repair` (the command lives in recorder_repair.py) -------------
+
+def configure_bag_repair_parser(parser: argparse.ArgumentParser) -> None:
+    from importance_sampler_ros.recorder_repair import configure_parser
+
+    configure_parser(parser)
+
+
+def run_bag_repair(args: argparse.Namespace) -> int:
+    from importance_sampler_ros.recorder_repair import run
+
+    return run(args)

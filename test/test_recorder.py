@@ -1,0 +1,383 @@
+"""Recorder core: what lands in the bag, read back with independent readers; relabel keeps; splits;
+write faults; SIGKILL mid-run and bag-repair.
+
+Run as a script (`python test_recorder.py child OUT STORAGE`) it is the writing process that the
+SIGKILL test kills.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rosbags.highlevel import AnyReader
+
+from importance_sampler_ros import bag_io
+from importance_sampler_ros.cli import main as cli_main
+from importance_sampler_ros.messages import header_msg, time_msg
+from importance_sampler_ros.recorder import (
+    DECISIONS_TOPIC,
+    DETECTIONS_TOPIC,
+    IMAGE_TOPIC,
+    RELABELS_TOPIC,
+    Recorder,
+    RecorderConfig,
+    RecorderError,
+    RecordingStoppedError,
+)
+from importance_sampler_ros.recorder_bag import SplitWriter, header_from_cdr, split_paths
+from importance_sampler_ros.recorder_repair import repair
+from importance_sampler_ros.sampling import SamplerConfig
+
+T0 = 1_700_000_000 * 1_000_000_000
+FRAME_NS = 100_000_000  # 10 Hz
+TOPICS = (IMAGE_TOPIC, DETECTIONS_TOPIC, RELABELS_TOPIC, DECISIONS_TOPIC)
+
+
+def stamp(i: int) -> int:
+    return T0 + i * FRAME_NS
+
+
+def make_frame(
+    i: int, width: int = 64, height: int = 32, track_id: int = 3
+) -> tuple[bytes, object]:
+    """(image CDR, rosbags DetectionArray) of frame i: one car of track `track_id`."""
+    types = bag_io.msg_types()
+    header = header_msg(stamp(i), 'camera', types)
+    pixels = np.random.default_rng(i).integers(0, 255, width * height * 3, dtype=np.uint8)
+    image = types.Image(header=header, height=height, width=width, encoding='rgb8',
+                        is_bigendian=0, step=width * 3, data=pixels)
+    g = float(np.random.default_rng(10_000 + i).exponential(1.0))
+    detection = types.Detection(
+        box=types.BoundingBox(x1=10.0, y1=10.0, x2=20.0, y2=18.0), class_id=1, class_name='car',
+        score=0.9, importance=g, track_id=track_id, distance=float('nan'))
+    detections = types.DetectionArray(header=header, detections=[detection], frame_importance=g,
+                                      aggregation='sum', model_name='test', inference_ms=1.0)
+    return bag_io.serialize(image), detections
+
+
+def make_relabels(trigger: int, frames: list[int], track_id: int = 3) -> object:
+    """A RelabelArray emitted at frame `trigger`: track `track_id` car -> van in `frames`."""
+    types = bag_io.msg_types()
+    header = header_msg(stamp(trigger), 'camera', types)
+    observations = [
+        types.RelabelledObservation(stamp=time_msg(stamp(i), types),
+                                    box=types.BoundingBox(x1=10.0, y1=10.0, x2=20.0, y2=18.0),
+                                    detection_index=0)
+        for i in frames
+    ]
+    relabel = types.Relabel(header=header, track_id=track_id, old_class_id=1,
+                            old_class_name='car', new_class_id=2, new_class_name='van',
+                            confidence=0.8, reissued=False, observations=observations)
+    return types.RelabelArray(header=header, relabels=[relabel])
+
+
+def read_bag(paths: list[Path]) -> dict[str, dict[int, object]]:
+    """topic -> stamp -> (log time == stamp checked) decoded message, via AnyReader."""
+    out: dict[str, dict[int, object]] = defaultdict(dict)
+    with AnyReader(paths, default_typestore=bag_io.typestore()) as reader:
+        for connection, log_ns, raw in reader.messages():
+            message = reader.deserialize(raw, connection.msgtype)
+            header_ns = message.header.stamp.sec * 1_000_000_000 + message.header.stamp.nanosec
+            assert log_ns == header_ns, connection.topic
+            assert header_ns not in out[connection.topic], 'a frame written twice'
+            out[connection.topic][header_ns] = message
+    return out
+
+
+def read_raw_images(paths: list[Path]) -> dict[int, bytes]:
+    with AnyReader(paths, default_typestore=bag_io.typestore()) as reader:
+        connections = [c for c in reader.connections if c.topic == IMAGE_TOPIC]
+        return {ns: bytes(raw) for _, ns, raw in reader.messages(connections=connections)}
+
+
+def read_with_mcap(paths: list[Path]) -> Counter:
+    """Topic counts via the mcap package's reader, decoding every message with mcap-ros2."""
+    from mcap.reader import make_reader
+    from mcap_ros2.decoder import DecoderFactory
+
+    counts: Counter = Counter()
+    for split in paths:
+        (mcap_file,) = split.glob('*.mcap')
+        with mcap_file.open('rb') as stream:
+            reader = make_reader(stream, decoder_factories=[DecoderFactory()])
+            for _schema, channel, message, decoded in reader.iter_decoded_messages():
+                assert message.log_time == decoded.header.stamp.sec * 10**9 + \
+                    decoded.header.stamp.nanosec
+                if channel.topic == DECISIONS_TOPIC:
+                    assert decoded.kept
+                counts[channel.topic] += 1
+    return counts
+
+
+def config(tmp_path: Path, **overrides: object) -> RecorderConfig:
+    sampler = overrides.pop('sampler', SamplerConfig(keep_ratio=0.2, seed=1))
+    values = dict(output_dir=tmp_path, bag_name='run', buffer_seconds=1.0, fsync=False)
+    values.update(overrides)
+    return RecorderConfig(**values, sampler=sampler)
+
+
+def test_bag_holds_exactly_the_kept_frames_with_their_decisions(tmp_path: Path) -> None:
+    recorder = Recorder(config(tmp_path, split_bytes=100_000))
+    images, results = {}, []
+    relabelled = list(range(81, 100))  # frames 81..99 named by a relabel emitted at frame 100
+    for i in range(300):
+        image, detections = make_frame(i)
+        images[stamp(i)] = image
+        results += recorder.add_frame(image, detections)
+        if i == 100:
+            # the buffer holds 1 s = frames 90..100; 81..89 have left it already
+            assert recorder.add_relabels(bag_io.serialize(make_relabels(100, relabelled))) == 10
+    results += recorder.close()
+
+    assert [r.decision.stamp_ns for r in results] == [stamp(i) for i in range(300)]
+    kept = {r.decision.stamp_ns: r.decision for r in results if r.decision.kept}
+    assert len(recorder.closed_splits) > 2  # the size limit split the recording
+    bag = read_bag(recorder.closed_splits)
+    for topic in TOPICS:
+        assert set(bag[topic]) == set(kept), topic
+    # nothing kept is missing, and the images are byte for byte what came in
+    assert read_raw_images(recorder.closed_splits) == {ns: images[ns] for ns in kept}
+    for ns, decision in kept.items():
+        written = bag[DECISIONS_TOPIC][ns]
+        assert written.kept and written.reason == decision.reason
+        assert written.probability == pytest.approx(decision.probability, rel=1e-6)
+        if decision.reason == 'sampled':
+            assert written.weight == pytest.approx(1.0 / written.probability, rel=1e-6)
+        else:
+            assert decision.reason == 'relabel' and written.weight == 1.0
+        assert bag[DETECTIONS_TOPIC][ns].detections[0].track_id == 3
+    # frames 90..99 were still buffered: all kept, carrying the new class
+    for i in range(90, 100):
+        relabels = bag[RELABELS_TOPIC][stamp(i)].relabels
+        assert [(r.old_class_id, r.new_class_id, r.new_class_name) for r in relabels] == \
+            [(1, 2, 'van')]
+        assert [o.stamp.sec * 10**9 + o.stamp.nanosec for o in relabels[0].observations] == \
+            [stamp(i)]
+    assert any(kept[stamp(i)].reason == 'relabel' for i in range(90, 100))
+    # every other kept frame has an empty RelabelArray
+    assert all(not bag[RELABELS_TOPIC][ns].relabels for ns in kept
+               if not stamp(90) <= ns <= stamp(99))
+    # relabels for frames gone from the buffer are counted, by what became of the frame
+    stats = recorder.stats()
+    late = [stamp(i) for i in range(81, 90)]
+    assert stats['relabel_observations_late_kept'] == sum(ns in kept for ns in late)
+    assert stats['relabel_observations_late_dropped'] == sum(ns not in kept for ns in late)
+    assert stats['relabel_observations_late'] == 9
+    assert stats['kept'] == len(kept) == stats['sampled'] + stats['relabel']
+    # the mcap package's reader agrees
+    assert read_with_mcap(recorder.closed_splits) == {t: len(kept) for t in TOPICS}
+
+
+def test_sqlite3_storage_and_duration_splits(tmp_path: Path) -> None:
+    recorder = Recorder(config(tmp_path, storage='sqlite3', split_seconds=5.0,
+                               sampler=SamplerConfig(keep_all=True)))
+    for i in range(120):
+        recorder.add_frame(*make_frame(i))
+    recorder.close()
+    splits = split_paths(tmp_path / 'run')
+    assert splits == recorder.closed_splits and len(splits) == 3  # 12 s of frames, 5 s splits
+    for split in splits:
+        assert (split / 'metadata.yaml').exists() and list(split.glob('*.db3'))
+    bag = read_bag(splits)
+    assert {t: len(bag[t]) for t in TOPICS} == dict.fromkeys(TOPICS, 120)
+    assert {m.reason for m in bag[DECISIONS_TOPIC].values()} == {'forced'}
+
+
+def test_buffer_is_bounded_by_bytes(tmp_path: Path) -> None:
+    image, detections = make_frame(0)
+    frame_bytes = len(image) + len(bag_io.serialize(detections))  # the same for every frame
+    recorder = Recorder(config(tmp_path, buffer_seconds=100.0, buffer_bytes=5 * frame_bytes))
+    for i in range(20):
+        recorder.add_frame(*make_frame(i))
+        assert recorder.stats()['buffered_frames'] <= 5
+    # frame 14 has just left (the buffer holds 15..19): a relabel for it comes too late
+    assert recorder.add_relabels(make_relabels(19, [14, 15])) == 1
+    stats = recorder.stats()
+    assert stats['relabel_observations_late'] == 1
+    recorder.close()
+
+
+def test_relabel_for_unknown_frame_is_counted(tmp_path: Path) -> None:
+    with Recorder(config(tmp_path)) as recorder:
+        recorder.add_frame(*make_frame(5))
+        assert recorder.add_relabels(make_relabels(5, [2])) == 0
+        assert recorder.stats()['relabel_observations_unknown'] == 1
+
+
+def test_bad_input_is_a_clear_error(tmp_path: Path) -> None:
+    with Recorder(config(tmp_path)) as recorder:
+        image, _ = make_frame(1)
+        _, detections = make_frame(2)
+        with pytest.raises(ValueError, match='differs from detections stamp'):
+            recorder.add_frame(image, detections)
+        with pytest.raises(TypeError, match='DetectionArray'):
+            recorder.add_frame(image, {'frame_importance': 1.0})
+        with pytest.raises(ValueError, match='too few'):
+            header_from_cdr(b'\x00\x01\x00\x00')
+        recorder.add_frame(*make_frame(1))
+        with pytest.raises(ValueError, match='already in the ring buffer'):
+            recorder.add_frame(*make_frame(1))
+
+
+def test_unwritable_output_directory_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / 'a_file'
+    blocker.write_text('not a directory')
+    with pytest.raises(RecorderError, match='cannot create the recording directory'):
+        Recorder(config(blocker))
+    (tmp_path / 'run').mkdir()  # an existing recording is never overwritten
+    with pytest.raises(RecorderError, match='exists'):
+        Recorder(config(tmp_path))
+
+
+class _DiskFills:
+    """Writer factory whose splits raise ENOSPC once `capacity` bytes were written overall."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.written = 0
+
+    def __call__(self, path: Path, storage: str) -> SplitWriter:
+        factory = self
+
+        class Split(SplitWriter):
+            def write(self, topic: str, msgtype: str, stamp_ns: int, data: bytes) -> None:
+                if factory.written + len(data) > factory.capacity:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                factory.written += len(data)
+                super().write(topic, msgtype, stamp_ns, data)
+
+        return Split(path, storage)
+
+
+def test_disk_full_stops_recording_and_keeps_finished_splits(tmp_path: Path) -> None:
+    image, _ = make_frame(0)
+    recorder = Recorder(config(tmp_path, split_bytes=3 * len(image), flush_interval_s=0.0,
+                               sampler=SamplerConfig(keep_all=True)),
+                        writer_factory=_DiskFills(capacity=int(7.5 * len(image))))
+    with pytest.raises(RecordingStoppedError, match='No space left on device') as stopped:
+        for i in range(50):
+            recorder.add_frame(*make_frame(i))
+    assert 'bag-repair' in str(stopped.value)
+    assert recorder.stats()['error'] == str(stopped.value)
+    with pytest.raises(RecordingStoppedError):  # stays stopped
+        recorder.add_frame(*make_frame(60))
+    recorder.close()
+    closed = recorder.closed_splits
+    assert len(closed) == 2
+    assert len(read_bag(closed)[IMAGE_TOPIC]) == 6
+    # the split open at the failure had one complete, flushed frame: bag-repair gets it back
+    (result,) = repair(tmp_path / 'run')[2:]
+    assert result.status == 'repaired', result.detail
+    assert len(read_bag([result.path])[IMAGE_TOPIC]) == 1
+
+
+# --- SIGKILL ------------------------------------------------------------------------------
+
+CHILD_FRAME = (128, 96)  # image size the child writes; a split holds 4 frames
+
+
+def _child(out: str, storage: str, stop_after: int) -> None:
+    """Write frames; print each kept stamp once it is flushed to the file. With stop_after > 0,
+    stop feeding frames after that many kept ones (the split stays open) and wait to be killed."""
+    image, _ = make_frame(0, *CHILD_FRAME)
+    recorder = Recorder(RecorderConfig(
+        output_dir=Path(out), bag_name='run', storage=storage, buffer_seconds=0.0,
+        split_bytes=4 * len(image), flush_interval_s=0.0, fsync=False,
+        sampler=SamplerConfig(keep_ratio=0.5, seed=3)))
+    kept = 0
+    for i in range(1_000_000):
+        for result in recorder.add_frame(*make_frame(i, *CHILD_FRAME)):
+            if result.decision.kept:
+                kept += 1
+                print(f'kept {result.decision.stamp_ns}', flush=True)
+        if stop_after and kept >= stop_after:
+            print('idle', flush=True)
+            time.sleep(600)
+        time.sleep(0.002)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
+@pytest.mark.parametrize('moment', ['idle', 'writing'])
+def test_sigkill_leaves_closed_splits_readable_and_repair_recovers_the_open_one(
+        tmp_path: Path, storage: str, moment: str) -> None:
+    """Killed while idle with a split open (exact contents known), or at any moment while
+    writing flat out (then a frame written but not yet reported may come back too)."""
+    stop_after = 14 if moment == 'idle' else 0  # 3 closed splits of 4 + 2 frames in the 4th
+    child = subprocess.Popen(
+        [sys.executable, __file__, 'child', str(tmp_path), storage, str(stop_after)],
+        stdout=subprocess.PIPE, text=True)
+    kept: list[int] = []
+    deadline = time.monotonic() + 60
+    try:
+        while len(kept) < 14 and time.monotonic() < deadline:
+            line = child.stdout.readline()
+            assert line, 'child exited early'
+            kept.append(int(line.split()[1]))
+        if moment == 'idle':
+            assert child.stdout.readline() == 'idle\n'
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    kept += [int(line.split()[1]) for line in child.stdout.read().splitlines()
+             if line.startswith('kept')]
+    assert len(kept) >= 14
+
+    splits = split_paths(tmp_path / 'run')
+    closed = [s for s in splits if (s / 'metadata.yaml').exists()]
+    assert len(closed) >= 3 and splits[:len(closed)] == closed
+    assert set(read_bag(closed)[IMAGE_TOPIC]) == set(kept[:4 * len(closed)])
+
+    unclosed = splits[len(closed):]
+    if moment == 'idle':
+        assert len(unclosed) == 1
+    assert len(unclosed) <= 1  # 0 when killed between closing a split and opening the next
+    for split in unclosed:
+        with pytest.raises(Exception):  # noqa: B017 (rosbags raises its own error types)
+            read_bag([split])
+    assert cli_main(['bag-repair', str(tmp_path / 'run')]) == 0
+    for split in unclosed:
+        bag = read_bag([split])
+        reported = set(kept[4 * len(closed):])
+        recovered = set(bag[IMAGE_TOPIC])
+        assert reported <= recovered and len(recovered - reported) <= 1
+        if moment == 'idle':
+            assert len(recovered) == 2
+        for topic in TOPICS:
+            assert set(bag[topic]) == recovered, topic
+        if storage == 'mcap':
+            assert read_with_mcap([split])[IMAGE_TOPIC] == len(recovered)
+        assert [r.status for r in repair(split)] == ['closed']  # nothing left to do
+
+
+def test_repair_of_a_truncated_mcap_stops_at_the_damage(tmp_path: Path) -> None:
+    recorder = Recorder(config(tmp_path, flush_interval_s=0.0,
+                               sampler=SamplerConfig(keep_all=True)))
+    for i in range(10):
+        recorder.add_frame(*make_frame(i))
+    recorder.flush()  # all 10 frames written and flushed; the split stays open
+    (split,) = recorder.split_paths
+    (mcap_file,) = split.glob('*.mcap')
+    size = mcap_file.stat().st_size
+    with mcap_file.open('r+b') as stream:
+        # one frame = one chunk (~6.3 kB, flushed after each frame) + 4 message indexes: cut
+        # into the last chunk
+        stream.truncate(size - 1000)
+    (result,) = repair(split, keep_damaged=True)
+    assert result.status == 'repaired' and 'stopped at byte' in result.detail
+    assert (split / (mcap_file.name + '.damaged')).stat().st_size == size - 1000
+    bag = read_bag([split])
+    assert set(bag[IMAGE_TOPIC]) == {stamp(i) for i in range(9)}
+    assert result.messages == 4 * 9
+
+
+if __name__ == '__main__' and sys.argv[1:2] == ['child']:
+    _child(sys.argv[2], sys.argv[3], int(sys.argv[4]))
