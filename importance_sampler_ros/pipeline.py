@@ -1,0 +1,274 @@
+"""detector -> tracker -> recorder in one process: what the three nodes do, without DDS.
+
+The stages are the very core objects the nodes wrap (Detector, RelabelingTracker, Recorder), fed
+the same messages in the same order, with parameters read from the same YAML file and validated
+by the same specs. So replay measures what the car does.
+"""
+from __future__ import annotations
+
+import itertools
+import time
+from collections import OrderedDict, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from importance_sampler_ros import bag_io
+from importance_sampler_ros.bag_frames import InputFrame
+from importance_sampler_ros.detections import FrameDetections
+from importance_sampler_ros.images import image_to_rgb
+from importance_sampler_ros.params import Param, load_node_parameters, resolve
+from importance_sampler_ros.recorder import RECORDER_PARAMS, FrameResult, Recorder, RecorderConfig
+from importance_sampler_ros.relabel import (
+    TRACKER_NODE_PARAMS,
+    RelabelEvent,
+    RelabelingTracker,
+    StaleFrameError,
+)
+from importance_sampler_ros.report import FrameRecord, RelabelExample
+from importance_sampler_ros.tracking import iou_matrix
+from importance_sampler_ros.tracking_messages import tracked_frame_to_msgs
+
+NODE_NAMES = ('detector_node', 'tracker_node', 'recorder_node')
+DEFAULT_PARAMS_FILE = Path(__file__).resolve().parent.parent / 'config' / 'importance_sampler.yaml'
+# Ground truth farther than this (metres) counts as far field in the report.
+FAR_DISTANCE_M = 40.0
+DISTANCE_BINS_M = (0.0, 20.0, 40.0, 60.0, 80.0, float('inf'))
+MATCH_IOU = 0.5
+CROP_SIZE = 48
+CROPS_PER_TRACK = 60
+EXAMPLE_LIMIT = 6
+
+
+def node_specs(node: str) -> tuple[Param, ...]:
+    if node == 'detector_node':
+        from importance_sampler_ros.detector import detector_params  # torch: import when needed
+
+        return detector_params()
+    return {'tracker_node': TRACKER_NODE_PARAMS, 'recorder_node': RECORDER_PARAMS}[node]
+
+
+NodeValues = dict[str, dict[str, Any]]
+
+
+def load_parameters(params_file: str | Path | None, overrides: NodeValues | None = None
+                    ) -> tuple[NodeValues, list[str]]:
+    """Validated core parameters per node from a node-parameter YAML file, plus overrides.
+
+    Keys in the file that only the ROS nodes have (topics, log rates) are returned as the second
+    value, so callers can say what they ignored.
+    """
+    path = Path(params_file) if params_file else DEFAULT_PARAMS_FILE
+    values: dict[str, dict[str, Any]] = {}
+    ignored: list[str] = []
+    for node in NODE_NAMES:
+        specs = node_specs(node)
+        names = {spec.name for spec in specs}
+        from_file = load_node_parameters(path, node) if path.exists() else {}
+        ignored += [f'{node}.{key}' for key in from_file if key not in names]
+        given = {k: v for k, v in from_file.items() if k in names}
+        given.update((overrides or {}).get(node, {}))
+        values[node] = resolve(specs, given)
+    return values, ignored
+
+
+@dataclass
+class GroundTruthTally:
+    """Detector errors per frame and far-field label accuracy before / after relabelling."""
+
+    # (stamp, detection index) -> (true class, predicted class, distance)
+    matches: OrderedDict[tuple[int, int], tuple[int, int, float]] = field(
+        default_factory=OrderedDict)
+    corrected: dict[tuple[int, int], int] = field(default_factory=dict)
+
+    def add_frame(self, detections: FrameDetections, truth: FrameDetections) -> tuple[int, int]:
+        """Match detections to truth by IoU (Hungarian); returns (errors, matched boxes)."""
+        if len(detections) and len(truth):
+            iou = iou_matrix(detections.boxes, truth.boxes)
+            rows, cols = linear_sum_assignment(-iou)
+            good = iou[rows, cols] >= MATCH_IOU
+            rows, cols = rows[good], cols[good]
+        else:
+            rows = cols = np.zeros(0, int)
+        wrong_class = 0
+        for row, col in zip(rows.tolist(), cols.tolist(), strict=True):
+            true_class, predicted = int(truth.class_ids[col]), int(detections.class_ids[row])
+            wrong_class += true_class != predicted
+            self.matches[(detections.stamp_ns, row)] = (true_class, predicted,
+                                                        float(truth.distances[col]))
+        misses = len(truth) - len(rows)
+        false_positives = len(detections) - len(rows)
+        return misses + false_positives + wrong_class, len(rows)
+
+    def add_relabel(self, event: RelabelEvent) -> None:
+        for observation in event.observations:
+            self.corrected[(observation.stamp_ns, observation.detection_index)] = (
+                event.new_class_id)
+
+    def summary(self) -> dict[str, Any]:
+        if not self.matches:
+            return {}
+        truth, before, distance = (np.array(v) for v in zip(*self.matches.values(), strict=True))
+        after = np.array([self.corrected.get(key, predicted)
+                          for key, predicted in zip(self.matches, before, strict=True)])
+        far = distance >= FAR_DISTANCE_M
+        result: dict[str, Any] = {
+            'matched_detections': len(truth),
+            'far_field_threshold_m': FAR_DISTANCE_M,
+        }
+        if far.any():
+            errors_before = before[far] != truth[far]
+            result['far_accuracy_before_relabel'] = float(np.mean(~errors_before))
+            result['far_accuracy_after_relabel'] = float(np.mean(after[far] == truth[far]))
+            fixed = errors_before & (after[far] == truth[far])
+            result['far_errors_corrected_ratio'] = (
+                float(fixed.sum() / errors_before.sum()) if errors_before.any() else float('nan'))
+        by_bin = {}
+        for low, high in itertools.pairwise(DISTANCE_BINS_M):
+            in_bin = (distance >= low) & (distance < high)
+            if in_bin.any():
+                by_bin[f'{low:g}-{high:g} m'] = {
+                    'n': int(in_bin.sum()),
+                    'before': float(np.mean(before[in_bin] == truth[in_bin])),
+                    'after': float(np.mean(after[in_bin] == truth[in_bin])),
+                }
+        result['accuracy_by_distance'] = by_bin
+        return result
+
+
+class Pipeline:
+    """Run frames through detector (or recorded detections), tracker and recorder."""
+
+    def __init__(self, params: dict[str, dict[str, Any]], output_dir: Path,
+                 need_detector: bool) -> None:
+        self.params = params
+        self.types = bag_io.msg_types()
+        self.detector = None
+        if need_detector:
+            from importance_sampler_ros.detector import Detector, config_from_params
+
+            self.detector = Detector(config_from_params(params['detector_node']))
+        self.tracker = RelabelingTracker.from_params(params['tracker_node'])
+        recorder_values = dict(params['recorder_node'],
+                               output_dir=str(output_dir.parent), bag_name=output_dir.name)
+        self.recorder = Recorder(RecorderConfig.from_params(recorder_values))
+        self.stage_seconds: dict[str, float] = defaultdict(float)
+        self.records: OrderedDict[int, FrameRecord] = OrderedDict()
+        self.finished: list[FrameRecord] = []
+        self.truth = GroundTruthTally()
+        self.has_truth = False
+        self.stale_frames = 0
+        self.relabel_events = 0
+        self.relabelled_observations = 0
+        self.examples: list[RelabelExample] = []
+        self._crops: dict[int, OrderedDict[int, np.ndarray]] = defaultdict(OrderedDict)
+
+    @property
+    def model_name(self) -> str:
+        return self.detector.model_name if self.detector is not None else 'recorded detections'
+
+    def process(self, frame: InputFrame) -> None:
+        started = time.perf_counter()
+        rgb = None
+        if frame.detections is not None:
+            detections = frame.detections
+        else:
+            rgb = image_to_rgb(frame.image)
+            detections = self.detector.detect(rgb, frame.stamp_ns, frame.frame_id)
+        detect_done = time.perf_counter()
+        try:
+            tracked = self.tracker.update(detections)
+        except StaleFrameError:
+            self.stale_frames += 1
+            return
+        _, detection_msg, relabel_msg = tracked_frame_to_msgs(tracked, self.types)
+        track_done = time.perf_counter()
+        self.recorder.add_relabels(relabel_msg)
+        results = self.recorder.add_frame(frame.image_cdr, detection_msg)
+        record_done = time.perf_counter()
+
+        self.stage_seconds['detector' if self.detector else 'recorded detections'] += (
+            detect_done - started)
+        self.stage_seconds['tracker'] += track_done - detect_done
+        self.stage_seconds['recorder'] += record_done - track_done
+        self._note_frame(frame, tracked.detections, len(frame.image_cdr))
+        self._note_relabels(tracked.relabels, frame, tracked.detections, rgb)
+        self._note_results(results)
+
+    def close(self) -> None:
+        self._note_results(self.recorder.close())
+
+    def _note_frame(self, frame: InputFrame, detections: FrameDetections, nbytes: int) -> None:
+        errors = matched = None
+        if frame.truth is not None:
+            self.has_truth = True
+            errors, matched = self.truth.add_frame(detections, frame.truth)
+        self.records[frame.stamp_ns] = FrameRecord(
+            stamp_ns=frame.stamp_ns, frame_importance=float(detections.frame_importance),
+            probability=float('nan'), kept=False, reason='', weight=0.0, image_bytes=nbytes,
+            detections=len(detections), detector_errors=errors, matched=matched)
+
+    def _note_results(self, results: list[FrameResult]) -> None:
+        for result in results:
+            record = self.records.pop(result.decision.stamp_ns, None)
+            if record is None:
+                continue
+            decision = result.decision
+            record.probability = decision.probability
+            record.kept = decision.kept
+            record.reason = decision.reason
+            record.weight = decision.weight
+            self.finished.append(record)
+
+    def _note_relabels(self, events: list[RelabelEvent], frame: InputFrame,
+                       detections: FrameDetections, rgb: np.ndarray | None) -> None:
+        if len(detections) and (self.examples_wanted or events):
+            rgb = image_to_rgb(frame.image) if rgb is None else rgb
+            for i, track_id in enumerate(detections.track_ids.tolist()):
+                if track_id:
+                    crops = self._crops[track_id]
+                    crops[frame.stamp_ns] = _crop(rgb, detections.boxes[i])
+                    while len(crops) > CROPS_PER_TRACK:
+                        crops.popitem(last=False)
+        for event in events:
+            self.relabel_events += 1
+            self.relabelled_observations += len(event.observations)
+            self.truth.add_relabel(event)
+            if len(self.examples) < EXAMPLE_LIMIT:
+                self._add_example(event, frame)
+
+    @property
+    def examples_wanted(self) -> bool:
+        return len(self.examples) < EXAMPLE_LIMIT
+
+    def _add_example(self, event: RelabelEvent, frame: InputFrame) -> None:
+        crops = self._crops.get(event.track_id, {})
+        stamps = [o.stamp_ns for o in event.observations if o.stamp_ns in crops]
+        if not stamps or frame.stamp_ns not in crops:
+            return
+        chosen = [stamps[i] for i in np.linspace(0, len(stamps) - 1, min(4, len(stamps))).astype(
+            int)]
+        captions = [f'{(s - frame.stamp_ns) / 1e9:+.1f} s\n{event.old_class_name}'
+                    for s in chosen]
+        self.examples.append(RelabelExample(
+            track_id=event.track_id, old_class=event.old_class_name,
+            new_class=event.new_class_name,
+            crops=[crops[s] for s in chosen] + [crops[frame.stamp_ns]],
+            captions=[*captions, f'now (near)\n{event.new_class_name}'],
+        ))
+
+
+def _crop(rgb: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """The box's pixels (with a margin) resized to CROP_SIZE x CROP_SIZE, nearest neighbour."""
+    height, width = rgb.shape[:2]
+    x1, y1, x2, y2 = box.tolist()
+    margin = 0.15 * max(x2 - x1, y2 - y1, 4.0)
+    x1, x2 = int(max(0, x1 - margin)), int(min(width, x2 + margin + 1))
+    y1, y2 = int(max(0, y1 - margin)), int(min(height, y2 + margin + 1))
+    patch = rgb[y1:max(y2, y1 + 1), x1:max(x2, x1 + 1)]
+    rows = np.linspace(0, patch.shape[0] - 1, CROP_SIZE).astype(int)
+    cols = np.linspace(0, patch.shape[1] - 1, CROP_SIZE).astype(int)
+    return patch[rows][:, cols].copy()

@@ -1,0 +1,176 @@
+"""`importance-sampler replay`: a recorded drive through detector, tracker and recorder, offline.
+
+Writes the sampled bag exactly as the recorder node would (the same Recorder core), and a report
+(report.json + plots) into the output directory.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from importance_sampler_ros.bag_frames import FrameSource, FrameSourceError
+from importance_sampler_ros.params import ParameterError
+from importance_sampler_ros.pipeline import DEFAULT_PARAMS_FILE, Pipeline, load_parameters
+from importance_sampler_ros.recorder import RecorderError
+from importance_sampler_ros.report import ReplayReport, detector_error_rates, write_report
+from importance_sampler_ros.sampling import relative_variance, relative_variance_curve
+
+LOG = logging.getLogger('importance_sampler.replay')
+EXIT_ERROR = 1
+EXIT_TRUNCATED = 3
+
+
+@dataclass
+class ReplayResult:
+    report: ReplayReport
+    report_path: Path
+    exit_code: int
+
+
+class ReplayError(RuntimeError):
+    """A replay that cannot start or cannot finish; the message is the one line users see."""
+
+
+def replay_bag(input_bag: str | Path, output: str | Path, *,
+               params_file: str | Path | None = None, image_topic: str | None = None,
+               use_recorded_detections: bool = False, detections_topic: str | None = None,
+               overrides: dict[str, dict[str, Any]] | None = None,
+               progress: bool = False) -> ReplayResult:
+    """Replay one bag into `output` (a recording directory: splits, report.json, plots)."""
+    input_bag, output = Path(input_bag), Path(output)
+    try:
+        params, ignored = load_parameters(params_file, overrides)
+        source = FrameSource(input_bag, image_topic=image_topic,
+                             detections_topic=detections_topic,
+                             use_recorded_detections=use_recorded_detections)
+    except (FrameSourceError, ParameterError, OSError) as error:
+        raise ReplayError(str(error)) from None
+    if ignored:
+        LOG.debug('node-only parameters not used by replay: %s', ', '.join(ignored))
+    if output.exists() and any(output.iterdir()):
+        raise ReplayError(f'{output} exists and is not empty; choose another --out')
+    if output.exists():
+        output.rmdir()
+    try:
+        pipeline = Pipeline(params, output, need_detector=not use_recorded_detections)
+    except (RecorderError, ValueError, RuntimeError) as error:
+        raise ReplayError(str(error)) from None
+
+    started = time.perf_counter()
+    read_seconds = 0.0
+    bar = tqdm(desc='replay', unit='frame', disable=not progress, dynamic_ncols=True)
+    frames = iter(source)
+    try:
+        while True:
+            before = time.perf_counter()
+            frame = next(frames, None)
+            read_seconds += time.perf_counter() - before
+            if frame is None:
+                break
+            pipeline.process(frame)
+            bar.update(1)
+            kept = sum(r.kept for r in pipeline.finished)
+            bar.set_postfix(kept=kept, refresh=False)
+    except RecorderError as error:
+        raise ReplayError(f'recording stopped: {error}') from None
+    finally:
+        bar.close()
+        pipeline.close()
+    wall = time.perf_counter() - started
+
+    records = pipeline.finished
+    stats = pipeline.recorder.stats()
+    report = ReplayReport(
+        input_bag=str(input_bag), output_bag=str(output), image_topic=source.image_topic,
+        frames_in=len(records), frames_kept=sum(r.kept for r in records),
+        bytes_in=sum(r.image_bytes for r in records),
+        bytes_kept=int(stats['bytes_written']),
+        relabel_events=pipeline.relabel_events,
+        relabelled_observations=pipeline.relabelled_observations,
+        frames_kept_by_relabel=sum(r.reason == 'relabel' for r in records),
+        relabels_for_frames_gone=int(stats['relabel_observations_late']),
+        keep_ratio_target=float(params['recorder_node']['keep_ratio']),
+        seconds_of_drive=(records[-1].stamp_ns - records[0].stamp_ns) / 1e9 if records else 0.0,
+        wall_seconds=wall,
+        stage_seconds={'read': read_seconds, **pipeline.stage_seconds},
+        truncated=source.truncated,
+    )
+    report.stage_seconds = {k: round(v, 3) for k, v in report.stage_seconds.items()}
+    importances = [r.frame_importance for r in records]
+    probabilities = [r.probability for r in records]
+    if records:
+        report.relative_variance = {
+            'importance': relative_variance(importances, probabilities),
+            'uniform': float(relative_variance_curve(
+                importances, [report.keep_ratio_target])['uniform'][0]),
+        }
+    report.ground_truth = {}
+    if pipeline.has_truth:
+        report.ground_truth.update(detector_error_rates(records))
+        report.ground_truth.update(pipeline.truth.summary())
+    report.ground_truth.update(
+        model=pipeline.model_name, stale_frames_skipped=pipeline.stale_frames,
+        unmatched_images=source.unmatched_images,
+        unmatched_detection_arrays=source.unmatched_detections)
+    report_path = write_report(report, records, pipeline.examples, output,
+                               relative_variance_curve)
+    return ReplayResult(report, report_path, EXIT_TRUNCATED if source.truncated else 0)
+
+
+def configure_replay_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('input_bag', type=Path, help='rosbag2 directory or file (mcap, sqlite3)')
+    parser.add_argument('--out', type=Path, required=True,
+                        help='output recording directory (must not exist or be empty)')
+    parser.add_argument('--params', type=Path, default=None,
+                        help=f'node parameter YAML (default: {DEFAULT_PARAMS_FILE.name})')
+    parser.add_argument('--image-topic', default=None,
+                        help="image topic (default: the bag's only sensor_msgs/Image topic)")
+    parser.add_argument('--use-recorded-detections', action='store_true',
+                        help='take detections from the bag instead of running the detector')
+    parser.add_argument('--detections-topic', default=None,
+                        help='DetectionArray topic for --use-recorded-detections')
+    parser.add_argument('--keep-ratio', type=float, default=None,
+                        help='override recorder_node.keep_ratio')
+    parser.add_argument('--checkpoint', default=None, help='override detector_node.checkpoint')
+    parser.add_argument('--device', default=None, help='override detector_node.device')
+    parser.add_argument('--seed', type=int, default=None, help='override recorder_node.seed')
+    parser.add_argument('--no-progress', action='store_true', help='no progress bar')
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    overrides: dict[str, dict[str, Any]] = {'detector_node': {}, 'recorder_node': {}}
+    for node, key, value in (('recorder_node', 'keep_ratio', args.keep_ratio),
+                             ('recorder_node', 'seed', args.seed),
+                             ('detector_node', 'checkpoint', args.checkpoint),
+                             ('detector_node', 'device', args.device)):
+        if value is not None:
+            overrides[node][key] = value
+    return overrides
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format='%(message)s')
+    try:
+        result = replay_bag(
+            args.input_bag, args.out, params_file=args.params, image_topic=args.image_topic,
+            use_recorded_detections=args.use_recorded_detections,
+            detections_topic=args.detections_topic, overrides=overrides_from_args(args),
+            progress=not args.no_progress and sys.stderr.isatty())
+    except ReplayError as error:
+        print(f'importance-sampler replay: error: {error}', file=sys.stderr)
+        return EXIT_ERROR
+    for line in result.report.summary_lines():
+        print(line)
+    print(f'sampled bag: {result.report.output_bag}')
+    print(f'report: {result.report_path}')
+    if result.exit_code == EXIT_TRUNCATED:
+        print(f'importance-sampler replay: error: input truncated, replayed up to the damage: '
+              f'{result.report.truncated}', file=sys.stderr)
+    return result.exit_code
