@@ -49,6 +49,7 @@ VIZ_PARAMS: tuple[Param, ...] = (
           'depth at which markers of detections with unknown distance are drawn, in metres',
           min_value=0.1, max_value=1000.0),
     # pairing and topics
+    Param('image_topic', '/camera/image_raw', 'sensor_msgs/Image topic to draw on'),
     Param('cache_frames', 30,
           'images (and detections) held while waiting for the matching message',
           min_value=1, max_value=1000),

@@ -1,7 +1,7 @@
 """viz_node: RViz / Foxglove views of the pipeline (off on the vehicle unless asked for).
 
 Subscribes (topic, QoS):
-  /camera/image_raw                          sensor_msgs/Image   sensor data: best effort
+  image_topic (/camera/image_raw)            sensor_msgs/Image   sensor data: best effort
                                                                  (image_reliability), depth 1
   /importance_sampler/tracked_detections     DetectionArray      reliable, depth 10
   /importance_sampler/relabels               RelabelArray        reliable, depth 10
@@ -41,7 +41,6 @@ from importance_sampler_ros.msg import DetectionArray, RelabelArray, SampleDecis
 from importance_sampler_ros.nodes.message_types import rclpy_types
 from importance_sampler_ros.nodes.parameters import declare_parameters, run_node
 
-IMAGE_TOPIC = '/camera/image_raw'
 TRACKED_DETECTIONS_TOPIC = '/importance_sampler/tracked_detections'
 RELABELS_TOPIC = '/importance_sampler/relabels'
 DECISIONS_TOPIC = '/importance_sampler/decisions'
@@ -95,14 +94,14 @@ class VizNode(Node):
         self.markers_pub = self.create_publisher(MarkerArray, MARKERS_TOPIC, reliable)
         self.frame_importance_pub = self.create_publisher(Float32, FRAME_IMPORTANCE_TOPIC, reliable)
         self.keep_ratio_pub = self.create_publisher(Float32, KEEP_RATIO_TOPIC, reliable)
-        self.create_subscription(Image, IMAGE_TOPIC, self.on_image, image_qos)
+        self.create_subscription(Image, self.params.image_topic, self.on_image, image_qos)
         self.create_subscription(DetectionArray, TRACKED_DETECTIONS_TOPIC, self.on_detections,
                                  reliable)
         self.create_subscription(RelabelArray, RELABELS_TOPIC, self.on_relabels, reliable)
         self.create_subscription(SampleDecision, DECISIONS_TOPIC, self.on_decision, reliable)
         self.create_timer(0.05, self.flush_waiting)
         self.get_logger().info(
-            f'drawing {TRACKED_DETECTIONS_TOPIC} on {self.resolve_topic_name(IMAGE_TOPIC)} -> '
+            f'drawing {TRACKED_DETECTIONS_TOPIC} on {self.params.image_topic} -> '
             f'{DEBUG_IMAGE_TOPIC}, {MARKERS_TOPIC}')
 
     # -- inputs

@@ -1,0 +1,125 @@
+"""Helpers shared by the live-graph tests: small drives written as bags, and rclpy listeners."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from importance_sampler_ros import bag_io
+from importance_sampler_ros.detections import FrameDetections
+from importance_sampler_ros.images import rgb_to_image_msg
+from importance_sampler_ros.messages import detections_to_msg
+
+REPO = Path(__file__).resolve().parent.parent
+IMAGE_TOPIC = '/camera/image_raw'
+TRUTH_TOPIC = '/ground_truth/detections'
+START_NS = 1_700_000_000_000_000_000
+
+
+def frame_stamps(count: int, rate_hz: float) -> list[int]:
+    return [START_NS + round(i * 1e9 / rate_hz) for i in range(count)]
+
+
+def moving_box_frames(count: int, width: int = 96, height: int = 64, rate_hz: float = 10.0,
+                      importances: bool = False, seed: int = 0):
+    """(stamp, rgb, truth) per frame: a bright box sliding right on a noisy background."""
+    rng = np.random.default_rng(seed)
+    for i, stamp in enumerate(frame_stamps(count, rate_hz)):
+        rgb = rng.integers(0, 60, (height, width, 3), dtype=np.uint8)
+        x1 = 4 + i * 2 % (width - 24)
+        box = np.array([[x1, 10, x1 + 16, 30]], np.float32)
+        rgb[10:30, x1:x1 + 16] = (220, 40, 40)
+        importance = np.array([float(rng.gamma(1.0, 1.0)) if importances else 0.0], np.float32)
+        truth = FrameDetections(
+            stamp_ns=stamp, frame_id='camera', boxes=box, class_ids=np.array([1]),
+            class_names=['car'], scores=np.array([1.0]), importances=importance,
+            track_ids=np.array([1]), distances=np.array([20.0 - i * 0.1]),
+            frame_importance=float(importance.sum()), model_name='ground_truth')
+        yield stamp, rgb, truth
+
+
+def write_drive(path: Path, frames, truth_topic: str = TRUTH_TOPIC) -> list[int]:
+    """Write frames as a bag: images on /camera/image_raw, DetectionArrays on `truth_topic`."""
+    types = bag_io.msg_types()
+    stamps = []
+    with bag_io.BagWriter(path) as writer:
+        for stamp, rgb, truth in frames:
+            writer.write(IMAGE_TOPIC, bag_io.IMAGE_TYPE, stamp,
+                         rgb_to_image_msg(rgb, stamp, 'camera', types))
+            writer.write(truth_topic, bag_io.msgtype('DetectionArray'), stamp,
+                         detections_to_msg(truth, types))
+            stamps.append(stamp)
+    return stamps
+
+
+def cli(*args: str, env: dict | None = None, **popen) -> subprocess.Popen:
+    """`importance-sampler ARGS` as a process, with the venv's Python."""
+    return subprocess.Popen([sys.executable, '-m', 'importance_sampler_ros.cli', *args],
+                            cwd=REPO, env=env, **popen)
+
+
+def ros_env(domain_id: int) -> dict[str, str]:
+    env = dict(os.environ)
+    env['ROS_DOMAIN_ID'] = str(domain_id)
+    env.setdefault('FASTDDS_BUILTIN_TRANSPORTS', 'LARGE_DATA')
+    return env
+
+
+class Listener:
+    """An rclpy node spinning in a thread, recording (receive time, message) per topic."""
+
+    def __init__(self, name: str = 'test_listener') -> None:
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+
+        self.node = rclpy.create_node(name)
+        self.received: dict[str, list[tuple[float, object]]] = {}
+        self._lock = threading.Lock()
+        self._executor = SingleThreadedExecutor()
+        self._executor.add_node(self.node)
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._running = True
+
+    def subscribe(self, msg_class: type, topic: str, qos=None, raw: bool = False) -> None:
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+        qos = qos or QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+        self.received[topic] = []
+
+        def callback(msg, topic=topic):
+            with self._lock:
+                self.received[topic].append((time.time(), msg))
+
+        self.node.create_subscription(msg_class, topic, callback, qos, raw=raw)
+
+    def start(self) -> Listener:
+        self._thread.start()
+        return self
+
+    def _spin(self) -> None:
+        while self._running:
+            self._executor.spin_once(timeout_sec=0.05)
+
+    def messages(self, topic: str) -> list:
+        with self._lock:
+            return [msg for _, msg in self.received[topic]]
+
+    def wait_for(self, condition: Callable[[], bool], timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if condition():
+                return True
+            time.sleep(0.05)
+        return condition()
+
+    def close(self) -> None:
+        self._running = False
+        self._thread.join(timeout=2.0)
+        self._executor.remove_node(self.node)
+        self.node.destroy_node()
