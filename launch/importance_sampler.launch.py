@@ -1,0 +1,104 @@
+"""Launch the importance sampler beside a vehicle stack (ROS 2 Humble / Jazzy / Kilted).
+
+    ros2 launch importance_sampler_ros importance_sampler.launch.py \
+        image_topic:=/front_camera/image_raw output_dir:=/data/recordings keep_ratio:=0.05
+
+Starts detector_node, tracker_node and recorder_node with config/importance_sampler.yaml (or
+params_file:=...), and viz_node with visualize:=true. The launch arguments image_topic,
+output_dir, checkpoint, device and keep_ratio override the YAML only when given (empty = the
+YAML's value). Images are subscribed with sensor-data QoS (best effort) by the nodes.
+
+Large images: with Fast DDS's default transports most 1242x375 rgb8 frames are lost at 30 Hz;
+FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA delivers them all. The nodes get LARGE_DATA unless the
+environment already sets the variable, or the fastdds_builtin_transports argument says otherwise
+(e.g. DEFAULT). The camera driver must use a compatible transport (LARGE_DATA, or shared memory
+on the same host).
+
+`importance-sampler up` does the same without `ros2 launch` (for a venv without launch_ros);
+test/test_launch_static.py checks that both name the same nodes and parameters.
+"""
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
+from launch.substitutions import EnvironmentVariable, LaunchConfiguration
+from launch_ros.actions import Node
+
+from launch import LaunchDescription
+
+PACKAGE = 'importance_sampler_ros'
+NODES = ('detector_node', 'tracker_node', 'recorder_node')
+VIZ_NODE = 'viz_node'
+# launch argument -> the (node, parameter) pairs it overrides when not empty
+OVERRIDES = {
+    'image_topic': (('detector_node', 'image_topic'), ('recorder_node', 'image_topic'),
+                    ('viz_node', 'image_topic')),
+    'output_dir': (('recorder_node', 'output_dir'),),
+    'checkpoint': (('detector_node', 'checkpoint'),),
+    'device': (('detector_node', 'device'),),
+    'keep_ratio': (('recorder_node', 'keep_ratio'),),
+}
+ARGUMENT_TYPES = {'keep_ratio': float}
+DESCRIPTIONS = {
+    'image_topic': 'camera image topic (sensor_msgs/Image); empty = the YAML (/camera/image_raw)',
+    'output_dir': "recorder's output directory; empty = the YAML",
+    'checkpoint': 'detector checkpoint (.pt); empty = the YAML (the shipped model)',
+    'device': 'detector device: cpu, cuda or cuda:N; empty = the YAML',
+    'keep_ratio': 'target keep ratio rho in (0, 1]; empty = the YAML',
+}
+
+
+def _nodes(context):
+    params_file = LaunchConfiguration('params_file').perform(context)
+    log_level = LaunchConfiguration('log_level').perform(context)
+    visualize = LaunchConfiguration('visualize').perform(context).lower() in ('true', '1')
+    names = NODES + ((VIZ_NODE,) if visualize else ())
+    overrides = {name: {} for name in names}
+    for argument, targets in OVERRIDES.items():
+        text = LaunchConfiguration(argument).perform(context)
+        if not text:
+            continue
+        value = ARGUMENT_TYPES.get(argument, str)(text)
+        for node, parameter in targets:
+            if node in overrides:
+                overrides[node][parameter] = value
+    return [
+        Node(
+            package=PACKAGE,
+            executable=name,
+            name=name,
+            output='screen',
+            emulate_tty=True,
+            parameters=[params_file, overrides[name]],
+            arguments=['--ros-args', '--log-level', log_level],
+        )
+        for name in names
+    ]
+
+
+def generate_launch_description():
+    default_params = os.path.join(
+        get_package_share_directory(PACKAGE), 'config', 'importance_sampler.yaml')
+    arguments = [
+        DeclareLaunchArgument('params_file', default_value=default_params,
+                              description='ROS 2 parameter YAML for all nodes'),
+        *(DeclareLaunchArgument(name, default_value='', description=DESCRIPTIONS[name])
+          for name in OVERRIDES),
+        DeclareLaunchArgument('visualize', default_value='false', choices=['true', 'false'],
+                              description='start viz_node: debug image, markers, '
+                                          'frame importance and keep ratio topics'),
+        DeclareLaunchArgument('log_level', default_value='info',
+                              choices=['debug', 'info', 'warn', 'error', 'fatal'],
+                              description="the nodes' log level"),
+        DeclareLaunchArgument(
+            'fastdds_builtin_transports',
+            default_value=EnvironmentVariable('FASTDDS_BUILTIN_TRANSPORTS',
+                                              default_value='LARGE_DATA'),
+            description='Fast DDS builtin transports of the nodes (LARGE_DATA for large images)'),
+    ]
+    return LaunchDescription([
+        *arguments,
+        SetEnvironmentVariable('FASTDDS_BUILTIN_TRANSPORTS',
+                               LaunchConfiguration('fastdds_builtin_transports')),
+        OpaqueFunction(function=_nodes),
+    ])

@@ -1,0 +1,181 @@
+"""The launch file, the launcher and the one parameter YAML agree with what the nodes declare.
+
+`launch` / `launch_ros` are not installable here, so the launch file is checked as source: it
+parses, every executable it names is a console script (setup.py) and an installed program
+(CMakeLists.txt), every parameter it sets is declared by its node, and the YAML holds exactly the
+parameters each node declares, with values that pass their specs. What a node declares is read
+by constructing it with `declare_parameters` intercepted (no model is loaded, nothing spins).
+"""
+import ast
+import importlib
+import re
+
+import pytest
+import rclpy
+import yaml
+from live_graph_fixtures import REPO
+from rclpy.node import Node
+
+from importance_sampler_ros import launcher
+from importance_sampler_ros.params import resolve
+
+LAUNCH_FILE = REPO / 'launch' / 'importance_sampler.launch.py'
+CONFIG_FILE = REPO / 'config' / 'importance_sampler.yaml'
+ALL_NODES = (*launcher.NODE_NAMES, launcher.VIZ_NODE)
+
+
+def launch_tree() -> ast.Module:
+    return ast.parse(LAUNCH_FILE.read_text(), filename=str(LAUNCH_FILE))
+
+
+def module_constant(tree: ast.Module, name: str):
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == name for t in node.targets):
+            return ast.literal_eval(node.value)
+    raise AssertionError(f'{name} is not a literal module constant of {LAUNCH_FILE.name}')
+
+
+def calls(tree: ast.AST, function: str) -> list[ast.Call]:
+    return [node for node in ast.walk(tree) if isinstance(node, ast.Call) and (
+        getattr(node.func, 'id', None) == function or getattr(node.func, 'attr', None) == function)]
+
+
+def console_scripts() -> dict[str, str]:
+    tree = ast.parse((REPO / 'setup.py').read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Dict):
+            for key, value in zip(node.keys, node.values, strict=True):
+                if isinstance(key, ast.Constant) and key.value == 'console_scripts':
+                    entries = ast.literal_eval(value)
+                    return dict(
+                        (part.strip() for part in entry.split('=', 1)) for entry in entries)
+    raise AssertionError('setup.py has no console_scripts')
+
+
+class _DeclaredError(Exception):
+    pass
+
+
+@pytest.fixture(scope='module')
+def declared():
+    """node name -> {parameter name: Param} as the node declares them."""
+    rclpy.init(args=['--ros-args', '-r', '__ns:=/launch_static_test'], domain_id=74)
+    result = {}
+    try:
+        for name in ALL_NODES:
+            module = importlib.import_module(f'importance_sampler_ros.nodes.{name}')
+            classes = [obj for obj in vars(module).values()
+                       if isinstance(obj, type) and issubclass(obj, Node)
+                       and obj.__module__ == module.__name__]
+            assert len(classes) == 1, f'{name}: expected one Node subclass, got {classes}'
+            specs = {}
+
+            def capture(node, node_specs, specs=specs):
+                specs.update({spec.name: spec for spec in node_specs})
+                node.destroy_node()
+                raise _DeclaredError
+
+            original = module.declare_parameters
+            module.declare_parameters = capture
+            try:
+                classes[0]()
+            except _DeclaredError:
+                pass
+            finally:
+                module.declare_parameters = original
+            assert specs, f'{name} declared no parameters through declare_parameters'
+            result[name] = specs
+    finally:
+        rclpy.shutdown()
+    return result
+
+
+def test_launch_file_parses_and_names_nodes_that_exist():
+    tree = launch_tree()
+    names = (*module_constant(tree, 'NODES'), module_constant(tree, 'VIZ_NODE'))
+    assert names == ALL_NODES
+    scripts = console_scripts()
+    cmake = (REPO / 'CMakeLists.txt').read_text()
+    for name in names:
+        assert name in scripts, f'{name} is not a console script in setup.py'
+        module_name, _, function = scripts[name].partition(':')
+        assert module_name == f'importance_sampler_ros.nodes.{name}'
+        assert callable(getattr(importlib.import_module(module_name), function))
+        assert (REPO / 'scripts' / name).is_file(), f'scripts/{name} is missing'
+        assert f'scripts/{name}\n' in cmake, f'scripts/{name} is not installed by CMakeLists.txt'
+    node_calls = calls(tree, 'Node')
+    assert len(node_calls) == 1
+    keywords = {k.arg for k in node_calls[0].keywords}
+    assert {'package', 'executable', 'name', 'parameters'} <= keywords
+
+
+def test_launch_arguments_are_declared_and_overrides_match_the_launcher():
+    tree = launch_tree()
+    overrides = module_constant(tree, 'OVERRIDES')
+    assert overrides == launcher.OPTION_PARAMETERS
+    literal_arguments = {c.args[0].value for c in calls(tree, 'DeclareLaunchArgument')
+                         if c.args and isinstance(c.args[0], ast.Constant)}
+    declared_arguments = literal_arguments | set(overrides)
+    used = {c.args[0].value for c in calls(tree, 'LaunchConfiguration')
+            if c.args and isinstance(c.args[0], ast.Constant)}
+    assert used <= declared_arguments, f'undeclared launch arguments: {used - declared_arguments}'
+    assert {'params_file', 'visualize', 'image_topic', 'output_dir', 'checkpoint', 'device',
+            'keep_ratio'} <= declared_arguments
+    assert set(module_constant(tree, 'DESCRIPTIONS')) == set(overrides)
+
+
+def test_launch_file_sets_the_large_data_transport_overridably():
+    tree = launch_tree()
+    (set_env,) = calls(tree, 'SetEnvironmentVariable')
+    assert ast.literal_eval(set_env.args[0]) == 'FASTDDS_BUILTIN_TRANSPORTS'
+    (env_default,) = calls(tree, 'EnvironmentVariable')
+    assert ast.literal_eval(env_default.args[0]) == 'FASTDDS_BUILTIN_TRANSPORTS'
+    assert {k.arg: ast.literal_eval(k.value) for k in env_default.keywords} == {
+        'default_value': 'LARGE_DATA'}
+
+
+def test_every_overridden_parameter_is_declared_by_its_node(declared):
+    for option, targets in launcher.OPTION_PARAMETERS.items():
+        for node, parameter in targets:
+            assert parameter in declared[node], f'{option}: {node} does not declare {parameter}'
+
+
+def test_yaml_holds_exactly_the_declared_parameters_with_valid_values(declared):
+    document = yaml.safe_load(CONFIG_FILE.read_text())
+    assert set(document) == set(ALL_NODES)
+    for node, section in document.items():
+        values = section['ros__parameters']
+        specs = declared[node]
+        unknown = sorted(set(values) - set(specs))
+        missing = sorted(set(specs) - set(values))
+        assert not unknown, f'{node}: {CONFIG_FILE.name} sets undeclared parameters {unknown}'
+        assert not missing, f'{node}: {CONFIG_FILE.name} lacks declared parameters {missing}'
+        resolve(specs.values(), values)  # raises ParameterError naming a bad value
+
+
+def test_every_declared_parameter_has_a_description(declared):
+    for node, specs in declared.items():
+        for spec in specs.values():
+            assert len(spec.description) > 10, f'{node}.{spec.name} has no real description'
+
+
+def test_launcher_commands_use_the_yaml_and_the_override_file(tmp_path):
+    overrides = launcher.parameter_overrides(
+        {'image_topic': '/cam/front', 'keep_ratio': 0.05, 'device': None},
+        ['detector_node', 'tracker_node', 'recorder_node'])
+    assert overrides == {'detector_node': {'image_topic': '/cam/front'},
+                         'recorder_node': {'image_topic': '/cam/front', 'keep_ratio': 0.05}}
+    path = launcher.write_overrides_file(overrides, tmp_path)
+    assert yaml.safe_load(path.read_text())['recorder_node']['ros__parameters'] == {
+        'image_topic': '/cam/front', 'keep_ratio': 0.05}
+    command = launcher.node_command('tracker_node', CONFIG_FILE, path, 'warn')
+    assert command[1:] == ['-m', 'importance_sampler_ros.nodes.tracker_node', '--ros-args',
+                           '--params-file', str(CONFIG_FILE), '--params-file', str(path),
+                           '--log-level', 'warn']
+    assert launcher.default_params_file() == CONFIG_FILE
+
+
+def test_readme_and_launch_file_document_the_transport():
+    assert re.search(r'LARGE_DATA', LAUNCH_FILE.read_text())
+    assert 'FASTDDS_BUILTIN_TRANSPORTS' in (REPO / 'README.md').read_text()
