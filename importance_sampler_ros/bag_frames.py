@@ -7,6 +7,8 @@ the damage and records what went wrong in `FrameSource.truncated`.
 """
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -80,16 +82,18 @@ class FrameSource:
                  detections_topic: str | None = None, use_recorded_detections: bool = False,
                  ground_truth_topic: str | None = GROUND_TRUTH_TOPIC) -> None:
         self.path = Path(path)
+        self.truncated = ''
+        self._scratch: tempfile.TemporaryDirectory | None = None
         try:
             self.topics = bag_io.topics(self.path)
         except bag_io.BagError as error:
-            raise FrameSourceError(str(error)) from None
+            if not self._read_damaged_mcap():
+                raise FrameSourceError(str(error)) from None
         self.image_topic = choose_image_topic(self.topics, image_topic)
         self.detections_topic = (choose_detections_topic(self.topics, detections_topic)
                                  if use_recorded_detections else None)
         has_truth = self.topics.get(ground_truth_topic or '') == DETECTION_ARRAY_TYPE
         self.ground_truth_topic = ground_truth_topic if has_truth else None
-        self.truncated = ''
         self.unmatched_images = 0
         self.unmatched_detections = 0
         self.images_read = 0
@@ -119,6 +123,28 @@ class FrameSource:
             self.truncated = f'read stopped after {self.images_read} images: {error}'
         yield from self._ready(pending, force=True)
         self.unmatched_detections += sum(len(waiting) for waiting in early.values())
+
+    def _read_damaged_mcap(self) -> bool:
+        """An MCAP file cut short (no summary, no footer) is recovered up to the damage with
+        bag-repair's reader into a scratch copy, which is then replayed; the original is never
+        touched."""
+        from importance_sampler_ros.recorder_repair import repair_split
+
+        files = [self.path] if self.path.is_file() else sorted(self.path.glob('*.mcap'))
+        if len(files) != 1 or files[0].suffix != '.mcap':
+            return False
+        self._scratch = tempfile.TemporaryDirectory(prefix='replay-damaged-')
+        split = Path(self._scratch.name) / 'recovered'
+        split.mkdir()
+        shutil.copyfile(files[0], split / files[0].name)
+        result = repair_split(split)
+        if result.status != 'repaired' or result.messages == 0:
+            return False
+        self.path = split
+        self.topics = bag_io.topics(split)
+        self.truncated = (f'{files[0]} is damaged; replayed the {result.messages} messages '
+                          f'before the damage ({result.detail})')
+        return True
 
     def _image_frame(self, message: bag_io.BagMessage) -> InputFrame:
         image = message.decode()

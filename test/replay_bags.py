@@ -1,0 +1,55 @@
+"""Small bags for the replay tests: tiny images, hand-made detections with known importances.
+
+One object drives towards the camera: far (small box) it is detected as class 1 'car', near (big
+box, confident) as class 3 'truck', so the tracker must relabel its far frames.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from importance_sampler_ros import bag_io
+from importance_sampler_ros.detections import FrameDetections
+from importance_sampler_ros.images import rgb_to_image_msg
+from importance_sampler_ros.messages import detections_to_msg
+
+WIDTH, HEIGHT = 160, 96
+FPS = 10
+START_NS = 1_700_000_000_000_000_000
+CLASSES = ['__background__', 'car', 'van', 'truck']
+
+
+def frame_detections(index: int, frames: int) -> FrameDetections:
+    """The approaching object at frame `index`: 4 px tall far away, 60 px tall at the end."""
+    progress = index / max(frames - 1, 1)
+    height = 4 + 56 * progress
+    cx, cy = 80.0, 48.0
+    box = [cx - height / 2, cy - height / 2, cx + height / 2, cy + height / 2]
+    near = height >= 40
+    importance = 0.05 + 0.9 * (1 - progress) * (index % 3 == 0)
+    class_id = 3 if near else 1
+    return FrameDetections(
+        stamp_ns=START_NS + index * 1_000_000_000 // FPS, frame_id='camera',
+        boxes=np.array([box]), class_ids=[class_id], class_names=[CLASSES[class_id]],
+        scores=[0.95 if near else 0.6], importances=[importance],
+        frame_importance=importance, aggregation='sum', model_name='handmade',
+    )
+
+
+def write_drive(path: Path, frames: int = 60, storage: str = 'mcap',
+                with_detections: bool = True) -> list[FrameDetections]:
+    types = bag_io.msg_types()
+    rng = np.random.default_rng(0)
+    written = []
+    with bag_io.BagWriter(path, storage=storage) as writer:
+        for index in range(frames):
+            det = frame_detections(index, frames)
+            rgb = rng.integers(0, 256, (HEIGHT, WIDTH, 3), np.uint8)
+            writer.write('/camera/image_raw', bag_io.IMAGE_TYPE, det.stamp_ns,
+                         rgb_to_image_msg(rgb, det.stamp_ns, 'camera', types))
+            if with_detections:
+                writer.write('/recorded/detections', bag_io.msgtype('DetectionArray'),
+                             det.stamp_ns, detections_to_msg(det, types))
+            written.append(det)
+    return written
