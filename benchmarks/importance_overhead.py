@@ -151,8 +151,12 @@ def main() -> int:
                 height, width = (int(v) for v in size.lower().split('x'))
                 generator = torch.Generator().manual_seed(height * width)
                 image = torch.rand(3, height, width, generator=generator).to(device, dtype)
-                row = time_model(model, image, device, args.repeats, args.warmup,
-                                 with_backprop=dtype == torch.float32)
+                try:
+                    row = time_model(model, image, device, args.repeats, args.warmup,
+                                     with_backprop=dtype == torch.float32)
+                except RuntimeError as error:  # e.g. out of memory: report it, go on
+                    print(f'{label:<58} {str(dtype)[6:]:<8} {size:>9} failed: {error}')
+                    continue
                 overhead = 100.0 * row['importance_ms'] / row['inference_ms']
                 worst = max(worst, overhead)
                 ratio = row['full_backprop_ms'] / row['inference_ms']

@@ -157,9 +157,13 @@ def plot(rows: dict[str, np.ndarray], names: list[str], fits: dict[str, float], 
     import matplotlib.pyplot as plt
 
     panels = [name for name in names if name != 'full']
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.6), squeeze=False)
+    columns = 3
+    lines = -(-len(panels) // columns)
+    fig, axes = plt.subplots(lines, columns, figsize=(3.8 * columns, 3.4 * lines), squeeze=False)
     full = rows['full']
-    for ax, name in zip(axes[0], panels, strict=True):
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax, name in zip(axes.flat, panels, strict=False):
         x = rows[name]
         ax.scatter(x, full, s=6, alpha=0.6)
         slope, intercept = np.polyfit(x, full, 1)
@@ -167,7 +171,7 @@ def plot(rows: dict[str, np.ndarray], names: list[str], fits: dict[str, float], 
         ax.plot(xs, slope * xs + intercept, color='tab:red', linewidth=1)
         ax.set_xlabel(f'{name} gradient norm')
         ax.set_title(f'r² = {fits[name]:.3f}', fontsize=9)
-    axes[0][0].set_ylabel('full gradient norm')
+        ax.set_ylabel('full gradient norm')
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
