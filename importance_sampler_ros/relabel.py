@@ -22,6 +22,7 @@ to c, and so is every later one.
 """
 from __future__ import annotations
 
+import copy
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -210,8 +211,8 @@ class NearToFarRelabeler:
 
     def forget(self, track_ids: Iterable[int]) -> None:
         """Free the histories of ended tracks."""
-        for track_id in np.asarray(track_ids).tolist():
-            self._tracks.pop(track_id, None)
+        for track_id in track_ids.tolist() if isinstance(track_ids, np.ndarray) else track_ids:
+            self._tracks.pop(int(track_id), None)
 
     def history(self, track_id: int) -> tuple[Observation, ...]:
         """The kept observations of a track, oldest first (empty for unknown tracks)."""
@@ -383,8 +384,10 @@ class RelabelingTracker:
             tracks.append(TrackSummary(
                 track_id, tuple(box), current[0], current[1],
                 self.relabeler.class_history(track_id), age, hits, since, score))
+        detections = copy.copy(frame)  # FrameDetections.with_track_ids re-validates every array
+        detections.track_ids = step.track_ids
         return TrackedFrame(
-            detections=frame.with_track_ids(step.track_ids),
+            detections=detections,
             tracks=tracks,
             relabels=relabels,
             ignored=np.flatnonzero(step.ignored),

@@ -2,13 +2,13 @@
 
 Each track owns a `filterpy.kalman.KalmanFilter` over the SORT state
 (cx, cy, area, aspect, d cx, d cy, d area): constant velocity for centre and area, constant
-aspect ratio, measured as (cx, cy, area, aspect). The filters hold the model and the state, but
-the tracker advances all of them in one batched numpy step instead of calling each filter's
-`predict()` / `update()`: the arithmetic is filterpy's own (same equations, Joseph-form
-covariance update; test_tracking checks it against `KalmanFilter.predict/update`), and it avoids
-the per-filter Python overhead that dominates the reference SORT. The filters' `x` and `P` are
-views into the tracker's stacked state, so they always show the current state; do not call their
-methods yourself.
+aspect ratio, measured as (cx, cy, area, aspect). The filters hold the model (F, H, Q, R, shared
+by all tracks and never written to) and the state, but the tracker advances all of them in one
+batched numpy step instead of calling each filter's `predict()` / `update()`: the arithmetic is
+filterpy's own (same equations, Joseph-form covariance update; test_tracking checks it against
+`KalmanFilter.predict/update`), without the per-filter Python overhead that dominates the
+reference SORT. The filters' `x` and `P` are views into the tracker's stacked state, so they
+always show the current state; do not call their methods yourself.
 
 Ids and confirmation (differences to the reference SORT, on purpose):
 - Ids come from a counter owned by each tracker (1, 2, 3, ... in creation order), never global.
@@ -19,10 +19,12 @@ Ids and confirmation (differences to the reference SORT, on purpose):
   frame, or 0 when that track is still tentative (or the detection was invalid). The detection
   that confirms a track already carries its id. `assigned_ids` gives the (possibly tentative)
   track of every valid detection, for bookkeeping such as relabel histories.
+- Confirmed tracks are matched first; tentative tracks get the detections left over.
 - Invalid detections (non-finite or empty boxes) are ignored and reported in `ignored`.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -107,21 +109,28 @@ def valid_boxes(boxes: np.ndarray) -> np.ndarray:
 def associate(
     det_boxes: np.ndarray, track_boxes: np.ndarray, iou_threshold: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Matched (detection, track) index pairs maximising the summed IoU among pairs >= threshold.
-
-    When every detection and every track has at most one partner above the threshold the pairs
-    are taken as they are; otherwise the Hungarian algorithm decides.
-    """
+    """Matched (detection, track) index pairs maximising the summed IoU among pairs >= threshold."""
     if len(det_boxes) == 0 or len(track_boxes) == 0:
         empty = np.zeros(0, np.intp)
         return empty, empty
-    iou = iou_matrix(det_boxes, track_boxes)
+    return match_iou(iou_matrix(det_boxes, track_boxes), iou_threshold)
+
+
+def match_iou(iou: np.ndarray, iou_threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """(row, column) pairs of an IoU matrix maximising the summed IoU among pairs >= threshold.
+
+    When every row and every column has at most one candidate the pairs are taken as they are;
+    otherwise the Hungarian algorithm decides.
+    """
+    if iou.size == 0:
+        empty = np.zeros(0, np.intp)
+        return empty, empty
     allowed = (iou >= iou_threshold) & (iou > 0.0)
     if allowed.sum(axis=0).max() <= 1 and allowed.sum(axis=1).max() <= 1:
         return np.nonzero(allowed)
-    dets, tracks = linear_sum_assignment(np.where(allowed, iou, 0.0), maximize=True)
-    keep = allowed[dets, tracks]
-    return dets[keep], tracks[keep]
+    rows, cols = linear_sum_assignment(np.where(allowed, iou, 0.0), maximize=True)
+    keep = allowed[rows, cols]
+    return rows[keep], cols[keep]
 
 
 def sort_box_filter() -> KalmanFilter:
@@ -236,8 +245,7 @@ class SortTracker:
             predicted = predicted[alive]
         self._boxes = predicted
 
-        det_rows, track_rows = associate(boxes[valid], predicted, self.config.iou_threshold)
-        matched_dets = valid[det_rows]
+        matched_dets, track_rows = self._associate(boxes, valid, predicted)
         self._correct(track_rows, boxes[matched_dets])
         self._boxes[track_rows] = boxes[matched_dets]
         self._class_ids[track_rows] = class_ids[matched_dets]
@@ -278,6 +286,26 @@ class SortTracker:
             tracks=self._confirmed(),
             ended_track_ids=np.concatenate(ended).astype(np.uint32),
         )
+
+    def _associate(self, boxes: np.ndarray, valid: np.ndarray, predicted: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """(detection, track row) pairs: confirmed tracks first, then tentative tracks take
+        what is left (a tentative track, often a false positive, never outbids a confirmed one).
+        """
+        if len(valid) == 0 or len(predicted) == 0:
+            empty = np.zeros(0, np.intp)
+            return empty, empty
+        iou = iou_matrix(boxes[valid], predicted)
+        confirmed = self._hits >= self.config.min_hits
+        if confirmed.all() or not confirmed.any():
+            det_rows, track_rows = match_iou(iou, self.config.iou_threshold)
+            return valid[det_rows], track_rows
+        first, second = np.flatnonzero(confirmed), np.flatnonzero(~confirmed)
+        det_rows, track_rows = match_iou(iou[:, first], self.config.iou_threshold)
+        left = np.delete(np.arange(len(valid)), det_rows)
+        left_rows, second_rows = match_iou(iou[left][:, second], self.config.iou_threshold)
+        return (valid[np.concatenate([det_rows, left[left_rows]])],
+                np.concatenate([first[track_rows], second[second_rows]]))
 
     def _predict(self) -> np.ndarray:
         """KalmanFilter.predict for every track at once; returns the predicted boxes."""
@@ -327,10 +355,8 @@ class SortTracker:
         x = np.zeros((n, STATE_DIM, 1))
         x[:, :MEASUREMENT_DIM, 0] = boxes_to_measurements(boxes[dets])
         model = self._model
-        for _ in range(n):
-            kf = KalmanFilter(dim_x=STATE_DIM, dim_z=MEASUREMENT_DIM)
-            kf.F, kf.H, kf.Q, kf.R = model.F, model.H, model.Q, model.R  # shared, read-only
-            self._filters.append(kf)
+        # shallow copies: the model matrices (F, H, Q, R) are shared and never written to
+        self._filters.extend(copy.copy(model) for _ in range(n))
         self._x = np.concatenate([self._x, x])
         self._P = np.concatenate([self._P, np.broadcast_to(model.P, (n, STATE_DIM, STATE_DIM))])
         self._ids = np.concatenate([self._ids, ids])

@@ -1,0 +1,90 @@
+"""Tracker speed: frames per second of RelabelingTracker (SORT + history + relabel bookkeeping)
+at 10, 15, 50 and 200 objects per frame, on one core, against the reference SORT timed in the
+same run, interleaved round by round (the machine's speed drifts).
+
+Streams are evaluate_tracking.py's simple road scenes turned into detections with its 'medium'
+noise (jitter, 15 % dropouts, false positives, far-field class confusions). Each tracker gets the
+input in the form it takes (FrameDetections for ours, prepared arrays for the reference), built
+before timing. Run from the repository root:
+
+    nice .venv/bin/python benchmarks/tracker_speed.py [--frames 300] [--rounds 7]
+"""
+from __future__ import annotations
+
+import os
+
+# one core: no BLAS / OpenMP threads (set before numpy is imported)
+for _var in ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS'):
+    os.environ[_var] = '1'
+
+import argparse  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from evaluate_tracking import (  # noqa: E402
+    DEFAULT_CACHE,
+    NOISE_LEVELS,
+    load_reference_sort,
+    noisy_detections,
+    reference_rows,
+    simple_drive,
+)
+
+from importance_sampler_ros.relabel import RelabelingTracker  # noqa: E402
+
+
+def time_ours(frames) -> float:
+    tracker = RelabelingTracker()
+    start = time.perf_counter()
+    for frame in frames:
+        tracker.update(frame)
+    return len(frames) / (time.perf_counter() - start)
+
+
+def time_reference(sort_class, rows) -> float:
+    tracker = sort_class(max_age=3, min_hits=3, iou_threshold=0.3)
+    start = time.perf_counter()
+    for r in rows:
+        tracker.update(r, None)
+    return len(rows) / (time.perf_counter() - start)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--objects', type=int, nargs='+', default=[10, 17, 50, 200],
+                        help='objects in view (17 gives about 15 detections per frame)')
+    parser.add_argument('--frames', type=int, default=300)
+    parser.add_argument('--rounds', type=int, default=7)
+    parser.add_argument('--cache-dir', type=Path, default=DEFAULT_CACHE)
+    args = parser.parse_args(argv)
+    if hasattr(os, 'sched_setaffinity'):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    sort_class = load_reference_sort(args.cache_dir)
+    print(f'one core ({sorted(os.sched_getaffinity(0))}), {args.frames} frames per stream, '
+          f'{args.rounds} interleaved rounds; medians over rounds')
+    print(f'{"objects":>8}{"dets/frame":>12}{"ours fps":>11}{"SORT fps":>11}{"ratio":>8}'
+          f'{"ratio min-max":>16}')
+    for n_objects in args.objects:
+        truth = simple_drive(seed=n_objects, n_frames=args.frames, objects=n_objects)
+        stream = noisy_detections(truth, NOISE_LEVELS['medium'], seed=n_objects)
+        frames = stream.frames
+        rows = [reference_rows(f) if len(f) else np.empty((0, 6)) for f in frames]
+        dets_per_frame = np.mean([len(f) for f in frames])
+        ours, ref, ratios = [], [], []
+        for _ in range(args.rounds):
+            ours.append(time_ours(frames))
+            ref.append(time_reference(sort_class, rows))
+            ratios.append(ours[-1] / ref[-1])
+        print(f'{n_objects:>8}{dets_per_frame:>12.1f}{statistics.median(ours):>11.0f}'
+              f'{statistics.median(ref):>11.0f}{statistics.median(ratios):>8.2f}'
+              f'{min(ratios):>8.2f}-{max(ratios):.2f}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
