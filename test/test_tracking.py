@@ -142,3 +142,17 @@ def test_bad_arguments_raise():
         SortTracker().update(moving_boxes(0), class_ids=[1])
     with pytest.raises(ValueError, match='shape'):
         SortTracker().update(np.zeros((3, 2)))
+
+
+def test_confirmed_tracks_are_matched_before_tentative_ones():
+    tracker = SortTracker(TrackerConfig(min_hits=2))
+    steady = np.array([[0, 0, 10, 10]], float)
+    tracker.update(steady)
+    tracker.update(steady)  # track 1 confirmed, not moving
+    tracker.update(np.array([[0, 0, 10, 10], [30, 0, 40, 10]], float))  # track 2 tentative
+    tracker.update(np.array([[0, 0, 10, 10], [2, 0, 12, 10]], float))
+    # the tentative track 3 sits at [2, 0, 12, 10]; the next detection overlaps it more (0.90)
+    # than the confirmed track 1 (0.74), but the confirmed track is served first
+    step = tracker.update(np.array([[1.5, 0, 11.5, 10]]))
+    assert step.assigned_ids.tolist() == [1]
+    assert step.track_ids.tolist() == [1]
