@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV = Path(sys.prefix)
-NODES = ('detector_node', 'tracker_node', 'recorder_node', 'importance-sampler')
+NODES = ('detector_node', 'tracker_node', 'recorder_node', 'viz_node', 'importance-sampler')
 
 
 @pytest.fixture(scope='module')
