@@ -394,6 +394,7 @@ def forward_with_features(
     pooled = heads.box_roi_pool(feature_maps, proposals, image_list.image_sizes)
     features = heads.box_head(pooled)
     logits, box_regression = heads.box_predictor(features)
+    features = features.flatten(start_dim=1)  # what the predictor's linear layers see
     selections = _select_final_detections(
         heads, logits, box_regression, proposals, image_list.image_sizes
     )
