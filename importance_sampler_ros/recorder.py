@@ -21,6 +21,7 @@ last so that a 1.4 MB image closes the MCAP chunk holding the whole frame.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import time
 from collections import OrderedDict, deque
@@ -60,11 +61,17 @@ RECORDER_PARAMS = (
     # topics (the node's; the bag uses image_topic for images and the fixed output topics)
     Param('image_topic', IMAGE_TOPIC, 'Camera image topic (sensor_msgs/Image), subscribed raw; '
           'kept images are written to the bag under this name'),
+    Param('image_reliability', 'best_effort', 'Reliability of the image subscription (sensor '
+          'data QoS otherwise: volatile, depth 5)', choices=('best_effort', 'reliable')),
+    Param('image_queue_depth', 10, 'Queue depth of the image subscription: images the node can '
+          'fall behind by before the oldest is dropped', min_value=1, max_value=1000),
     Param('detections_topic', '/importance_sampler/tracked_detections',
           'DetectionArray topic with track ids filled (from the tracker)'),
     Param('relabels_topic', RELABELS_TOPIC, 'RelabelArray topic (from the tracker)'),
     Param('decisions_topic', DECISIONS_TOPIC, 'Where a SampleDecision is published for every '
           'frame once its decision is final'),
+    Param('stats_period_s', 30.0, 'Seconds between log lines with the recording statistics; '
+          '0 = only at shutdown', min_value=0.0),
     Param('join_timeout_s', 2.0, 'Seconds an image waits for the detection array with the same '
           'header stamp (and the other way round) before it is counted unmatched and dropped',
           min_value=0.0, max_value=60.0),
@@ -218,6 +225,7 @@ class Recorder:
                 f'cannot create the recording directory {self.recording_dir}: {error}'
             ) from error
         self.sampler = ImportanceSampler(config.sampler)
+        _warm_up()
         self._buffer: deque[_Buffered] = deque()
         self._by_stamp: dict[int, _Buffered] = {}
         self._buffer_bytes = 0
@@ -302,9 +310,10 @@ class Recorder:
             self._guarded(lambda: self._split.flush(self.config.fsync))
         return results
 
-    def close(self) -> list[FrameResult]:
-        """Decide the buffered frames, close the open split. Idempotent; after a write error it
-        only releases what is left."""
+    def close(self, extra_stats: dict[str, Any] | None = None) -> list[FrameResult]:
+        """Decide the buffered frames, close the open split, write stats() (plus
+        `extra_stats`, e.g. the node's join counts) to <recording_dir>/stats.json. Idempotent;
+        after a write error it only writes the stats."""
         if self._closed:
             return []
         results: list[FrameResult] = []
@@ -314,7 +323,16 @@ class Recorder:
                 self._close_split()
         finally:
             self._closed = True
+            self._write_stats(extra_stats or {})
         return results
+
+    def _write_stats(self, extra: dict[str, Any]) -> None:
+        stats = {**self.stats(), **extra}
+        path = self.recording_dir / 'stats.json'
+        try:
+            path.write_text(json.dumps(stats, indent=1, default=str) + '\n')
+        except OSError as error:  # e.g. the disk that stopped the recording is still full
+            log.error('cannot write %s: %s; stats: %s', path, error, stats)
 
     def __enter__(self) -> Recorder:
         return self
@@ -467,6 +485,19 @@ def decision_message(decision: Decision, frame_id: str, types: Any = None) -> An
         importance_mean=float(decision.importance_mean),
         keep_ratio=float(decision.keep_ratio),
     )
+
+
+def _warm_up() -> None:
+    """rosbags compiles a type's (de)serialiser on first use: do it now, not on the first
+    frames, which a live node would otherwise fall behind on."""
+    types = bag_io.msg_types()
+    header = header_msg(0, '', types)
+    bag_io.serialize(decision_message(Decision(0, False, 0.0, 0.0, REASON_RELABEL, 0.0, 0.0, 0.0),
+                                      ''))
+    for empty in (types.RelabelArray(header=header, relabels=[]),
+                  types.DetectionArray(header=header, detections=[], frame_importance=0.0,
+                                       aggregation='sum', model_name='', inference_ms=0.0)):
+        bag_io.deserialize(bag_io.serialize(empty), empty.__msgtype__)
 
 
 def _is_bytes(value: Any) -> bool:

@@ -1,0 +1,224 @@
+"""recorder_node: importance-samples camera frames into a split rosbag2 (recorder.Recorder).
+
+Subscribes (topic parameter, default; QoS):
+  image_topic       /camera/image_raw                       sensor_msgs/Image, raw CDR bytes;
+                                                            sensor data QoS (volatile, best
+                                                            effort unless image_reliability =
+                                                            reliable), depth image_queue_depth
+  detections_topic  /importance_sampler/tracked_detections  DetectionArray, raw; reliable, depth 100
+  relabels_topic    /importance_sampler/relabels            RelabelArray, raw; reliable, depth 100
+Publishes:
+  decisions_topic   /importance_sampler/decisions           SampleDecision of every frame once its
+                                                            decision is final; reliable, depth 100
+
+Images are never deserialised: the CDR bytes of a raw subscription go into the bag as they are
+(their header stamp is read from the bytes). An image and a DetectionArray are joined by exact
+header stamp; either waits at most `join_timeout_s` for the other, then it is counted unmatched
+and dropped. Bad input is logged (throttled) and skipped. A write error (disk full, I/O error)
+stops recording with one error line; the node keeps running and counting. SIGINT / SIGTERM:
+the frames still in the ring buffer are decided and written, the open split is closed, and the
+statistics go to the log and to <recording>/stats.json. All settings: recorder.RECORDER_PARAMS.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from collections import OrderedDict
+from typing import Any
+
+from rclpy.node import Node
+from rclpy.qos import (
+    DurabilityPolicy,
+    HistoryPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_sensor_data,
+)
+
+from importance_sampler_ros.nodes.message_types import rclpy_types
+from importance_sampler_ros.nodes.parameters import declare_parameters, run_node
+from importance_sampler_ros.recorder import (
+    RECORDER_PARAMS,
+    Recorder,
+    RecorderConfig,
+    RecorderError,
+    RecordingStoppedError,
+)
+from importance_sampler_ros.recorder_bag import header_from_cdr
+
+NODE_NAME = 'recorder_node'
+FRAME_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=100,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.VOLATILE,
+)
+_MAX_PENDING = 1000  # per side of the join, whatever join_timeout_s says
+_WARNING_PERIOD_S = 5.0
+
+
+class RecorderNode(Node):
+    """Joins images with tracked detections and feeds the recorder core."""
+
+    def __init__(self, **node_options: Any) -> None:
+        super().__init__(NODE_NAME, **node_options)
+        self.params = declare_parameters(self, RECORDER_PARAMS)
+        p = self.params
+        self.recorder = Recorder(RecorderConfig.from_params(vars(p)))
+        self.types = rclpy_types()
+        # stamp -> (CDR bytes, monotonic arrival time), oldest first
+        self.pending_images: OrderedDict[int, tuple[bytes, float]] = OrderedDict()
+        self.pending_detections: OrderedDict[int, tuple[bytes, float]] = OrderedDict()
+        self.counts = dict.fromkeys(
+            ('images_received', 'detections_received', 'frames_matched', 'unmatched_images',
+             'unmatched_detections', 'bad_input', 'decisions_published',
+             'frames_after_stop'), 0)
+        self.stopped = False
+
+        self.decisions_pub = self.create_publisher(
+            self.types.SampleDecision, p.decisions_topic, FRAME_QOS)
+        image_qos = QoSProfile(
+            history=qos_profile_sensor_data.history,
+            depth=p.image_queue_depth,
+            reliability=(ReliabilityPolicy.RELIABLE if p.image_reliability == 'reliable'
+                         else ReliabilityPolicy.BEST_EFFORT),
+            durability=qos_profile_sensor_data.durability,
+        )
+        self.create_subscription(self.types.Image, p.image_topic, self.on_image, image_qos,
+                                 raw=True)
+        self.create_subscription(self.types.DetectionArray, p.detections_topic,
+                                 self.on_detections, FRAME_QOS, raw=True)
+        self.create_subscription(self.types.RelabelArray, p.relabels_topic, self.on_relabels,
+                                 FRAME_QOS, raw=True)
+        self.create_timer(min(0.1, max(p.join_timeout_s / 2, 0.01)), self.expire_pending)
+        if p.stats_period_s > 0:
+            self.create_timer(p.stats_period_s, self.log_stats)
+        self.get_logger().info(
+            f'recording {p.image_topic} + {p.detections_topic} (+ {p.relabels_topic}) into '
+            f'{self.recorder.recording_dir} ({p.storage}), keep ratio {p.keep_ratio}'
+            + (f', budget {p.bytes_per_hour:.3g} B/h' if p.bytes_per_hour else '')
+            + f'; decisions on {p.decisions_topic}')
+
+    # -- inputs
+
+    def on_image(self, data: bytes) -> None:
+        self.counts['images_received'] += 1
+        self._arrive(data, 'image', self.pending_images, self.pending_detections)
+
+    def on_detections(self, data: bytes) -> None:
+        self.counts['detections_received'] += 1
+        self._arrive(data, 'DetectionArray', self.pending_detections, self.pending_images)
+
+    def _arrive(self, data: bytes, what: str, mine: OrderedDict, theirs: OrderedDict) -> None:
+        try:
+            stamp_ns, _ = header_from_cdr(data)
+        except ValueError as error:
+            self._bad_input(f'{what} ignored: {error}')
+            return
+        other = theirs.pop(stamp_ns, None)
+        if other is None:
+            if stamp_ns in mine:  # a duplicate: the newer one replaces it
+                self._count_unmatched(mine is self.pending_images)
+            mine[stamp_ns] = (bytes(data), time.monotonic())
+            mine.move_to_end(stamp_ns)
+            if len(mine) > _MAX_PENDING:
+                mine.popitem(last=False)
+                self._count_unmatched(mine is self.pending_images)
+            return
+        image, detections = (data, other[0]) if mine is self.pending_images else (other[0], data)
+        self.counts['frames_matched'] += 1
+        self._add_frame(bytes(image), bytes(detections), stamp_ns)
+
+    def _add_frame(self, image: bytes, detections: bytes, stamp_ns: int) -> None:
+        if self.stopped:
+            self.counts['frames_after_stop'] += 1
+            return
+        try:
+            results = self.recorder.add_frame(image, detections)
+        except RecordingStoppedError as error:
+            self._stop(error)
+            return
+        except (ValueError, TypeError, KeyError, IndexError) as error:
+            # rosbags' deserialiser raises several types for malformed CDR
+            self._bad_input(f'frame with stamp {stamp_ns} ns ignored: '
+                            f'{type(error).__name__}: {error}')
+            return
+        for result in results:
+            self.decisions_pub.publish(result.decision_cdr)
+            self.counts['decisions_published'] += 1
+
+    def on_relabels(self, data: bytes) -> None:
+        if self.stopped:
+            return
+        try:
+            self.recorder.add_relabels(data)
+        except RecordingStoppedError as error:
+            self._stop(error)
+        except (ValueError, TypeError, KeyError, IndexError) as error:
+            self._bad_input(f'RelabelArray ignored: {type(error).__name__}: {error}')
+
+    # -- housekeeping
+
+    def expire_pending(self) -> None:
+        deadline = time.monotonic() - self.params.join_timeout_s
+        for pending in (self.pending_images, self.pending_detections):
+            while pending and next(iter(pending.values()))[1] < deadline:
+                pending.popitem(last=False)
+                self._count_unmatched(pending is self.pending_images)
+
+    def _count_unmatched(self, image: bool) -> None:
+        key = 'unmatched_images' if image else 'unmatched_detections'
+        self.counts[key] += 1
+        self.get_logger().warning(
+            f'{self.counts["unmatched_images"]} images and {self.counts["unmatched_detections"]}'
+            ' detection arrays found no partner with the same stamp within join_timeout_s '
+            f'({self.params.join_timeout_s} s) so far; dropped',
+            throttle_duration_sec=_WARNING_PERIOD_S)
+
+    def _bad_input(self, text: str) -> None:
+        self.counts['bad_input'] += 1
+        self.get_logger().warning(f'{text} [{self.counts["bad_input"]} bad inputs so far]',
+                                  throttle_duration_sec=_WARNING_PERIOD_S)
+
+    def _stop(self, error: Exception) -> None:
+        self.stopped = True
+        self.get_logger().error(str(error))
+
+    def stats(self) -> dict[str, Any]:
+        return {**self.recorder.stats(), **self.counts}
+
+    def log_stats(self) -> None:
+        s = self.stats()
+        self.get_logger().info(
+            f'{s["frames"]} frames, {s["kept"]} kept ({s["sampled"]} sampled, {s["relabel"]} '
+            f'relabel, {s["budget"]} budget drops), {s["bytes_written"] / 1e6:.1f} MB; '
+            f'rho {s["keep_ratio"]:.4f}, R {s["relative_variance"]:.3f} vs uniform '
+            f'{s["relative_variance_uniform"]:.3f}; unmatched images {s["unmatched_images"]}, '
+            f'detections {s["unmatched_detections"]}; relabel observations late '
+            f'{s["relabel_observations_late"]}'
+            + (f'; STOPPED: {s["error"]}' if s['error'] else ''))
+
+    def close(self) -> None:
+        """Called once on shutdown (run_node): decide the buffer, close the split, report."""
+        self.counts['unmatched_images'] += len(self.pending_images)
+        self.counts['unmatched_detections'] += len(self.pending_detections)
+        self.pending_images.clear()
+        self.pending_detections.clear()
+        try:
+            self.recorder.close(extra_stats=self.counts)
+        except RecordingStoppedError as error:
+            self._stop(error)
+        self.log_stats()
+        self.get_logger().info(f'recording closed: {self.recorder.recording_dir}')
+
+
+def main(args: list[str] | None = None) -> int:
+    try:
+        return run_node(RecorderNode, args)
+    except RecorderError as error:
+        print(f'[ERROR] recorder_node: {error}', file=sys.stderr)
+        return 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())
