@@ -34,7 +34,8 @@ from typing import Any
 import numpy as np
 
 from importance_sampler_ros import bag_io
-from importance_sampler_ros.messages import header_msg, stamp_to_ns
+from importance_sampler_ros.detections import FrameDetections
+from importance_sampler_ros.messages import detections_to_msg, header_msg, stamp_to_ns
 from importance_sampler_ros.params import Param
 from importance_sampler_ros.recorder_bag import BagSink, SplitWriter, header_from_cdr, split_path
 from importance_sampler_ros.sampling import (
@@ -246,10 +247,13 @@ class Recorder:
 
     # --- input ---------------------------------------------------------------------------
 
-    def add_frame(self, image_cdr: bytes, detections: bytes | Any) -> list[FrameResult]:
-        """One frame: its image as CDR bytes and its DetectionArray as CDR bytes or a rosbags
-        message. Both must carry the same header stamp. Returns the frames whose decision this
-        call made final (those pushed out of the ring buffer)."""
+    def add_frame(
+        self, image_cdr: bytes, detections: bytes | FrameDetections | Any
+    ) -> list[FrameResult]:
+        """One frame: its image as CDR bytes and its detections as DetectionArray CDR bytes, a
+        rosbags DetectionArray or FrameDetections. Both must carry the same header stamp.
+        Returns the frames whose decision this call made final (those pushed out of the ring
+        buffer)."""
         self._check_open()
         detections_cdr, array = _detections(detections)
         stamp_ns = stamp_to_ns(array.header)
@@ -504,14 +508,17 @@ def _is_bytes(value: Any) -> bool:
     return isinstance(value, bytes | bytearray | memoryview)
 
 
-def _detections(detections: bytes | Any) -> tuple[bytes, Any]:
-    """(CDR bytes, rosbags DetectionArray) from either."""
+def _detections(detections: bytes | FrameDetections | Any) -> tuple[bytes, Any]:
+    """(CDR bytes, rosbags DetectionArray) from any of the three."""
+    if isinstance(detections, FrameDetections):
+        detections = detections_to_msg(detections, bag_io.msg_types())
     if _is_bytes(detections):
         data = bytes(detections)
         return data, bag_io.deserialize(data, _DETECTION_ARRAY)
     if getattr(detections, '__msgtype__', None) != _DETECTION_ARRAY:
         raise TypeError(
-            'detections must be DetectionArray CDR bytes or a rosbags DetectionArray, '
+            'detections must be DetectionArray CDR bytes, a rosbags DetectionArray or '
+            'FrameDetections, '
             f'got {type(detections).__name__}'
         )
     return bag_io.serialize(detections), detections

@@ -106,42 +106,46 @@ def _repair_mcap(
     out_schema_ids: dict[int, int] = {}
     start, end = 2**63 - 1, 0
     stopped = 'read to the end'
-    with path.open('rb') as source, tmp.open('wb') as sink:
-        writer = McapWriter(sink, compression=CompressionType.NONE)
-        writer.start(profile='ros2', library=_LIBRARY)
-        records = StreamReader(source, record_size_limit=None).records
-        while True:
-            try:
-                record = next(records)
-            except StopIteration:
-                break
-            except Exception as error:  # a cut-off or garbled record: the damage starts here
-                stopped = f'stopped at byte {source.tell()}: {type(error).__name__} {error}'
-                break
-            if isinstance(record, Schema):
-                schemas[record.id] = record
-            elif isinstance(record, Channel) and record.id not in channels:
-                schema = schemas.get(record.schema_id)
-                if schema is None:
-                    continue
-                if schema.id not in out_schema_ids:
-                    out_schema_ids[schema.id] = writer.register_schema(
-                        schema.name, schema.encoding, schema.data)
-                new_id = writer.register_channel(
-                    record.topic, record.message_encoding, out_schema_ids[schema.id],
-                    dict(record.metadata))
-                topic = _Topic(record.topic, schema.name, schema.data.decode(),
-                               record.metadata.get('offered_qos_profiles', ''))
-                channels[record.id] = (new_id, topic)
-            elif isinstance(record, Message) and record.channel_id in channels:
-                new_id, topic = channels[record.channel_id]
-                writer.add_message(new_id, record.log_time, record.data, record.publish_time,
-                                   record.sequence)
-                topic.count += 1
-                start, end = min(start, record.log_time), max(end, record.log_time)
-        writer.finish()
-        sink.flush()
-        os.fsync(sink.fileno())
+    try:
+        with path.open('rb') as source, tmp.open('wb') as sink:
+            writer = McapWriter(sink, compression=CompressionType.NONE)
+            writer.start(profile='ros2', library=_LIBRARY)
+            records = StreamReader(source, record_size_limit=None).records
+            while True:
+                try:
+                    record = next(records)
+                except StopIteration:
+                    break
+                except Exception as error:  # a cut-off or garbled record: the damage starts here
+                    stopped = f'stopped at byte {source.tell()}: {type(error).__name__} {error}'
+                    break
+                if isinstance(record, Schema):
+                    schemas[record.id] = record
+                elif isinstance(record, Channel) and record.id not in channels:
+                    schema = schemas.get(record.schema_id)
+                    if schema is None:
+                        continue
+                    if schema.id not in out_schema_ids:
+                        out_schema_ids[schema.id] = writer.register_schema(
+                            schema.name, schema.encoding, schema.data)
+                    new_id = writer.register_channel(
+                        record.topic, record.message_encoding, out_schema_ids[schema.id],
+                        dict(record.metadata))
+                    topic = _Topic(record.topic, schema.name, schema.data.decode(),
+                                   record.metadata.get('offered_qos_profiles', ''))
+                    channels[record.id] = (new_id, topic)
+                elif isinstance(record, Message) and record.channel_id in channels:
+                    new_id, topic = channels[record.channel_id]
+                    writer.add_message(new_id, record.log_time, record.data, record.publish_time,
+                                       record.sequence)
+                    topic.count += 1
+                    start, end = min(start, record.log_time), max(end, record.log_time)
+            writer.finish()
+            sink.flush()
+            os.fsync(sink.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # e.g. the disk is full: leave the damaged file as it was
+        raise
     if keep_damaged:
         path.replace(path.with_name(path.name + '.damaged'))
     tmp.replace(path)
@@ -179,10 +183,14 @@ def _read_sqlite(path: Path) -> tuple[list[_Topic], int, int, str]:
 
 
 def _type_hash(msgtype: str, msgdef: str) -> str:
-    """RIHS01 hash of a type from its (concatenated) message definition."""
-    store = get_typestore(Stores.EMPTY)
-    store.register(get_types_from_msg(msgdef, msgtype))
-    return store.hash_rihs01(msgtype)
+    """RIHS01 hash of a type from its (concatenated) message definition; '' if it does not
+    parse (readers then take the definition from the file itself)."""
+    try:
+        store = get_typestore(Stores.EMPTY)
+        store.register(get_types_from_msg(msgdef, msgtype))
+        return store.hash_rihs01(msgtype)
+    except Exception:  # rosbags raises several types for definitions it cannot parse
+        return ''
 
 
 def _write_metadata(

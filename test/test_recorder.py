@@ -21,7 +21,7 @@ from rosbags.highlevel import AnyReader
 
 from importance_sampler_ros import bag_io
 from importance_sampler_ros.cli import main as cli_main
-from importance_sampler_ros.messages import header_msg, time_msg
+from importance_sampler_ros.messages import detections_from_msg, header_msg, time_msg
 from importance_sampler_ros.params import load_node_parameters, resolve
 from importance_sampler_ros.recorder import (
     DECISIONS_TOPIC,
@@ -225,6 +225,9 @@ def test_bad_input_is_a_clear_error(tmp_path: Path) -> None:
         with pytest.raises(ValueError, match='too few'):
             header_from_cdr(b'\x00\x01\x00\x00')
         recorder.add_frame(*make_frame(1))
+        _, same = make_frame(1)
+        with pytest.raises(ValueError, match='already in the ring buffer'):
+            recorder.add_frame(image, detections_from_msg(same))  # FrameDetections work too
         with pytest.raises(ValueError, match='already in the ring buffer'):
             recorder.add_frame(*make_frame(1))
 
