@@ -98,6 +98,8 @@ RECORDER_PARAMS = (
     Param('mean_window', 300, 'Frames in the window estimating the mean frame importance',
           min_value=1, max_value=1_000_000),
     Param('warmup_frames', 30, 'Frames during which q is not allowed below rho', min_value=0),
+    Param('fixed_importance_mean', 0.0, 'Fixed normaliser g_mean instead of the sliding window '
+          '(e.g. a fleet-wide mean from a first pass); 0 = sliding window', min_value=0.0),
     Param('floor_probability', 0.0, 'Lowest keep probability of any frame (frames with zero '
           'importance included); 0 = off', min_value=0.0, max_value=1.0),
     Param('keep_all', False, "Keep every frame (reason 'forced')"),
@@ -119,7 +121,8 @@ RECORDER_PARAMS = (
 )
 
 _SAMPLER_FIELDS = (
-    'keep_ratio', 'mean_window', 'warmup_frames', 'floor_probability', 'keep_all',
+    'keep_ratio', 'mean_window', 'warmup_frames', 'fixed_importance_mean', 'floor_probability',
+    'keep_all',
     'bytes_per_hour', 'budget_horizon_s', 'budget_burst_s', 'min_keep_ratio', 'min_gap_s',
     'redundancy_importance_ratio', 'redundancy_scale',
 )

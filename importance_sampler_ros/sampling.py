@@ -22,6 +22,10 @@ Warm-up: over the first `warmup_frames` frames the window mean rests on few valu
 q = max(rho, min(1, rho * g / g_mean)): the sampler keeps at least the target ratio while it learns
 the scale of g (a few more frames kept at start-up, never fewer).
 
+`fixed_importance_mean` replaces the window by a known normaliser, e.g. the mean over a whole fleet
+from a first pass (replay-fleet): then q is exactly the paper's q = min(1, rho g / g_mean) over
+all frames, and a dull drive keeps fewer frames than a hard one.
+
 Clipping at 1 keeps the expected keep ratio at or below rho when a few frames have g > g_mean/rho;
 the byte-budget mode corrects that through its feedback, the keep-ratio mode reports it.
 
@@ -59,6 +63,9 @@ class SamplerConfig:
     mean_window: int = 300
     # Frames over which q is not allowed below rho while g_mean is learnt.
     warmup_frames: int = 30
+    # A fixed normaliser g_mean (e.g. the fleet-wide mean of a first pass) instead of the
+    # window; 0 = use the window. With it there is no warm-up: q is exactly the paper's formula.
+    fixed_importance_mean: float = 0.0
     # Lower bound on q for every frame (lets frames with g = 0 be kept); 0 = off.
     floor_probability: float = 0.0
     # Keep every frame (reason 'forced', q = 1).
@@ -87,6 +94,8 @@ class SamplerConfig:
             (0.0 < self.keep_ratio <= 1.0, 'keep_ratio must be in (0, 1]'),
             (self.mean_window >= 1, 'mean_window must be >= 1'),
             (self.warmup_frames >= 0, 'warmup_frames must be >= 0'),
+            (math.isfinite(self.fixed_importance_mean) and self.fixed_importance_mean >= 0.0,
+             'fixed_importance_mean must be finite and >= 0'),
             (0.0 <= self.floor_probability <= 1.0, 'floor_probability must be in [0, 1]'),
             (self.bytes_per_hour >= 0.0, 'bytes_per_hour must be >= 0'),
             (self.budget_horizon_s > 0.0, 'budget_horizon_s must be > 0'),
@@ -209,7 +218,7 @@ class ImportanceSampler:
 
     @property
     def importance_mean(self) -> float:
-        return self._mean.mean
+        return self.config.fixed_importance_mean or self._mean.mean
 
     def decide(
         self,
@@ -233,7 +242,7 @@ class ImportanceSampler:
         if self._budget:
             self._budget.observe(stamp_ns, nbytes)
         rho = self.keep_ratio
-        g_mean = self._mean.mean
+        g_mean = self.importance_mean
 
         def decision(kept: bool, q: float, weight: float, reason: str) -> Decision:
             return Decision(stamp_ns, kept, q, weight, reason, g, g_mean, rho)
@@ -243,7 +252,7 @@ class ImportanceSampler:
             return decision(True, 1.0, 1.0, REASON_FORCED)
 
         q = min(1.0, rho * g / g_mean) if g_mean > 0.0 else 0.0
-        if self._frames_seen <= self.config.warmup_frames:
+        if self._frames_seen <= self.config.warmup_frames and not self.config.fixed_importance_mean:
             q = max(q, rho)
         q = max(q, self.config.floor_probability)
         if self._is_redundant(stamp_ns, track_ids, track_importances):

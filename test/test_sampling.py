@@ -80,6 +80,13 @@ def test_warm_up_keeps_at_least_rho() -> None:
     assert decisions[3].probability == pytest.approx(0.3 * 0.1 / 1.325)
 
 
+def test_fixed_importance_mean_is_the_papers_formula_from_the_first_frame() -> None:
+    sampler = ImportanceSampler(SamplerConfig(keep_ratio=0.2, fixed_importance_mean=4.0))
+    decisions = run(sampler, np.array([1.0, 8.0, 40.0, 0.0]))
+    assert [d.probability for d in decisions] == pytest.approx([0.05, 0.4, 1.0, 0.0])
+    assert all(d.importance_mean == 4.0 for d in decisions)
+
+
 def test_zero_importance_frames_need_the_floor() -> None:
     g = np.zeros(4000)
     no_floor = run(ImportanceSampler(SamplerConfig(warmup_frames=0, seed=1)), g)
