@@ -346,6 +346,11 @@ class TrackedFrame:
 class StaleFrameError(ValueError):
     """A frame whose stamp is not newer than the previous frame's."""
 
+    def __init__(self, message: str, stamp_ns: int, previous_ns: int) -> None:
+        super().__init__(message)
+        self.stamp_ns = stamp_ns
+        self.previous_ns = previous_ns
+
 
 class RelabelingTracker:
     """SORT tracking plus near-to-far relabels, one frame at a time (frames in stamp order)."""
@@ -363,12 +368,18 @@ class RelabelingTracker:
         relabel = RelabelConfig(**{p.name: values[p.name] for p in RELABEL_PARAMS})
         return cls(tracker, relabel)
 
+    def reset(self) -> None:
+        """Forget every track and history (after a jump back in time); ids keep counting up."""
+        self.relabeler.forget(self.tracker.reset())
+        self.last_stamp_ns = None
+
     def update(self, frame: FrameDetections) -> TrackedFrame:
         """Track one frame; StaleFrameError (state unchanged) when its stamp is not newer."""
         if self.last_stamp_ns is not None and frame.stamp_ns <= self.last_stamp_ns:
             kind = 'duplicate' if frame.stamp_ns == self.last_stamp_ns else 'out-of-order'
             raise StaleFrameError(
-                f'{kind} frame stamp {frame.stamp_ns} ns (previous {self.last_stamp_ns} ns)')
+                f'{kind} frame stamp {frame.stamp_ns} ns (previous {self.last_stamp_ns} ns)',
+                frame.stamp_ns, self.last_stamp_ns)
         self.last_stamp_ns = frame.stamp_ns
         step = self.tracker.update(frame)
         relabels = self.relabeler.observe(frame, step.assigned_ids, step.track_ids != 0)

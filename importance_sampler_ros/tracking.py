@@ -210,6 +210,12 @@ class SortTracker:
         """Number of live tracks, tentative ones included."""
         return len(self._ids)
 
+    def reset(self) -> np.ndarray:
+        """End every track (ids keep counting up); returns the ids of the ended tracks."""
+        ended = self._ids.copy()
+        self._keep(np.zeros(len(ended), bool))
+        return ended
+
     def filter_of(self, track_id: int) -> KalmanFilter:
         """The Kalman filter of a live track (its x and P are the current state)."""
         rows = np.flatnonzero(self._ids == track_id)

@@ -191,3 +191,12 @@ def test_config_validation():
     tracker = RelabelingTracker.from_params(values)
     assert tracker.tracker.config.min_hits == 2
     assert tracker.relabeler.config.near_rule == 'or'
+
+
+def test_reset_forgets_tracks_and_keeps_counting_ids():
+    tracker = RelabelingTracker(TrackerConfig(min_hits=1))
+    assert tracker.update(frame(5, [1], [20.0])).detections.track_ids.tolist() == [1]
+    tracker.reset()
+    assert len(tracker.tracker) == 0 and len(tracker.relabeler) == 0
+    again = tracker.update(frame(0, [1], [20.0]))  # an earlier stamp is fine after a reset
+    assert again.detections.track_ids.tolist() == [2]

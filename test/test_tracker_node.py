@@ -185,6 +185,14 @@ def test_bad_input_is_skipped_and_the_node_keeps_running(harness):
     assert node.detections_ignored == 2
     ids = [[d.track_id for d in m.detections] for m in harness.received['tracked_detections']]
     assert ids == [[0], [0], [1], [0], [0, 1], [1]]  # the track coasts over the NaN frame
+    # a jump back by 10 s (a restarted bag) resets the tracker instead of stalling it
+    restart = approaching_object(0)
+    restart.stamp_ns = T0 - 10_000 * MS
+    harness.publisher.publish(detections_to_msg(restart, types))
+    harness.spin_until(lambda: len(harness.received['tracked_detections']) == 7, 'restart')
+    assert node.frames_skipped == 2
+    assert harness.received['tracked_detections'][-1].detections[0].track_id == 0  # tentative
+    assert len(node.tracker.tracker) == 1 and len(node.tracker.relabeler) == 1
 
 
 def test_invalid_parameter_ends_the_node_with_status_2():

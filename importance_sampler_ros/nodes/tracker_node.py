@@ -5,9 +5,10 @@ Subscribes the DetectionArray of every processed frame and runs `relabel.Relabel
 DetectionArray with track ids filled in (header and every other field unchanged; 0 = not part of
 a confirmed track) and a RelabelArray with the relabels that frame triggered (often empty); all
 three carry the frame's header. Frames whose stamp is not newer than the last processed one are
-skipped; detections with NaN or inverted boxes are not tracked (track id 0); both are logged at
-most once per `warning_period_s`, and the node keeps running. Settings:
-relabel.TRACKER_NODE_PARAMS plus the topics below, all ROS parameters.
+skipped, except after a jump back of `reset_on_jump_back_s` or more (a restarted bag or
+simulation), which resets the tracker; detections with NaN or inverted boxes are not tracked
+(track id 0). Skips are logged at most once per `warning_period_s`; the node keeps running.
+Settings: relabel.TRACKER_NODE_PARAMS plus the topics below, all ROS parameters.
 """
 from __future__ import annotations
 
@@ -34,6 +35,10 @@ TOPIC_PARAMS = (
     Param('tracked_detections_topic', '/importance_sampler/tracked_detections',
           'DetectionArray output with track ids filled in'),
     Param('relabels_topic', '/importance_sampler/relabels', 'RelabelArray output, every frame'),
+    Param('reset_on_jump_back_s', 5.0,
+          'a frame stamped this many seconds or more before the previous one resets the tracker '
+          '(a restarted bag or simulation) instead of being skipped; 0 = never reset',
+          0.0, 1e9),
     Param('warning_period_s', 5.0,
           'at most one warning per this many seconds about skipped input', 0.0, 3600.0),
 )
@@ -77,8 +82,12 @@ class TrackerNode(Node):
             frame = detections_from_msg(msg)
             tracked = self.tracker.update(frame)
         except StaleFrameError as error:
-            self._warn(f'skipping frame: {error}', skipped=True)
-            return
+            if not self._jumped_back(error):
+                self._warn(f'skipping frame: {error}', skipped=True)
+                return
+            self.get_logger().warning(f'time jumped back ({error}): tracker reset')
+            self.tracker.reset()
+            tracked = self.tracker.update(frame)
         except ValueError as error:  # e.g. inconsistent arrays in a malformed message
             self._warn(f'skipping frame with stamp {stamp_ns} ns: {error}', skipped=True)
             return
@@ -98,6 +107,10 @@ class TrackerNode(Node):
         self.relabels_pub.publish(relabels)
         self.frames_processed += 1
         self.relabels_published += len(tracked.relabels)
+
+    def _jumped_back(self, error: StaleFrameError) -> bool:
+        limit_ns = self.params.reset_on_jump_back_s * 1e9
+        return limit_ns > 0 and error.previous_ns - error.stamp_ns >= limit_ns
 
     def _warn(self, text: str, skipped: bool = False) -> None:
         if skipped:
