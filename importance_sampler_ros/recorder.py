@@ -238,6 +238,7 @@ class Recorder:
         self._split_index = 0
         self._split_start_ns = 0
         self._last_flush = clock()
+        self._unflushed = False
         self.closed_splits: list[Path] = []
         self.error: str | None = None
         self._closed = False
@@ -279,7 +280,9 @@ class Recorder:
         self._by_stamp[stamp_ns] = frame
         self._buffer_bytes += frame.nbytes
         self._counts['frames'] += 1
-        return self._evict(force=False)
+        results = self._evict(force=False)
+        self.flush_if_due()
+        return results
 
     def add_relabels(self, relabels: bytes | Any) -> int:
         """A RelabelArray (CDR bytes or rosbags message). Each observation's frame, if still in
@@ -309,12 +312,27 @@ class Recorder:
 
     # --- output --------------------------------------------------------------------------
 
+    def flush_if_due(self) -> None:
+        """Flush what was written to the open split if `flush_interval_s` has passed since the
+        last flush (add_frame calls this; a node may call it from a timer, so that a quiet
+        stretch without new frames does not leave kept frames in memory)."""
+        if self._split is None or not self._unflushed or self.error is not None:
+            return
+        now = self._clock()
+        if now - self._last_flush >= self.config.flush_interval_s:
+            split = self._split
+            self._guarded(lambda: split.flush(self.config.fsync))
+            self._last_flush = now
+            self._unflushed = False
+
     def flush(self) -> list[FrameResult]:
         """Decide every frame in the buffer now (at shutdown) and flush the open split."""
         self._check_open()
         results = self._evict(force=True)
         if self._split is not None:
-            self._guarded(lambda: self._split.flush(self.config.fsync))
+            split = self._split
+            self._guarded(lambda: split.flush(self.config.fsync))
+            self._last_flush, self._unflushed = self._clock(), False
         return results
 
     def close(self, extra_stats: dict[str, Any] | None = None) -> list[FrameResult]:
@@ -425,13 +443,11 @@ class Recorder:
             split.write(DECISIONS_TOPIC, _SAMPLE_DECISION, frame.stamp_ns, decision_cdr)
             split.write(self.config.image_topic, bag_io.IMAGE_TYPE, frame.stamp_ns,
                         frame.image_cdr)
-            now = self._clock()
-            if now - self._last_flush >= self.config.flush_interval_s:
-                split.flush(self.config.fsync)
-                self._last_flush = now
+            self._unflushed = True
 
         before = self._split.bytes_written if self._split is not None else 0
         self._guarded(write)
+        self.flush_if_due()
         self._counts['bytes_written'] += self._split.bytes_written - before
         split_bytes = self.config.split_bytes
         split_ns = self.config.split_seconds * _NS
@@ -454,6 +470,7 @@ class Recorder:
         self._guarded(lambda: split.close(self.config.fsync))
         self.closed_splits.append(split.path)
         self._split = None
+        self._unflushed = False
         log.info('closed split %s', split.path)
 
     def _guarded(self, action: Callable[[], None]) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -230,6 +231,54 @@ def test_bad_input_is_a_clear_error(tmp_path: Path) -> None:
             recorder.add_frame(image, detections_from_msg(same))  # FrameDetections work too
         with pytest.raises(ValueError, match='already in the ring buffer'):
             recorder.add_frame(*make_frame(1))
+
+
+def test_a_quiet_stretch_still_gets_kept_frames_flushed(tmp_path: Path) -> None:
+    now = [0.0]
+    recorder = Recorder(config(tmp_path, buffer_seconds=0.0, flush_interval_s=1.0,
+                               sampler=SamplerConfig(keep_all=True)), clock=lambda: now[0])
+
+    def recoverable_images() -> int:
+        """What bag-repair would get from the open split if the process died now."""
+        copy = tmp_path / f'copy_{now[0]}'
+        shutil.copytree(recorder.split_paths[0], copy)
+        repair(copy)
+        return len(read_bag([copy]).get(IMAGE_TOPIC, {}))
+
+    recorder.add_frame(*make_frame(0))
+    recorder.add_frame(*make_frame(1))  # frame 0 leaves the buffer: written at t = 0
+    assert recoverable_images() == 0  # in the writer's memory until the flush interval passes
+    now[0] = 1.5
+    recorder.flush_if_due()  # what the node's timer does while no frames come
+    assert recoverable_images() == 1
+    recorder.close()
+
+
+def test_redundancy_control_and_budget_see_the_recorders_frames(tmp_path: Path) -> None:
+    # one track seen in every 10 Hz frame, rho = 1: at most one kept frame per second
+    redundant = Recorder(config(tmp_path, bag_name='gap', sampler=SamplerConfig(
+        keep_ratio=1.0, warmup_frames=0, min_gap_s=1.0, redundancy_importance_ratio=1e9)))
+    results = [r for i in range(100) for r in redundant.add_frame(*make_frame(i))]
+    results += redundant.close()
+    kept = [r.decision.stamp_ns for r in results if r.decision.kept]
+    assert 1 <= len(kept) <= 10 and np.all(np.diff(kept) >= 1_000_000_000)
+    # without it, q = min(1, g / g_mean) would keep over half of the 100 frames
+    assert redundant.stats()['redundancy_suppressed'] > 50
+
+    # relabel keeps are charged to the byte budget: rho ends lower than without them
+    def final_rho(name: str, relabel: bool) -> float:
+        image, detections = make_frame(0)
+        frame_bytes = len(image) + len(bag_io.serialize(detections))
+        budget = SamplerConfig(keep_ratio=0.5, bytes_per_hour=3600 * frame_bytes, seed=2)
+        recorder = Recorder(config(tmp_path, bag_name=name, sampler=budget))
+        for i in range(200):
+            recorder.add_frame(*make_frame(i))
+            if relabel and i % 5 == 0:
+                recorder.add_relabels(make_relabels(i, list(range(max(0, i - 5), i))))
+        recorder.close()
+        return recorder.stats()['keep_ratio']
+
+    assert final_rho('relabels', True) < final_rho('plain', False)
 
 
 def test_unwritable_output_directory_is_a_clear_error(tmp_path: Path) -> None:

@@ -160,6 +160,12 @@ class RecorderNode(Node):
     # -- housekeeping
 
     def expire_pending(self) -> None:
+        """Timer: drop join partners that waited too long; flush the bag if due."""
+        if not self.stopped:
+            try:
+                self.recorder.flush_if_due()
+            except RecordingStoppedError as error:
+                self._stop(error)
         deadline = time.monotonic() - self.params.join_timeout_s
         for pending in (self.pending_images, self.pending_detections):
             while pending and next(iter(pending.values()))[1] < deadline:
