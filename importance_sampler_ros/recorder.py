@@ -17,6 +17,15 @@ stamp: its DetectionArray as received on /importance_sampler/detections, a Relab
 the observations in this frame, possibly an empty list), its SampleDecision on
 /importance_sampler/decisions, and last the original image CDR on the image topic. The image goes
 last so that a 1.4 MB image closes the MCAP chunk holding the whole frame.
+
+Layout and crash safety (recorder_bag.py): <output_dir>/<bag_name>/<bag_name>_NNNN/ are the
+splits, each a complete rosbag2 bag; a split closes when it holds `split_bytes` or spans
+`split_seconds`. Written data is flushed to the file at most `flush_interval_s` (wall clock) after
+it was written (and fsynced with `fsync`), so SIGKILL loses at most that much; closed splits are
+never touched again, and `importance-sampler bag-repair` (recorder_repair.py) recovers the open
+one. A write error (disk full, I/O error) raises RecordingStoppedError once with a clear message
+and stops recording; the open split is aborted (repairable), closed splits stay as they are.
+`close()` writes stats() to <output_dir>/<bag_name>/stats.json.
 """
 from __future__ import annotations
 
