@@ -1,0 +1,478 @@
+"""Training the default detector on synthetic frames, and evaluating a checkpoint by distance.
+
+`importance-sampler train` trains the 'isr_small' Faster R-CNN (detector.build_model) from
+scratch on frames rendered on the fly (synth.random_frame: one random frame of a fresh drive per
+sample; training drive seeds are TRAIN_SEED_BASE + seed * 10^7 + sample index, so they never
+meet the small held-out seeds that `evaluate` uses). AdamW, linear warm-up, then cosine decay over
+the iteration count (--iterations) or over the wall-clock budget (--minutes). Fully offline.
+
+`importance-sampler evaluate` runs a checkpoint over held-out drives and reports mAP@0.5 (VOC
+all-point interpolated AP per class, averaged over the classes present) per box-height bin and
+per distance bin, and how often matched objects get the wrong class (near vs far).
+
+Only numpy, torch, torchvision and this package are imported (no tqdm, no rosbags).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shlex
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from importance_sampler_ros.detections import FrameDetections
+from importance_sampler_ros.synth import CLASS_NAMES, Drive, SynthConfig, random_frame
+
+ARCHITECTURE = 'isr_small'
+MIN_SIZE, MAX_SIZE = 192, 640
+TRAIN_SEED_BASE = 1_000_000_000
+DEFAULT_EVAL_SEEDS = (101, 102, 103, 104)
+IOU_MATCH = 0.5
+# Box-height bins (px) and distance bins (m): name -> [low, high)
+HEIGHT_BINS: dict[str, tuple[float, float]] = {
+    'far (<20 px)': (0.0, 20.0), 'mid (20-40 px)': (20.0, 40.0), 'near (>=40 px)': (40.0, math.inf),
+}
+DISTANCE_BINS: dict[str, tuple[float, float]] = {
+    '<20 m': (0.0, 20.0), '20-40 m': (20.0, 40.0), '40-80 m': (40.0, 80.0),
+    '>=80 m': (80.0, math.inf),
+}
+
+
+# --- training ---------------------------------------------------------------------------------
+
+@dataclass
+class TrainSettings:
+    out: Path
+    iterations: int | None = None
+    minutes: float | None = None
+    seed: int = 0
+    device: str = 'cpu'
+    batch_size: int = 4
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup: int = 50
+    workers: int | None = None  # None: 0 on CPU, up to 8 on CUDA
+    width: int = 640
+    height: int = 192
+    log_every: int = 20
+    save_every: int = 200
+    command: str = ''
+
+    def __post_init__(self) -> None:
+        if self.iterations is None and self.minutes is None:
+            raise ValueError('give --iterations or --minutes (or both)')
+        if self.iterations is not None and self.iterations < 1:
+            raise ValueError(f'--iterations must be >= 1, got {self.iterations}')
+        if self.minutes is not None and not self.minutes > 0:
+            raise ValueError(f'--minutes must be > 0, got {self.minutes}')
+        if self.batch_size < 1:
+            raise ValueError(f'--batch-size must be >= 1, got {self.batch_size}')
+
+
+def training_seed(seed: int, index: int) -> int:
+    return TRAIN_SEED_BASE + seed * 10_000_000 + index
+
+
+class SyntheticFrames(torch.utils.data.Dataset):
+    """Sample i: a random frame of training drive training_seed(seed, i), as (image, target)."""
+
+    def __init__(self, seed: int, length: int, width: int, height: int) -> None:
+        self.seed, self.length, self.width, self.height = seed, length, width, height
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        frame = random_frame(training_seed(self.seed, index), self.width, self.height)
+        image = torch.from_numpy(frame.image).permute(2, 0, 1).float().div_(255.0)
+        target = {
+            'boxes': torch.from_numpy(frame.truth.boxes.astype(np.float32)).reshape(-1, 4),
+            'labels': torch.from_numpy(frame.truth.class_ids.astype(np.int64)),
+        }
+        return image, target
+
+
+def _collate(batch: list) -> tuple[list, list]:
+    images, targets = zip(*batch, strict=True)
+    return list(images), list(targets)
+
+
+def learning_rate_factor(progress: float, step: int, warmup: int) -> float:
+    """Linear warm-up over `warmup` steps, then cosine from 1 to 0.02 as progress goes 0 -> 1."""
+    warm = min(1.0, (step + 1) / max(warmup, 1))
+    cosine = 0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
+    return warm * cosine
+
+
+def train(settings: TrainSettings, log: Any = print) -> dict[str, Any]:
+    """Train and save a checkpoint at settings.out; returns the training summary."""
+    from importance_sampler_ros.detector import build_model, resolve_device, save_checkpoint
+
+    device = resolve_device(settings.device)
+    torch.manual_seed(settings.seed)
+    model = build_model(ARCHITECTURE, len(CLASS_NAMES), MIN_SIZE, MAX_SIZE).to(device)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr,
+                                  weight_decay=settings.weight_decay)
+    workers = settings.workers
+    if workers is None:
+        workers = 0 if device.type == 'cpu' else min(8, max(1, (os.cpu_count() or 2) - 2))
+    budget_s = settings.minutes * 60.0 if settings.minutes is not None else math.inf
+    max_iterations = settings.iterations if settings.iterations is not None else 10**9
+    dataset = SyntheticFrames(settings.seed, max_iterations * settings.batch_size
+                              if settings.iterations is not None else 10**9,
+                              settings.width, settings.height)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=settings.batch_size, shuffle=False, num_workers=workers,
+        collate_fn=_collate, persistent_workers=workers > 0,
+        prefetch_factor=4 if workers > 0 else None)
+    log(f'training {ARCHITECTURE} on {device} (workers {workers}, batch {settings.batch_size}, '
+        f'iterations {settings.iterations}, minutes {settings.minutes})')
+    start = time.perf_counter()
+    step, recent, summary_loss = 0, [], math.nan
+    batches: Iterator = iter(loader)
+    while step < max_iterations:
+        elapsed = time.perf_counter() - start
+        if elapsed >= budget_s:
+            break
+        if settings.iterations is not None:
+            progress = step / settings.iterations
+        else:
+            progress = elapsed / budget_s
+        for group in optimizer.param_groups:
+            group['lr'] = settings.lr * learning_rate_factor(progress, step, settings.warmup)
+        images, targets = next(batches)
+        images = [image.to(device, non_blocking=True) for image in images]
+        targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
+        losses = model(images, targets)
+        loss = sum(losses.values())
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f'loss became {loss.item()} at iteration {step}')
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+        optimizer.step()
+        step += 1
+        recent.append(float(loss.detach()))
+        if step % settings.log_every == 0 or step == max_iterations:
+            summary_loss = float(np.mean(recent))
+            rate = step / (time.perf_counter() - start)
+            parts = ' '.join(f'{k.replace("loss_", "")} {float(v.detach()):.3f}'
+                             for k, v in losses.items())
+            lr = optimizer.param_groups[0]['lr']
+            log(f'it {step} loss {summary_loss:.3f} ({parts}) lr {lr:.2e} {rate:.2f} it/s')
+            recent = []
+        if settings.save_every and step % settings.save_every == 0:
+            _save(settings, model, step, time.perf_counter() - start, summary_loss, device,
+                  save_checkpoint)
+    wall_s = time.perf_counter() - start
+    if recent:
+        summary_loss = float(np.mean(recent))
+    summary = _save(settings, model, step, wall_s, summary_loss, device, save_checkpoint)
+    log(f'saved {settings.out} after {step} iterations in {wall_s:.0f} s')
+    return summary
+
+
+def _save(settings: TrainSettings, model: torch.nn.Module, step: int, wall_s: float,
+          loss: float, device: torch.device, save_checkpoint: Any) -> dict[str, Any]:
+    summary = {
+        'training_command': settings.command, 'iterations': step, 'seed': settings.seed,
+        'wall_s': round(wall_s, 1), 'device': str(device),
+        'device_name': (torch.cuda.get_device_name(device) if device.type == 'cuda'
+                        else 'cpu'),
+        'batch_size': settings.batch_size, 'lr': settings.lr, 'final_loss': loss,
+        'torch': str(torch.__version__), 'train_seed_base': TRAIN_SEED_BASE,
+    }
+    save_checkpoint(settings.out, model, architecture=ARCHITECTURE, class_names=CLASS_NAMES,
+                    min_size=MIN_SIZE, max_size=MAX_SIZE, extra={'training': summary})
+    return summary
+
+
+def configure_train_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--out', default='models/isr_small_synth.pt', help='checkpoint to write')
+    parser.add_argument('--iterations', type=int, default=None,
+                        help='training steps (the cosine schedule spans them)')
+    parser.add_argument('--minutes', type=float, default=None,
+                        help='wall-clock budget; with no --iterations the schedule spans it')
+    parser.add_argument('--seed', type=int, default=0, help='seed of weights and training drives')
+    parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda'")
+    parser.add_argument('--batch-size', type=int, default=4)
+    parser.add_argument('--lr', type=float, default=2e-3, help='peak AdamW learning rate')
+    parser.add_argument('--warmup', type=int, default=50, help='warm-up iterations')
+    parser.add_argument('--workers', type=int, default=None,
+                        help='frame-rendering processes (default: 0 on cpu, up to 8 on cuda)')
+    parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
+    parser.add_argument('--log-every', type=int, default=20)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    if args.iterations is None and args.minutes is None:
+        args.minutes = 15.0
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        settings = TrainSettings(
+            out=Path(args.out), iterations=args.iterations, minutes=args.minutes,
+            seed=args.seed, device=args.device, batch_size=args.batch_size, lr=args.lr,
+            warmup=args.warmup, workers=args.workers, log_every=args.log_every,
+            command='importance-sampler train ' + shlex.join(sys.argv[2:]))
+        train(settings, log=lambda line: print(line, flush=True))
+    except (ValueError, RuntimeError) as error:
+        print(f'importance-sampler train: {error}', file=sys.stderr)
+        return 1
+    return 0
+
+
+# --- evaluation ------------------------------------------------------------------------------
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box in a (N, 4) with every box in b (M, 4), xyxy."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
+    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-12)
+
+
+def average_precision(scores: np.ndarray, is_tp: np.ndarray, n_truth: int) -> float:
+    """VOC all-point interpolated AP of ranked detections; 0 when nothing was detected."""
+    if n_truth == 0:
+        return math.nan
+    if len(scores) == 0:
+        return 0.0
+    order = np.argsort(-np.asarray(scores), kind='stable')
+    tp = np.asarray(is_tp, np.float64)[order]
+    tp_cum, fp_cum = np.cumsum(tp), np.cumsum(1.0 - tp)
+    recall = tp_cum / n_truth
+    precision = tp_cum / np.maximum(tp_cum + fp_cum, 1e-12)
+    r = np.concatenate([[0.0], recall, [1.0]])
+    p = np.concatenate([[0.0], precision, [0.0]])
+    p = np.maximum.accumulate(p[::-1])[::-1]
+    steps = np.flatnonzero(r[1:] != r[:-1])
+    return float(np.sum((r[steps + 1] - r[steps]) * p[steps + 1]))
+
+
+@dataclass
+class _ClassRecords:
+    """Per class: every detection (score, matched truth index or -1, own bin value) and every
+    truth object's bin value, accumulated over frames."""
+
+    scores: list[float] = field(default_factory=list)
+    matched: list[int] = field(default_factory=list)
+    det_values: list[float] = field(default_factory=list)
+    truth_values: list[float] = field(default_factory=list)
+
+
+def mean_average_precision(
+    truths: Sequence[FrameDetections], detections: Sequence[FrameDetections],
+    bins: dict[str, tuple[float, float]] | None = None, by: str = 'height',
+    class_ids: Sequence[int] | None = None,
+) -> dict[str, dict[str, float]]:
+    """mAP@0.5 per bin of truth box height (by='height', px) or distance (by='distance', m).
+
+    Within a bin (COCO-style area ranges): truth outside it is ignored, a detection matched to
+    ignored truth is ignored, an unmatched detection counts as a false positive only when its own
+    box falls in the bin (its height; for distance, the ground distance under its bottom edge).
+    Matching is greedy by score, to the unmatched truth of the same class with the highest IoU
+    >= 0.5. Returns {bin: {'mAP': .., class name: AP, 'n_truth': ..}}; mAP is NaN for a bin with
+    no truth at all.
+    """
+    bins = bins or {'all': (0.0, math.inf)}
+    if len(truths) != len(detections):
+        raise ValueError(f'{len(truths)} truth frames but {len(detections)} detection frames')
+    class_ids = list(class_ids) if class_ids is not None else list(range(1, len(CLASS_NAMES)))
+    records = {c: _ClassRecords() for c in class_ids}
+    for truth, det in zip(truths, detections, strict=True):
+        for c in class_ids:
+            rec = records[c]
+            t_idx = np.flatnonzero(truth.class_ids == c)
+            d_idx = np.flatnonzero(det.class_ids == c)
+            offset = len(rec.truth_values)
+            rec.truth_values.extend(_bin_values(truth, t_idx, by, is_truth=True))
+            d_idx = d_idx[np.argsort(-det.scores[d_idx], kind='stable')]
+            iou = box_iou(det.boxes[d_idx], truth.boxes[t_idx])
+            taken = np.zeros(len(t_idx), bool)
+            for row, values in enumerate(_bin_values(det, d_idx, by, is_truth=False)):
+                match = -1
+                if len(t_idx):
+                    candidates = np.where(taken, -1.0, iou[row])
+                    best = int(np.argmax(candidates))
+                    if candidates[best] >= IOU_MATCH:
+                        taken[best] = True
+                        match = offset + best
+                rec.scores.append(float(det.scores[d_idx[row]]))
+                rec.matched.append(match)
+                rec.det_values.append(values)
+    results: dict[str, dict[str, float]] = {}
+    for name, (lo, hi) in bins.items():
+        aps, row = [], {}
+        n_truth_all = 0
+        for c in class_ids:
+            rec = records[c]
+            truth_in = np.array([lo <= v < hi for v in rec.truth_values], bool)
+            n_truth = int(truth_in.sum())
+            n_truth_all += n_truth
+            scores, tps = [], []
+            for score, match, value in zip(rec.scores, rec.matched, rec.det_values, strict=True):
+                if match >= 0:
+                    if truth_in[match]:
+                        scores.append(score)
+                        tps.append(True)
+                elif lo <= value < hi:
+                    scores.append(score)
+                    tps.append(False)
+            ap = average_precision(np.array(scores), np.array(tps, bool), n_truth)
+            row[CLASS_NAMES[c]] = ap
+            if not math.isnan(ap):
+                aps.append(ap)
+        row['mAP'] = float(np.mean(aps)) if aps else math.nan
+        row['n_truth'] = n_truth_all
+        results[name] = row
+    return results
+
+
+def _bin_values(frames: FrameDetections, idx: np.ndarray, by: str, is_truth: bool) -> list[float]:
+    boxes = frames.boxes[idx]
+    if by == 'height':
+        return list((boxes[:, 3] - boxes[:, 1]).astype(float))
+    if by != 'distance':
+        raise ValueError(f"by must be 'height' or 'distance', got {by!r}")
+    if is_truth:
+        return list(frames.distances[idx].astype(float))
+    return [ground_distance(float(y2)) for y2 in boxes[:, 3]]
+
+
+def ground_distance(bottom_y: float, width: int = 640, height: int = 192) -> float:
+    """Distance (m) of the road point seen at image row bottom_y by the synthetic camera."""
+    from importance_sampler_ros.synth_render import Camera
+
+    cam = Camera.for_image(width, height)
+    below = bottom_y - cam.cy
+    return cam.focal_px * cam.height_m / below if below > 0.5 else math.inf
+
+
+def class_confusion(truths: Sequence[FrameDetections], detections: Sequence[FrameDetections],
+                    score_threshold: float = 0.3,
+                    bins: dict[str, tuple[float, float]] | None = None
+                    ) -> dict[str, dict[str, Any]]:
+    """Per height bin: a confusion matrix of true class vs the class of the best-overlapping
+    detection (IoU >= 0.5, score >= threshold, any class; column 0 = missed), the share of found
+    objects given a wrong class, and the share missed."""
+    bins = bins or HEIGHT_BINS
+    n = len(CLASS_NAMES)
+    matrices = {name: np.zeros((n, n), np.int64) for name in bins}
+    for truth, det in zip(truths, detections, strict=True):
+        keep = det.scores >= score_threshold
+        iou = box_iou(truth.boxes, det.boxes[keep])
+        labels = det.class_ids[keep]
+        heights = truth.boxes[:, 3] - truth.boxes[:, 1]
+        for i, c in enumerate(truth.class_ids):
+            predicted = 0
+            if iou.shape[1] and iou[i].max() >= IOU_MATCH:
+                predicted = int(labels[int(np.argmax(iou[i]))])
+            for name, (lo, hi) in bins.items():
+                if lo <= heights[i] < hi:
+                    matrices[name][c, predicted] += 1
+    out = {}
+    for name, m in matrices.items():
+        found = m[1:, 1:].sum()
+        wrong = found - np.trace(m[1:, 1:])
+        total = m[1:].sum()
+        out[name] = {
+            'matrix': m[1:].tolist(),  # rows: true class 1..; columns: 0 = missed, then classes
+            'wrong_class_rate': float(wrong / found) if found else math.nan,
+            'miss_rate': float(m[1:, 0].sum() / total) if total else math.nan,
+            'n_truth': int(total),
+        }
+    return out
+
+
+def evaluate(checkpoint: str | Path, seeds: Sequence[int], seconds: float, stride: int,
+             device: str = 'cpu', batch: int = 4, log: Any = print) -> dict[str, Any]:
+    """Run a checkpoint on held-out drives; mAP by height and distance bin, and confusions."""
+    from importance_sampler_ros.detector import Detector, DetectorConfig
+
+    detector = Detector(DetectorConfig(checkpoint=checkpoint, score_threshold=0.05,
+                                       device=device))
+    truths: list[FrameDetections] = []
+    dets: list[FrameDetections] = []
+    start = time.perf_counter()
+    for seed in seeds:
+        drive = Drive(SynthConfig(seconds=seconds, seed=seed))
+        frames = [drive.render(k) for k in range(0, len(drive), stride)]
+        for i in range(0, len(frames), batch):
+            chunk = frames[i:i + batch]
+            dets += detector.detect_batch([f.image for f in chunk], [f.stamp_ns for f in chunk])
+            truths += [f.truth for f in chunk]
+        log(f'drive seed {seed} ({drive.lighting.name}): {len(frames)} frames')
+    result = {
+        'checkpoint': str(checkpoint), 'seeds': list(seeds), 'seconds': seconds,
+        'stride': stride, 'frames': len(truths),
+        'map_by_height': mean_average_precision(truths, dets, HEIGHT_BINS, 'height'),
+        'map_by_distance': mean_average_precision(truths, dets, DISTANCE_BINS, 'distance'),
+        'map_all': mean_average_precision(truths, dets)['all'],
+        'confusion': class_confusion(truths, dets),
+        'wall_s': round(time.perf_counter() - start, 1),
+        'training': detector.checkpoint_meta.get('training'),
+    }
+    return result
+
+
+def format_report(result: dict[str, Any]) -> str:
+    classes = CLASS_NAMES[1:]
+    lines = [f"{result['frames']} frames from drives {result['seeds']}",
+             'mAP@0.5       ' + ' '.join(f'{c[:6]:>7}' for c in classes) + '     mAP  n_truth']
+    for key in ('map_by_height', 'map_by_distance'):
+        for name, row in result[key].items():
+            aps = ' '.join(f'{row[c]:7.3f}' for c in classes)
+            lines.append(f'{name:<14}{aps} {row["mAP"]:7.3f} {row["n_truth"]:8d}')
+    lines.append(f"{'all':<14}" + ' '.join(f'{result["map_all"][c]:7.3f}' for c in classes)
+                 + f' {result["map_all"]["mAP"]:7.3f}')
+    lines.append('class confusion (score >= 0.3): wrong class among found / missed')
+    for name, row in result['confusion'].items():
+        lines.append(f'{name:<14} wrong {row["wrong_class_rate"]:.3f}  missed '
+                     f'{row["miss_rate"]:.3f}  (n {row["n_truth"]})')
+    return '\n'.join(lines)
+
+
+def configure_evaluate_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--checkpoint', default=None,
+                        help='checkpoint (default: the shipped models/isr_small_synth.pt)')
+    parser.add_argument('--seeds', type=int, nargs='+', default=list(DEFAULT_EVAL_SEEDS),
+                        help='held-out drive seeds')
+    parser.add_argument('--seconds', type=float, default=30.0, help='length of each drive')
+    parser.add_argument('--stride', type=int, default=3, help='evaluate every n-th frame (10 fps)')
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--json', default=None, help='also write the results to this file')
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from importance_sampler_ros.detector import CheckpointError, default_checkpoint_path
+
+    checkpoint = args.checkpoint or default_checkpoint_path()
+    if args.stride < 1 or not args.seconds > 0:
+        print('importance-sampler evaluate: --stride must be >= 1 and --seconds > 0',
+              file=sys.stderr)
+        return 2
+    try:
+        result = evaluate(checkpoint, args.seeds, args.seconds, args.stride, args.device,
+                          log=lambda line: print(line, flush=True))
+    except (CheckpointError, ValueError, RuntimeError) as error:
+        print(f'importance-sampler evaluate: {error}', file=sys.stderr)
+        return 1
+    print(format_report(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1, default=float))
+    return 0
