@@ -21,6 +21,7 @@ statistics go to the log and to <recording>/stats.json. All settings: recorder.R
 """
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from collections import OrderedDict
@@ -188,21 +189,30 @@ class RecorderNode(Node):
 
     def _stop(self, error: Exception) -> None:
         self.stopped = True
-        self.get_logger().error(str(error))
+        self._log('error', str(error))
+
+    def _log(self, level: str, text: str) -> None:
+        """Log through rclpy while the context lives; after shutdown (close() runs then) rclpy
+        cannot publish to /rosout any more, so print instead."""
+        if self.context.ok():
+            getattr(self.get_logger(), level)(text)
+        else:
+            print(f'[{level.upper()}] [{NODE_NAME}]: {text}', file=sys.stderr, flush=True)
 
     def stats(self) -> dict[str, Any]:
         return {**self.recorder.stats(), **self.counts}
 
     def log_stats(self) -> None:
         s = self.stats()
-        self.get_logger().info(
+        text = (
             f'{s["frames"]} frames, {s["kept"]} kept ({s["sampled"]} sampled, {s["relabel"]} '
             f'relabel, {s["budget"]} budget drops), {s["bytes_written"] / 1e6:.1f} MB; '
             f'rho {s["keep_ratio"]:.4f}, R {s["relative_variance"]:.3f} vs uniform '
             f'{s["relative_variance_uniform"]:.3f}; unmatched images {s["unmatched_images"]}, '
             f'detections {s["unmatched_detections"]}; relabel observations late '
             f'{s["relabel_observations_late"]}'
-            + (f'; STOPPED: {s["error"]}' if s['error'] else ''))
+        )
+        self._log('info', text + (f'; STOPPED: {s["error"]}' if s['error'] else ''))
 
     def close(self) -> None:
         """Called once on shutdown (run_node): decide the buffer, close the split, report."""
@@ -215,10 +225,15 @@ class RecorderNode(Node):
         except RecordingStoppedError as error:
             self._stop(error)
         self.log_stats()
-        self.get_logger().info(f'recording closed: {self.recorder.recording_dir}')
+        self._log('info', f'recording closed: {self.recorder.recording_dir}')
 
 
 def main(args: list[str] | None = None) -> int:
+    # rclpy's SIGINT handler shuts the context down and then calls the Python-level handler,
+    # whose default raises KeyboardInterrupt wherever the node happens to be, possibly inside a
+    # bag write. Set before rclpy.init (inside run_node), this no-op handler leaves the shutdown
+    # to rclpy: spin returns and close() finishes the recording from a consistent state.
+    signal.signal(signal.SIGINT, lambda signum, frame: None)
     try:
         return run_node(RecorderNode, args)
     except RecorderError as error:
