@@ -20,6 +20,9 @@ Ids and confirmation (differences to the reference SORT, on purpose):
   that confirms a track already carries its id. `assigned_ids` gives the (possibly tentative)
   track of every valid detection, for bookkeeping such as relabel histories.
 - Confirmed tracks are matched first; tentative tracks get the detections left over.
+- The association IoU is taken on boxes padded by `association_padding_px` on every side: a
+  pixel of noise or camera pitch otherwise drops the IoU of a 4 px tall far object below any
+  gate, and its track breaks up.
 - Invalid detections (non-finite or empty boxes) are ignored and reported in `ignored`.
 """
 from __future__ import annotations
@@ -44,6 +47,9 @@ TRACKER_PARAMS = (
           max_value=1000),
     Param('min_hits', 3, 'Detections (the first included) after which a track is confirmed and '
           'published', min_value=1, max_value=1000),
+    Param('association_padding_px', 2.0, 'Pixels added on every side of detection and predicted '
+          'boxes before the IoU of the association (keeps tiny far boxes matchable; 0 = plain '
+          'IoU)', min_value=0.0, max_value=100.0),
 )
 
 
@@ -54,6 +60,7 @@ class TrackerConfig:
     iou_threshold: float = 0.3
     max_age: int = 3
     min_hits: int = 3
+    association_padding_px: float = 2.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.iou_threshold <= 1.0:
@@ -62,6 +69,9 @@ class TrackerConfig:
             raise ValueError(f'max_age must be >= 0, got {self.max_age}')
         if self.min_hits < 1:
             raise ValueError(f'min_hits must be >= 1, got {self.min_hits}')
+        if not self.association_padding_px >= 0.0:
+            raise ValueError(
+                f'association_padding_px must be >= 0, got {self.association_padding_px}')
 
 
 def boxes_to_measurements(boxes: np.ndarray) -> np.ndarray:
@@ -301,7 +311,8 @@ class SortTracker:
         if len(valid) == 0 or len(predicted) == 0:
             empty = np.zeros(0, np.intp)
             return empty, empty
-        iou = iou_matrix(boxes[valid], predicted)
+        pad = np.array([-1.0, -1.0, 1.0, 1.0]) * self.config.association_padding_px
+        iou = iou_matrix(boxes[valid] + pad, predicted + pad)
         confirmed = self._hits >= self.config.min_hits
         if confirmed.all() or not confirmed.any():
             det_rows, track_rows = match_iou(iou, self.config.iou_threshold)

@@ -184,7 +184,8 @@ def test_config_validation():
         RelabelConfig(near_rule='xor')
     with pytest.raises(ValueError, match='near_min_votes'):
         RelabelConfig(near_window=2, near_min_votes=3)
-    values = {'iou_threshold': 0.5, 'max_age': 1, 'min_hits': 2, 'near_min_height_px': 30.0,
+    values = {'iou_threshold': 0.5, 'max_age': 1, 'min_hits': 2, 'association_padding_px': 0.0,
+              'near_min_height_px': 30.0,
               'near_min_score': 0.4, 'near_rule': 'or', 'near_window': 4, 'near_min_votes': 2,
               'near_min_agreement': 0.5, 'relabel_min_confidence': 0.3,
               'relabel_min_observations': 3, 'relabel_history_size': 50, 'other': 'ignored'}

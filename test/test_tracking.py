@@ -156,3 +156,14 @@ def test_confirmed_tracks_are_matched_before_tentative_ones():
     step = tracker.update(np.array([[1.5, 0, 11.5, 10]]))
     assert step.assigned_ids.tolist() == [1]
     assert step.track_ids.tolist() == [1]
+
+
+def test_padding_keeps_a_tiny_far_object_on_one_track():
+    def tiny(t):
+        return np.array([[100 + 2 * t, 50 + t % 2, 103 + 2 * t, 54 + t % 2]], float)
+
+    padded, plain = SortTracker(), SortTracker(TrackerConfig(association_padding_px=0.0))
+    padded_ids = [padded.update(tiny(t)).assigned_ids[0] for t in range(6)]
+    plain_ids = [plain.update(tiny(t)).assigned_ids[0] for t in range(6)]
+    assert padded_ids == [1] * 6
+    assert len(set(plain_ids)) > 1  # plain IoU of 3 x 4 px boxes 2 px apart: 0.14 < 0.3
