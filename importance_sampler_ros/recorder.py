@@ -277,6 +277,8 @@ class Recorder:
             )
         if stamp_ns in self._by_stamp:
             raise ValueError(f'a frame with stamp {stamp_ns} is already in the ring buffer')
+        if stamp_ns in self._departed:
+            raise ValueError(f'a frame with stamp {stamp_ns} was already decided')
         track_ids = np.array([d.track_id for d in array.detections], np.int64)
         track_g = np.array([d.importance for d in array.detections], np.float64)
         decision = self.sampler.decide(
@@ -298,7 +300,7 @@ class Recorder:
         the buffer, will be kept with the relabel. Returns the observations that found their
         frame in the buffer."""
         self._check_open()
-        array = bag_io.deserialize(relabels, _RELABEL_ARRAY) if _is_bytes(relabels) else relabels
+        array = _deserialize(relabels, _RELABEL_ARRAY) if _is_bytes(relabels) else relabels
         self._counts['relabels_received'] += len(array.relabels)
         found = 0
         for relabel in array.relabels:
@@ -533,6 +535,14 @@ def _warm_up() -> None:
         bag_io.deserialize(bag_io.serialize(empty), empty.__msgtype__)
 
 
+def _deserialize(data: bytes | bytearray | memoryview, msgtype: str) -> Any:
+    try:
+        return bag_io.deserialize(data, msgtype)
+    except Exception as error:  # rosbags raises SerdeError (and others) for malformed CDR
+        name = msgtype.rsplit('/', 1)[-1]
+        raise ValueError(f'malformed {name} CDR ({len(data)} bytes): {error}') from error
+
+
 def _is_bytes(value: Any) -> bool:
     return isinstance(value, bytes | bytearray | memoryview)
 
@@ -543,7 +553,7 @@ def _detections(detections: bytes | FrameDetections | Any) -> tuple[bytes, Any]:
         detections = detections_to_msg(detections, bag_io.msg_types())
     if _is_bytes(detections):
         data = bytes(detections)
-        return data, bag_io.deserialize(data, _DETECTION_ARRAY)
+        return data, _deserialize(data, _DETECTION_ARRAY)
     if getattr(detections, '__msgtype__', None) != _DETECTION_ARRAY:
         raise TypeError(
             'detections must be DetectionArray CDR bytes, a rosbags DetectionArray or '

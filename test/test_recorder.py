@@ -225,11 +225,18 @@ def test_bad_input_is_a_clear_error(tmp_path: Path) -> None:
             recorder.add_frame(image, {'frame_importance': 1.0})
         with pytest.raises(ValueError, match='too few'):
             header_from_cdr(b'\x00\x01\x00\x00')
+        with pytest.raises(ValueError, match='malformed DetectionArray CDR'):
+            recorder.add_frame(image, bag_io.serialize(make_frame(1)[1])[:-3])
+        with pytest.raises(ValueError, match='malformed RelabelArray CDR'):
+            recorder.add_relabels(b'\x00\x01\x00\x00' + b'\xff' * 40)
         recorder.add_frame(*make_frame(1))
         _, same = make_frame(1)
         with pytest.raises(ValueError, match='already in the ring buffer'):
             recorder.add_frame(image, detections_from_msg(same))  # FrameDetections work too
         with pytest.raises(ValueError, match='already in the ring buffer'):
+            recorder.add_frame(*make_frame(1))
+        recorder.flush()
+        with pytest.raises(ValueError, match='already decided'):
             recorder.add_frame(*make_frame(1))
 
 

@@ -150,6 +150,11 @@ def test_node_records_sampled_frames_and_closes_on_signal(context, tmp_path: Pat
             if i == 30:
                 relabels_pub.publish(make_relabels(types, 30, RELABELLED))
             executor.spin_once(timeout_sec=0.05)
+        # a malformed DetectionArray (cut inside its first detection) with a matching image:
+        # logged and skipped
+        bad_image, bad_detections = make_frame(types, N_FRAMES + 5)
+        image_pub.publish(bad_image)
+        detections_pub.publish(serialize_message(bad_detections)[:40])
         # frames leave the 1 s buffer as newer ones come: all but the last ~11 are decided
         # (checked below, after shutdown, together with the node's statistics)
         deadline = time.monotonic() + 20
@@ -194,6 +199,7 @@ def test_node_records_sampled_frames_and_closes_on_signal(context, tmp_path: Pat
     stats = json.loads((tmp_path / 'run' / 'stats.json').read_text())
     assert stats['frames'] == N_FRAMES - 2, stats
     assert stats['unmatched_images'] == 1 and stats['unmatched_detections'] == 1
+    assert stats['bad_input'] == 1 and stats['frames_matched'] == N_FRAMES - 1
     assert stats['kept'] == len(kept)
     assert stats['decisions_published'] == len(decisions)
     assert 'recording closed' in output

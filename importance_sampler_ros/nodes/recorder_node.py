@@ -139,8 +139,7 @@ class RecorderNode(Node):
         except RecordingStoppedError as error:
             self._stop(error)
             return
-        except (ValueError, TypeError, KeyError, IndexError) as error:
-            # rosbags' deserialiser raises several types for malformed CDR
+        except (ValueError, TypeError) as error:  # malformed CDR, mismatched stamps, NaN g
             self._bad_input(f'frame with stamp {stamp_ns} ns ignored: '
                             f'{type(error).__name__}: {error}')
             return
@@ -155,7 +154,7 @@ class RecorderNode(Node):
             self.recorder.add_relabels(data)
         except RecordingStoppedError as error:
             self._stop(error)
-        except (ValueError, TypeError, KeyError, IndexError) as error:
+        except (ValueError, TypeError) as error:
             self._bad_input(f'RelabelArray ignored: {type(error).__name__}: {error}')
 
     # -- housekeeping
