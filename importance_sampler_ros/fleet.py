@@ -308,7 +308,9 @@ def _annotate_report(path: Path, bag: FleetBag, first: FirstPass, outcome: dict)
         report['input_bag'] = str(bag.path)
         report['truncated'] = report.get('truncated') or first.truncated
         report.setdefault('ground_truth', {})['model'] = first.model
-        report.setdefault('stage_seconds', {})['detector (first pass)'] = round(first.seconds, 3)
+        stages = report.setdefault('stage_seconds', {})
+        stages.pop('recorded detections', None)
+        stages['detector (first pass)'] = round(first.seconds, 3)
     write_json_atomically(path, report)
 
 
@@ -525,14 +527,20 @@ def _run_passes(todo: list[FleetBag], options: FleetOptions, num_workers: int | 
              + (f'failed: {first.error}' if first.error else f'{len(first.importances)} frames'))
     timing['first_pass_seconds'] = time.perf_counter() - started
     fleet_mean = _fleet_mean(importances)
-    if fleet_mean <= 0.0:
-        raise FleetError('no frame of the fleet has an importance above 0; a fleet keep ratio '
-                         'needs some')
-    echo(f'fleet mean importance {fleet_mean:.6g} over '
-         f'{sum(len(a) for a in importances.values())} frames')
+    to_sample = []
+    for bag in todo:
+        reason = firsts[bag.name].error or ('' if fleet_mean > 0.0 else (
+            'every frame of the fleet has importance 0: no normaliser for --fleet-keep-ratio'))
+        if reason:
+            report_bag(_failed(_outcome(bag, options), reason))
+        else:
+            to_sample.append(bag)
+    if to_sample:
+        echo(f'fleet mean importance {fleet_mean:.6g} over '
+             f'{sum(len(a) for a in importances.values())} frames')
     started = time.perf_counter()
     sample_task = ray.remote(num_cpus=1, max_retries=1)(sample_bag)
-    for bag, outcome in _in_parallel(sample_task, todo, options, limit,
+    for bag, outcome in _in_parallel(sample_task, to_sample, options, limit,
                                      extra=lambda bag: (firsts[bag.name], fleet_mean)):
         if isinstance(outcome, BaseException):
             outcome = _failed(_outcome(bag, options), _one_line(outcome))

@@ -135,11 +135,13 @@ def _plot_keep_ratio(bags: Sequence[Mapping[str, Any]], target: float | None,
     if fleet_mean > 0.0:
         for x, bag, ratio in zip(positions, bags, ratios, strict=True):
             if bag.get('importance_mean'):
-                ax.text(x, ratio, f'g/ḡ {bag["importance_mean"] / fleet_mean:.2f}',
+                ax.text(x, ratio, f'{bag["importance_mean"] / fleet_mean:.2f}',
                         ha='center', va='bottom', fontsize=7)
     _label_bags(ax, positions, names)
     ax.set_ylabel('kept / in')
-    ax.set_title('Keep ratio per bag (label: bag mean importance / fleet mean)')
+    ax.set_title('Keep ratio per bag', fontsize=10)
+    if fleet_mean > 0.0:
+        ax.set_xlabel('above each bar: mean importance of the bag / fleet mean', fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -152,8 +154,8 @@ def _plot_importance(importances: Mapping[str, np.ndarray], fleet_mean: float,
     arrays = [a for a in importances.values() if len(a)]
     if arrays:
         values = np.concatenate(arrays)
-        high = float(values.max()) if values.max() > 0 else 1.0
-        bins = np.linspace(0.0, high, 50)
+        low, high = float(values.min()), float(values.max())
+        bins = np.linspace(low, high if high > low else low + 1.0, 50)
         labels = list(importances) if len(arrays) <= 8 else None
         if labels:
             data = [importances[name] for name in labels]
@@ -163,9 +165,9 @@ def _plot_importance(importances: Mapping[str, np.ndarray], fleet_mean: float,
             ax.hist(values, bins=bins, color='tab:blue')
         ax.set_yscale('log')
     if fleet_mean > 0.0:
-        ax.axvline(fleet_mean, color='0.2', lw=0.8, label='fleet mean')
-        ax.text(fleet_mean, ax.get_ylim()[1], ' ḡ', va='top', fontsize=8)
-        if target:
+        ax.axvline(fleet_mean, color='0.2', lw=0.8)
+        ax.text(fleet_mean, ax.get_ylim()[1], ' fleet mean', va='top', fontsize=8)
+        if target and arrays and fleet_mean / target <= max(a.max() for a in arrays):
             ax.axvline(fleet_mean / target, color='tab:red', lw=0.8, ls='--')
             ax.text(fleet_mean / target, ax.get_ylim()[1], ' q = 1', va='top', fontsize=8,
                     color='tab:red')

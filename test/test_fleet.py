@@ -193,6 +193,45 @@ def test_fleet_keep_ratio_keeps_fewer_frames_of_a_dull_drive(tmp_path, local_ray
     assert abs(window['dull']['frames_kept'] - window['hard']['frames_kept']) < 12
 
 
+def test_detector_runs_once_per_frame_and_its_cache_is_removed(tmp_path, local_ray):
+    """Without recorded detections the first pass runs the detector and caches its detections;
+    the sampling pass replays the cache, and the bag's report names the original input."""
+    import torch
+
+    from importance_sampler_ros.detector import DEFAULT_CLASS_NAMES, build_model, save_checkpoint
+
+    torch.manual_seed(0)
+    checkpoint = tmp_path / 'random.pt'
+    save_checkpoint(checkpoint, build_model('isr_small', len(DEFAULT_CLASS_NAMES), 96, 160,
+                                            score_threshold=0.02),
+                    architecture='isr_small', class_names=DEFAULT_CLASS_NAMES, min_size=96,
+                    max_size=160)
+    fleet_dir = tmp_path / 'fleet'
+    fleet_dir.mkdir()
+    for name in ('one', 'two'):
+        write_drive(fleet_dir / name, frames=12)
+    params = tmp_path / 'params.yaml'
+    params.write_text(f'detector_node:\n  ros__parameters:\n    checkpoint: {checkpoint}\n'
+                      '    score_threshold: 0.02\n')
+    recorder = {k: v for k, v in RECORDER.items() if k != 'keep_ratio'}
+    out = tmp_path / 'out'
+    result = fleet.run_fleet(fleet_dir, out, num_workers=2, fleet_keep_ratio=0.5,
+                             params_file=params, overrides={'recorder_node': recorder},
+                             echo=lambda line: None)
+    assert result.exit_code == 0, [(b['name'], b['reason']) for b in result.report['bags']]
+    assert not (out / fleet.CACHE_DIR).exists()
+    for name, bag in by_name(result.report).items():
+        own = json.loads(Path(bag['report']).read_text())
+        assert own['input_bag'] == str(fleet_dir / name)
+        assert own['ground_truth']['model'] == 'isr_small:random.pt'
+        assert own['frames_in'] == 12 and own['stage_seconds']['detector (first pass)'] > 0
+        decisions = read_recording(out / name)['/importance_sampler/decisions']
+        assert len(decisions) == bag['frames_kept']
+        assert all(d.importance_mean == pytest.approx(result.report['importance_mean_fleet'])
+                   for d in decisions)
+    assert result.report['importance_mean_fleet'] > 0
+
+
 def test_bad_settings_fail_before_any_work(tmp_path):
     fleet_dir = make_fleet(tmp_path)
     with pytest.raises(fleet.FleetError, match='fleet-keep-ratio'):
