@@ -7,6 +7,7 @@ SIGKILL test kills.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import signal
@@ -338,6 +339,25 @@ def test_disk_full_stops_recording_and_keeps_finished_splits(tmp_path: Path) -> 
     (result,) = repair(tmp_path / 'run')[2:]
     assert result.status == 'repaired', result.detail
     assert len(read_bag([result.path])[IMAGE_TOPIC]) == 1
+
+
+def test_a_split_that_cannot_be_created_stops_recording(tmp_path: Path) -> None:
+    def factory(path: Path, storage: str) -> SplitWriter:
+        if path.name.endswith('_0001'):
+            raise OSError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return SplitWriter(path, storage)
+
+    image, _ = make_frame(0)
+    recorder = Recorder(config(tmp_path, split_bytes=2 * len(image),
+                               sampler=SamplerConfig(keep_all=True)), writer_factory=factory)
+    with pytest.raises(RecordingStoppedError, match='Permission denied'):
+        for i in range(30):
+            recorder.add_frame(*make_frame(i))
+    recorder.close()
+    assert recorder.closed_splits == [tmp_path / 'run' / 'run_0000']
+    assert len(read_bag(recorder.closed_splits)[IMAGE_TOPIC]) == 2
+    assert json.loads((tmp_path / 'run' / 'stats.json').read_text())['error'].startswith(
+        'recording stopped')
 
 
 # --- SIGKILL ------------------------------------------------------------------------------
