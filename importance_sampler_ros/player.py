@@ -210,16 +210,23 @@ class Player:
     def _on_pace(self, data: bytes) -> None:
         self._answered.add(header_stamp_ns(data))
 
-    def wait_for_subscribers(self, count: int, timeout_s: float) -> int:
-        """Wait until the image topic has `count` subscribers (or the timeout); how many it has."""
+    def wait_for_subscribers(self, count: int, timeout_s: float,
+                             also: tuple[str, ...] = ()) -> list[str]:
+        """Wait until the image topic has `count` subscribers and each topic in `also` one (or
+        the timeout); the topics still short of subscribers."""
         import rclpy
 
+        wanted = {self.image_topic: count, **dict.fromkeys(also, 1)}
+        by_topic = {p.topic_name: p for pubs in self.publishers.values() for p in pubs}
+
+        def short() -> list[str]:
+            return [t for t, n in wanted.items() if by_topic[t].get_subscription_count() < n]
+
         deadline = time.monotonic() + timeout_s
-        while (self.image_publisher.get_subscription_count() < count
-               and time.monotonic() < deadline and not self.stopped):
+        while short() and time.monotonic() < deadline and not self.stopped:
             rclpy.spin_once(self.node, timeout_sec=0.05)
         self.stats.subscribers_at_start = self.image_publisher.get_subscription_count()
-        return self.stats.subscribers_at_start
+        return short()
 
     def play(self) -> PlayStats:
         started = time.monotonic()
@@ -339,9 +346,13 @@ def configure_play_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--pace-timeout', type=float, default=5.0,
                         help='seconds to wait for an answer before publishing the next image')
     parser.add_argument('--wait-subscribers', type=int, default=1, metavar='N',
-                        help='wait until the image topic has N subscribers before playing')
+                        help='wait until the image topic has N subscribers (and the '
+                             '--detections-as topic one) before playing')
     parser.add_argument('--wait-timeout', type=float, default=10.0,
                         help='seconds to wait for those subscribers (then play anyway)')
+    parser.add_argument('--settle', type=float, default=1.0,
+                        help='seconds to wait after the subscribers are seen, so that they also '
+                             'see the player (DDS discovery is not symmetric)')
     parser.add_argument('--linger', type=float, default=0.5,
                         help='seconds to keep the publishers alive after the last message, so '
                              'reliable subscribers receive everything')
@@ -385,10 +396,15 @@ def run_play(args: argparse.Namespace) -> int:
                         pace_topic=args.pace_topic, pace_timeout_s=args.pace_timeout)
         for entry in plan:
             _log(f'{entry.bag_topic} ({entry.msgtype}) -> {", ".join(entry.out_topics)}')
-        found = player.wait_for_subscribers(args.wait_subscribers, args.wait_timeout)
-        if found < args.wait_subscribers:
-            _log(f'{image_topic} has {found} subscriber(s) after {args.wait_timeout:g} s '
-                 f'(wanted {args.wait_subscribers}); playing anyway')
+        also = (args.detections_as,) if args.detections_as else ()
+        short = player.wait_for_subscribers(args.wait_subscribers, args.wait_timeout, also)
+        if short:
+            _log(f'too few subscribers on {", ".join(short)} after {args.wait_timeout:g} s '
+                 f'(wanted {args.wait_subscribers} on {image_topic}, 1 on the others); '
+                 'playing anyway')
+        settle_until = time.monotonic() + args.settle
+        while time.monotonic() < settle_until and rclpy.ok():
+            rclpy.spin_once(node, timeout_sec=0.05)
         player.play()
         linger_until = time.monotonic() + args.linger
         while time.monotonic() < linger_until and rclpy.ok():

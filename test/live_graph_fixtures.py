@@ -64,6 +64,14 @@ def cli(*args: str, env: dict | None = None, **popen) -> subprocess.Popen:
                             cwd=REPO, env=env, **popen)
 
 
+def domain_id(offset: int) -> int:
+    """A ROS domain for this test process: other people's test runs on the same machine (and
+    other test modules, which use fixed domains above 70) must not see our topics. Domains
+    20-69: five per process, picked by process id."""
+    assert 0 <= offset < 5
+    return 20 + (os.getpid() % 10) * 5 + offset
+
+
 def ros_env(domain_id: int) -> dict[str, str]:
     env = dict(os.environ)
     env['ROS_DOMAIN_ID'] = str(domain_id)
@@ -123,3 +131,30 @@ class Listener:
         self._thread.join(timeout=2.0)
         self._executor.remove_node(self.node)
         self.node.destroy_node()
+
+
+def approaching_object_frames(count: int = 80, width: int = 640, height: int = 192,
+                              rate_hz: float = 10.0, seed: int = 1):
+    """(stamp, rgb, detections): one object approaching over the first 30 frames, then staying.
+
+    Far away (box under 40 px high) it is detected as a pedestrian with score 0.6, near as a
+    cyclist with score 0.9: the tracker's near-field vote relabels the far observations. Per-
+    detection importances are random (gamma), so the sampler has something to sample by.
+    """
+    rng = np.random.default_rng(seed)
+    for i, stamp in enumerate(frame_stamps(count, rate_hz)):
+        size = min(10.0 + 3.0 * i, 100.0)
+        cx, bottom = 300.0 + 2.0 * min(i, 30), 120.0 + 0.6 * min(i, 30)
+        box = np.array([[cx - size / 4, bottom - size, cx + size / 4, bottom]], np.float32)
+        rgb = rng.integers(0, 40, (height, width, 3), dtype=np.uint8)
+        x1, y1, x2, y2 = (int(v) for v in box[0])
+        rgb[max(y1, 0):y2, max(x1, 0):x2] = (200, 200, 60)
+        near = size >= 40.0
+        importance = np.array([float(rng.gamma(0.7, 1.0))], np.float32)
+        detections = FrameDetections(
+            stamp_ns=stamp, frame_id='camera', boxes=box,
+            class_ids=np.array([5 if near else 4]),
+            class_names=['cyclist' if near else 'pedestrian'],
+            scores=np.array([0.9 if near else 0.6]), importances=importance,
+            frame_importance=float(importance.sum()), model_name='recorded')
+        yield stamp, rgb, detections

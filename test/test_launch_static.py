@@ -13,7 +13,7 @@ import re
 import pytest
 import rclpy
 import yaml
-from live_graph_fixtures import REPO
+from live_graph_fixtures import REPO, domain_id
 from rclpy.node import Node
 
 from importance_sampler_ros import launcher
@@ -60,7 +60,7 @@ class _DeclaredError(Exception):
 @pytest.fixture(scope='module')
 def declared():
     """node name -> {parameter name: Param} as the node declares them."""
-    rclpy.init(args=['--ros-args', '-r', '__ns:=/launch_static_test'], domain_id=74)
+    rclpy.init(args=['--ros-args', '-r', '__ns:=/launch_static_test'], domain_id=domain_id(4))
     result = {}
     try:
         for name in ALL_NODES:

@@ -8,11 +8,11 @@ import time
 from pathlib import Path
 
 import pytest
-from live_graph_fixtures import cli, ros_env
+from live_graph_fixtures import cli, domain_id, ros_env
 
 from importance_sampler_ros import launcher
 
-DOMAIN = 75
+DOMAIN = domain_id(1)
 SLEEPER = [sys.executable, '-c', 'import time; time.sleep(60)']
 # exits 0 on SIGINT / SIGTERM like an rclpy node
 POLITE = [sys.executable, '-c',

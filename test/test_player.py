@@ -10,6 +10,7 @@ from live_graph_fixtures import (
     TRUTH_TOPIC,
     Listener,
     cli,
+    domain_id,
     moving_box_frames,
     ros_env,
     write_drive,
@@ -26,7 +27,7 @@ from importance_sampler_ros.player import (
     with_header_stamp,
 )
 
-DOMAIN = 73
+DOMAIN = domain_id(0)
 DETECTIONS = '/importance_sampler/detections'
 ARRAY = bag_io.msgtype('DetectionArray')
 

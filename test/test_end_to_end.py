@@ -1,0 +1,304 @@
+"""End to end with real processes: `play` a drive into the graph started by `up`, then check the
+recorder's bag (read with rosbags' AnyReader) against what the nodes published.
+
+Two graphs:
+- the full graph (detector, tracker, recorder, viz) on a synthetic drive from `importance-sampler
+  synth`, with the shipped model (models/isr_small_synth.pt) or, until it exists, a random-weight
+  checkpoint with a low score threshold;
+- tracker and recorder fed recorded detections (`play --detections-as`) of an approaching object
+  whose far observations the tracker relabels, so that relabel keeps are exercised.
+
+Checked: every frame played reached the recorder and was decided; every frame in the bag is one
+the recorder decided to keep, with its image bytes as played, its detections as the tracker
+published them, its decision as published (weight 1/q when sampled, 1 for relabel keeps) and its
+relabels as the tracker published them, cut to that frame's observations.
+"""
+import importlib.util
+import json
+import math
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rclpy
+import yaml
+from importance_sampler_ros.msg import DetectionArray, RelabelArray, SampleDecision
+from live_graph_fixtures import (
+    IMAGE_TOPIC,
+    REPO,
+    Listener,
+    approaching_object_frames,
+    cli,
+    domain_id,
+    moving_box_frames,
+    ros_env,
+    write_drive,
+)
+from sensor_msgs.msg import Image
+from std_msgs.msg import Float32
+from visualization_msgs.msg import MarkerArray
+
+from importance_sampler_ros import bag_io
+from importance_sampler_ros.messages import detections_from_msg, stamp_to_ns
+
+TRACKED = '/importance_sampler/tracked_detections'
+RELABELS = '/importance_sampler/relabels'
+DECISIONS = '/importance_sampler/decisions'
+DETECTIONS = '/importance_sampler/detections'
+DEBUG_IMAGE = '/importance_sampler/debug_image'
+MARKERS = '/importance_sampler/markers'
+FRAME_IMPORTANCE = '/importance_sampler/frame_importance'
+KEEP_RATIO = '/importance_sampler/keep_ratio'
+SHIPPED_MODEL = REPO / 'models' / 'isr_small_synth.pt'
+
+
+def params_file(tmp_path: Path, **sections: dict) -> Path:
+    """config/importance_sampler.yaml with some values changed."""
+    document = yaml.safe_load((REPO / 'config' / 'importance_sampler.yaml').read_text())
+    for node, values in sections.items():
+        document[node]['ros__parameters'].update(values)
+    path = tmp_path / 'params.yaml'
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+def drive_messages(path: Path) -> dict[int, bytes]:
+    """stamp -> image CDR of a drive bag."""
+    return {m.stamp_ns: m.rawdata for m in bag_io.read_messages(path, [IMAGE_TOPIC])}
+
+
+def recorded_frames(recording: Path) -> dict[int, dict[str, object]]:
+    """stamp -> {topic: message (image: raw CDR)} over every split of a recording."""
+    stats = json.loads((recording / 'stats.json').read_text())
+    frames: dict[int, dict[str, object]] = {}
+    for split in stats['splits']:
+        for message in bag_io.read_messages(split):  # rosbags AnyReader
+            value = message.rawdata if message.topic == IMAGE_TOPIC else message.decode()
+            frames.setdefault(message.stamp_ns, {})[message.topic] = value
+    return frames
+
+
+def wait_until(condition, timeout_s: float, what: str, process=None) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f'{what}: the graph exited with status {process.returncode}')
+        if time.monotonic() > deadline:
+            raise AssertionError(f'{what}: not within {timeout_s} s')
+        time.sleep(0.1)
+
+
+class Graph:
+    """`importance-sampler up` plus a listener on its outputs, in one ROS domain."""
+
+    def __init__(self, tmp_path: Path, domain: int, up_args: list[str], visualize: bool):
+        self.env = ros_env(domain)
+        self.listener = Listener('e2e_listener')
+        for msg_class, topic in ((DetectionArray, DETECTIONS), (DetectionArray, TRACKED),
+                                 (RelabelArray, RELABELS), (SampleDecision, DECISIONS)):
+            self.listener.subscribe(msg_class, topic)
+        if visualize:
+            for msg_class, topic in ((Image, DEBUG_IMAGE), (MarkerArray, MARKERS),
+                                     (Float32, FRAME_IMPORTANCE), (Float32, KEEP_RATIO)):
+                self.listener.subscribe(msg_class, topic)
+        self.listener.start()
+        self.log = (tmp_path / 'up.log').open('w+')
+        self.up = cli('up', *up_args, *(['--visualize'] if visualize else []), env=self.env,
+                      stdout=self.log, stderr=subprocess.STDOUT)
+
+    def count(self, topic: str) -> int:
+        return len(self.listener.messages(topic))
+
+    def wait_ready(self, image_subscribers: int, timeout_s: float = 90.0) -> None:
+        node = self.listener.node
+        wait_until(lambda: node.count_subscribers(IMAGE_TOPIC) >= image_subscribers
+                   and node.count_subscribers(TRACKED) >= 2  # recorder + this listener
+                   and node.count_subscribers(DETECTIONS) >= 1
+                   and node.count_publishers(DECISIONS) >= 1,
+                   timeout_s, 'graph start-up', self.up)
+
+    def play(self, drive: Path, *args: str, subscribers: int) -> dict:
+        summary = drive.parent / 'play.json'
+        player = cli('play', str(drive), '--wait-subscribers', str(subscribers), '--settle', '3',
+                     '--summary-json', str(summary), *args, env=self.env)
+        assert player.wait(timeout=90) == 0
+        return json.loads(summary.read_text())
+
+    def stop(self) -> str:
+        if self.up.poll() is None:
+            self.up.send_signal(signal.SIGINT)
+            try:
+                self.up.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.up.kill()
+                self.up.wait()
+        self.listener.close()
+        self.log.seek(0)
+        log = self.log.read()
+        print(log)  # shown by pytest when the test fails
+        return log
+
+
+@pytest.fixture
+def ros(monkeypatch, request):
+    domain = request.param
+    monkeypatch.setenv('ROS_DOMAIN_ID', str(domain))
+    monkeypatch.setenv('FASTDDS_BUILTIN_TRANSPORTS', 'LARGE_DATA')
+    rclpy.init()
+    yield domain
+    rclpy.shutdown()
+
+
+def check_recording(recording: Path, graph: Graph, played: dict[int, bytes]) -> dict:
+    """The bag against what the nodes published; returns the recorder's stats."""
+    stats = json.loads((recording / 'stats.json').read_text())
+    assert stats['error'] is None
+    assert stats['frames'] == len(played), 'frames lost between player and recorder'
+    assert stats['unmatched_images'] == 0 and stats['unmatched_detections'] == 0
+    tracked = {stamp_to_ns(m.header): m for m in graph.listener.messages(TRACKED)}
+    assert set(tracked) == set(played)
+    published_relabels = [r for m in graph.listener.messages(RELABELS) for r in m.relabels]
+    decisions = {stamp_to_ns(m.header): m for m in graph.listener.messages(DECISIONS)}
+    assert decisions, 'the recorder published no decision'
+    assert set(decisions) <= set(played)
+    frames = recorded_frames(recording)
+    assert set(frames) <= set(played)
+    assert stats['kept'] == len(frames)
+    last_published = max(decisions)
+    for stamp, decision in decisions.items():
+        assert decision.kept == (stamp in frames), f'frame {stamp}: kept {decision.kept}'
+    for stamp, frame in frames.items():
+        assert set(frame) == {IMAGE_TOPIC, DETECTIONS, RELABELS, DECISIONS}
+        assert frame[IMAGE_TOPIC] == played[stamp], 'image bytes differ from the played ones'
+        # detections as the tracker published them
+        ours, theirs = detections_from_msg(frame[DETECTIONS]), detections_from_msg(tracked[stamp])
+        assert ours.stamp_ns == stamp and ours.class_names == theirs.class_names
+        np.testing.assert_array_equal(ours.boxes, theirs.boxes)
+        np.testing.assert_array_equal(ours.track_ids, theirs.track_ids)
+        np.testing.assert_array_equal(ours.importances, theirs.importances)
+        np.testing.assert_array_equal(ours.scores, theirs.scores)
+        assert ours.frame_importance == theirs.frame_importance
+        # the decision: as published (frames decided at shutdown were not published)
+        recorded = frame[DECISIONS]
+        assert recorded.kept
+        if recorded.reason == 'sampled':
+            assert math.isclose(recorded.weight, 1.0 / recorded.probability, rel_tol=1e-5)
+        else:
+            assert recorded.reason in ('relabel', 'forced') and recorded.weight == 1.0
+        if stamp in decisions:
+            sent = decisions[stamp]
+            assert (sent.kept, sent.reason, sent.probability, sent.weight) == (
+                recorded.kept, recorded.reason, recorded.probability, recorded.weight)
+        else:
+            assert stamp > last_published, f'frame {stamp} kept but its decision never published'
+        # relabels: those the tracker published, cut to this frame's observations
+        for relabel in frame[RELABELS].relabels:
+            matching = [r for r in published_relabels if (
+                r.track_id, r.old_class_id, r.new_class_id) == (
+                relabel.track_id, relabel.old_class_id, relabel.new_class_id)]
+            assert matching, f'relabel of track {relabel.track_id} was never published'
+            expected = [(o.detection_index, o.box.x1, o.box.y2) for r in matching
+                        for o in r.observations if stamp_to_ns(o.stamp) == stamp]
+            got = [(o.detection_index, o.box.x1, o.box.y2) for o in relabel.observations]
+            assert got and set(got) <= set(expected)
+    return stats
+
+
+@pytest.mark.parametrize('ros', [domain_id(2)], indirect=True)
+def test_full_graph_with_detector_and_viz(ros, tmp_path):
+    drive = tmp_path / 'drive'
+    if importlib.util.find_spec('importance_sampler_ros.synth') is not None:
+        synth = cli('synth', '--out', str(drive), '--seconds', '3', '--fps', '10', '--seed', '5',
+                    env=ros_env(ros))
+        assert synth.wait(timeout=120) == 0
+    else:  # until synth exists
+        write_drive(drive, moving_box_frames(30, width=640, height=192))
+    if SHIPPED_MODEL.is_file():
+        checkpoint, score_threshold = SHIPPED_MODEL, 0.3
+    else:  # a random-weight model: only its plumbing is tested, with a low threshold
+        from importance_sampler_ros.detector import build_model, save_checkpoint
+
+        checkpoint, score_threshold = tmp_path / 'random.pt', 0.1
+        names = ['__background__', 'car', 'van', 'truck', 'pedestrian', 'cyclist']
+        save_checkpoint(checkpoint, build_model('isr_small', len(names), 192, 640),
+                        architecture='isr_small', class_names=names, min_size=192, max_size=640)
+    params = params_file(
+        tmp_path,
+        detector_node={'score_threshold': score_threshold, 'detections_per_image': 20},
+        tracker_node={'min_hits': 1},
+        recorder_node={'bag_name': 'e2e', 'buffer_seconds': 1.0, 'keep_ratio': 0.5,
+                       'warmup_frames': 5, 'seed': 3, 'fsync': False})
+    graph = Graph(tmp_path, ros, ['--params', str(params), '--output-dir', str(tmp_path / 'rec'),
+                                  '--checkpoint', str(checkpoint)], visualize=True)
+    try:
+        graph.wait_ready(image_subscribers=3)  # detector, recorder, viz
+        # paced by the graph: each image once the previous one came out of the tracker
+        summary = graph.play(drive, '--as-fast-as-possible', '--pace-timeout', '10',
+                             subscribers=3)
+        played = drive_messages(drive)
+        assert summary['images'] == len(played) == 30
+        wait_until(lambda: graph.count(TRACKED) >= len(played), 20, 'tracked detections')
+        wait_until(lambda: graph.count(DECISIONS) > 0, 10, 'decisions')
+        time.sleep(0.5)
+    finally:
+        log = graph.stop()
+    assert graph.up.returncode == 0, log
+    stats = check_recording(tmp_path / 'rec' / 'e2e', graph, played)
+    assert 0 < stats['kept'] < len(played) or stats['kept'] == len(played) == stats['forced']
+    # the views: debug images of played frames, markers, plottable numbers
+    debug = graph.listener.messages(DEBUG_IMAGE)
+    assert debug, 'viz_node drew no debug image'
+    for image in debug:
+        assert stamp_to_ns(image.header) in played and image.encoding == 'rgb8'
+        assert (image.width, image.height) == (640, 192)
+    assert graph.listener.messages(MARKERS)
+    tracked_importance = {round(m.frame_importance, 4) for m in graph.listener.messages(TRACKED)}
+    plotted = graph.listener.messages(FRAME_IMPORTANCE)
+    assert plotted and {round(m.data, 4) for m in plotted} <= tracked_importance
+    ratios = [m.data for m in graph.listener.messages(KEEP_RATIO)]
+    decisions = graph.listener.messages(DECISIONS)
+    assert ratios and all(0.0 <= r <= 1.0 for r in ratios)
+    if len(ratios) == len(decisions):
+        assert math.isclose(ratios[-1], sum(d.kept for d in decisions) / len(decisions),
+                            rel_tol=1e-6)
+
+
+@pytest.mark.parametrize('ros', [domain_id(3)], indirect=True)
+def test_recorded_detections_with_relabels(ros, tmp_path):
+    drive = tmp_path / 'drive'
+    write_drive(drive, approaching_object_frames(80), truth_topic='/recorded/detections')
+    params = params_file(
+        tmp_path,
+        recorder_node={'bag_name': 'e2e', 'buffer_seconds': 4.0, 'keep_ratio': 0.2,
+                       'warmup_frames': 0, 'seed': 11, 'fsync': False})
+    graph = Graph(tmp_path, ros, ['--params', str(params), '--skip', 'detector_node',
+                                  '--output-dir', str(tmp_path / 'rec')], visualize=False)
+    try:
+        graph.wait_ready(image_subscribers=1)
+        # 20 Hz: best-effort images are lost when played flat out without the detector's pace
+        summary = graph.play(drive, '--rate', '2', '--topics', '/recorded/detections',
+                             '--detections-as', DETECTIONS,
+                             '--detections-source', '/recorded/detections', subscribers=1)
+        played = drive_messages(drive)
+        assert summary['images'] == len(played) == 80
+        wait_until(lambda: graph.count(TRACKED) >= len(played), 20, 'tracked detections')
+        wait_until(lambda: graph.count(DECISIONS) > 0, 10, 'decisions')
+        time.sleep(0.5)
+    finally:
+        log = graph.stop()
+    assert graph.up.returncode == 0, log
+    published = [r for m in graph.listener.messages(RELABELS) for r in m.relabels]
+    assert any((r.old_class_name, r.new_class_name) == ('pedestrian', 'cyclist')
+               for r in published), 'the tracker published no relabel'
+    stats = check_recording(tmp_path / 'rec' / 'e2e', graph, played)
+    frames = recorded_frames(tmp_path / 'rec' / 'e2e')
+    relabelled = {stamp_to_ns(o.stamp) for r in published for o in r.observations}
+    kept_for_relabel = [s for s, f in frames.items() if f[DECISIONS].reason == 'relabel']
+    assert kept_for_relabel, 'no frame was kept because of a relabel'
+    assert set(kept_for_relabel) <= relabelled
+    assert stats['relabel'] == len(kept_for_relabel)
+    # a relabelled frame missing from the bag had left the ring buffer when its relabel came
+    assert len(relabelled - set(frames)) <= stats['relabel_observations_late']
