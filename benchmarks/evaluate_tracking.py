@@ -7,7 +7,9 @@ fall with distance), then tracked by
   the detections it publishes with a track id (the tracked_detections topic);
 - the reference SORT (abewley/sort as packaged on PyPI, `sort-track` 0.0.8) with max_age=3,
   min_hits=3, scored on its output rows.
-Printed: MOTA, IDF1, ID switches, false positives and misses (motmetrics, IoU >= 0.5), and the
+Printed: MOTA, IDF1, ID switches (and how many of them went to a brand-new track id, i.e. the
+object's track broke up, rather than to a track that was following another object), false
+positives and misses (motmetrics, IoU >= 0.5), and the
 relabel quality: class accuracy of detections that belong to a ground-truth object, before and
 after applying the relabels, per distance bin and over the far field, with the paper's ratio
 errors corrected / all errors (and the errors relabels introduced).
@@ -283,7 +285,18 @@ def mot_metrics(truth: list[FrameDetections], hyp: Hypotheses) -> dict[str, floa
     names = ['mota', 'idf1', 'num_switches', 'num_false_positives', 'num_misses',
              'num_objects', 'mostly_tracked', 'num_unique_objects']
     summary = mm.metrics.create().compute(acc, metrics=names, name='run')
-    return {name: float(summary[name].iloc[0]) for name in names}
+    result = {name: float(summary[name].iloc[0]) for name in names}
+    # switches to a track id never reported before (the object's track broke up) vs to an id
+    # that was following something else (a track took over another object)
+    events = acc.mot_events
+    first_frame: dict = {}
+    for (frame, _), hyp_id in events.loc[events.Type.isin(['MATCH', 'SWITCH', 'FP']),
+                                         'HId'].items():
+        first_frame.setdefault(hyp_id, frame)
+    switches = events.loc[events.Type == 'SWITCH', 'HId']
+    result['switches_to_new_ids'] = float(sum(
+        first_frame[hyp_id] == frame for (frame, _), hyp_id in switches.items()))
+    return result
 
 
 def relabel_quality(truth: list[FrameDetections], stream: DetectionStream, hyp: Hypotheses,
@@ -343,7 +356,7 @@ def evaluate(truths: Iterable[tuple[str, list[FrameDetections]]], sort_class: ty
              levels: list[str], report: Callable[[str], None] = print) -> None:
     truths = list(truths)
     report(f'{"stream":<18}{"noise":<8}{"tracker":<12}{"MOTA":>7}{"IDF1":>7}{"IDsw":>6}'
-           f'{"FP":>7}{"miss":>7}{"GT":>7}')
+           f'{"(new)":>7}{"FP":>7}{"miss":>7}{"GT":>7}')
     totals: dict[str, list] = {}
     for level in levels:
         noise = NOISE_LEVELS[level]
@@ -359,6 +372,7 @@ def evaluate(truths: Iterable[tuple[str, list[FrameDetections]]], sort_class: ty
                 m = mot_metrics(truth, hyp)
                 report(f'{name:<18}{level:<8}{tracker_name:<12}{m["mota"]:>7.3f}'
                        f'{m["idf1"]:>7.3f}{m["num_switches"]:>6.0f}'
+                       f'{m["switches_to_new_ids"]:>7.0f}'
                        f'{m["num_false_positives"]:>7.0f}{m["num_misses"]:>7.0f}'
                        f'{m["num_objects"]:>7.0f}')
             quality = relabel_quality(truth, stream, runs['ours'], relabel_config)
