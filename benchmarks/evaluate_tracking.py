@@ -165,6 +165,17 @@ def synth_drive(seed: int, n_frames: int, cache_dir: Path = DEFAULT_CACHE
     return frames
 
 
+def bag_truth(path: Path, topic: str = '/ground_truth/detections') -> list[FrameDetections]:
+    """Ground truth recorded in a bag (e.g. written by `importance-sampler synth`)."""
+    from importance_sampler_ros import bag_io
+    from importance_sampler_ros.messages import detections_from_msg
+
+    frames = [detections_from_msg(m.decode()) for m in bag_io.read_messages(path, [topic])]
+    if not frames:
+        raise SystemExit(f'{path}: no messages on {topic}')
+    return frames
+
+
 # ---------------------------------------------------------------- detections from ground truth
 
 @dataclass(frozen=True)
@@ -223,6 +234,55 @@ def noisy_detections(truth: list[FrameDetections], noise: NoiseModel, seed: int,
             scores=scores[order]))
         rows.append(np.concatenate([keep, np.full(n_fp, -1)])[order])
     return DetectionStream(frames, rows)
+
+
+def detector_stream(seed: int, n_frames: int, checkpoint: Path, cache_dir: Path = DEFAULT_CACHE
+                    ) -> tuple[list[FrameDetections], DetectionStream]:
+    """Truth and the detector's output on synthetic drive `seed` (rendered again; detections
+    cached per checkpoint). Detections are matched to the truth (Hungarian on IoU >= 0.5)."""
+    from importance_sampler_ros.detector import Detector, DetectorConfig
+    from importance_sampler_ros.synth import Drive, SynthConfig
+
+    truth = synth_drive(seed, n_frames, cache_dir)
+    path = cache_dir / f'detections_{checkpoint.stem}_{checkpoint.stat().st_mtime_ns}' \
+        f'_seed{seed}_{n_frames}.npz'
+    if not path.exists():
+        detector = Detector(DetectorConfig(checkpoint=checkpoint))
+        drive = Drive(SynthConfig(seed=seed, seconds=n_frames / 10.0, fps=10.0))
+        dets = [detector.detect(drive.render(k).image, truth[k].stamp_ns, 'camera')
+                for k in range(n_frames)]
+        np.savez_compressed(
+            path, counts=np.array([len(d) for d in dets]),
+            boxes=np.concatenate([d.boxes for d in dets]),
+            class_ids=np.concatenate([d.class_ids for d in dets]),
+            scores=np.concatenate([d.scores for d in dets]),
+            importances=np.concatenate([d.importances for d in dets]))
+    data = np.load(path)
+    splits = np.cumsum(data['counts'])[:-1]
+    frames, rows = [], []
+    for gt, boxes, classes, scores, importances in zip(truth, *(np.split(data[key], splits)
+            for key in ('boxes', 'class_ids', 'scores', 'importances')), strict=True):
+        frame = FrameDetections(
+            stamp_ns=gt.stamp_ns, frame_id='camera', boxes=boxes, class_ids=classes,
+            class_names=[CLASS_NAMES[c] for c in classes.tolist()], scores=scores,
+            importances=importances)
+        frames.append(frame)
+        rows.append(match_to_truth(frame.boxes, gt.boxes))
+    return truth, DetectionStream(frames, rows)
+
+
+def match_to_truth(boxes: np.ndarray, truth_boxes: np.ndarray, min_iou: float = 0.5
+                   ) -> np.ndarray:
+    """Per detection: the truth row it matches (Hungarian on IoU >= min_iou), -1 for none."""
+    from scipy.optimize import linear_sum_assignment
+
+    rows = np.full(len(boxes), -1, np.int64)
+    if len(boxes) and len(truth_boxes):
+        iou = iou_matrix(boxes.astype(np.float64), truth_boxes.astype(np.float64))
+        det, gt = linear_sum_assignment(np.where(iou >= min_iou, iou, 0.0), maximize=True)
+        good = iou[det, gt] >= min_iou
+        rows[det[good]] = gt[good]
+    return rows
 
 
 # ---------------------------------------------------------------- running the trackers
@@ -351,34 +411,39 @@ NOISE_LEVELS = {
 }
 
 
-def evaluate(truths: Iterable[tuple[str, list[FrameDetections]]], sort_class: type | None,
-             tracker_config: TrackerConfig, relabel_config: RelabelConfig,
-             levels: list[str], report: Callable[[str], None] = print) -> None:
+def noisy_streams(truths: Iterable[tuple[str, list[FrameDetections]]], levels: list[str]
+                  ) -> Iterable[tuple[str, str, list[FrameDetections], DetectionStream]]:
+    """(stream name, noise level, truth, detections) for every truth and noise level."""
     truths = list(truths)
-    report(f'{"stream":<18}{"noise":<8}{"tracker":<12}{"MOTA":>7}{"IDF1":>7}{"IDsw":>6}'
+    for level in levels:
+        for stream_seed, (name, truth) in enumerate(truths):
+            yield name, level, truth, noisy_detections(truth, NOISE_LEVELS[level], stream_seed)
+
+
+def evaluate(streams: Iterable[tuple[str, str, list[FrameDetections], DetectionStream]],
+             sort_class: type | None, tracker_config: TrackerConfig,
+             relabel_config: RelabelConfig, report: Callable[[str], None] = print) -> None:
+    report(f'{"stream":<18}{"noise":<10}{"tracker":<12}{"MOTA":>7}{"IDF1":>7}{"IDsw":>6}'
            f'{"(new)":>7}{"FP":>7}{"miss":>7}{"GT":>7}')
     totals: dict[str, list] = {}
-    for level in levels:
-        noise = NOISE_LEVELS[level]
-        for stream_seed, (name, truth) in enumerate(truths):
-            stream = noisy_detections(truth, noise, seed=stream_seed)
-            runs = {'ours': run_ours(stream, RelabelingTracker(tracker_config, relabel_config))}
-            if sort_class is not None:
-                runs[f'SORT a={tracker_config.max_age}'] = run_reference(
-                    stream, sort_class, max_age=tracker_config.max_age,
-                    min_hits=tracker_config.min_hits,
-                    iou_threshold=tracker_config.iou_threshold)
-            for tracker_name, hyp in runs.items():
-                m = mot_metrics(truth, hyp)
-                report(f'{name:<18}{level:<8}{tracker_name:<12}{m["mota"]:>7.3f}'
-                       f'{m["idf1"]:>7.3f}{m["num_switches"]:>6.0f}'
-                       f'{m["switches_to_new_ids"]:>7.0f}'
-                       f'{m["num_false_positives"]:>7.0f}{m["num_misses"]:>7.0f}'
-                       f'{m["num_objects"]:>7.0f}')
-            quality = relabel_quality(truth, stream, runs['ours'], relabel_config)
-            totals.setdefault(level, []).append(quality)
+    for name, level, truth, stream in streams:
+        runs = {'ours': run_ours(stream, RelabelingTracker(tracker_config, relabel_config))}
+        if sort_class is not None:
+            runs[f'SORT a={tracker_config.max_age}'] = run_reference(
+                stream, sort_class, max_age=tracker_config.max_age,
+                min_hits=tracker_config.min_hits,
+                iou_threshold=tracker_config.iou_threshold)
+        for tracker_name, hyp in runs.items():
+            m = mot_metrics(truth, hyp)
+            report(f'{name:<18}{level:<10}{tracker_name:<12}{m["mota"]:>7.3f}'
+                   f'{m["idf1"]:>7.3f}{m["num_switches"]:>6.0f}'
+                   f'{m["switches_to_new_ids"]:>7.0f}'
+                   f'{m["num_false_positives"]:>7.0f}{m["num_misses"]:>7.0f}'
+                   f'{m["num_objects"]:>7.0f}')
+        quality = relabel_quality(truth, stream, runs['ours'], relabel_config)
+        totals.setdefault(level, []).append(quality)
     for level, qualities in totals.items():
-        report(f'\nrelabel quality, noise {level} (all streams; accuracy before -> after)')
+        report(f'\nrelabel quality, {level} (all streams; accuracy before -> after)')
         for b, (label, *_) in enumerate(qualities[0]['bins']):
             n_all = sum(q['bins'][b][1] for q in qualities)
             acc_before = _weighted([(q['bins'][b][1], q['bins'][b][2]) for q in qualities])
@@ -406,7 +471,12 @@ def _weighted(pairs: list[tuple[int, float]]) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--source', choices=('simple', 'synth'), default='simple')
+    parser.add_argument('--source', choices=('simple', 'synth', 'bag'), default='simple')
+    parser.add_argument('--bags', type=Path, nargs='+', default=[],
+                        help='bags with ground truth on /ground_truth/detections (--source bag)')
+    parser.add_argument('--detector', type=Path, default=None,
+                        help='a detector checkpoint: track its output on the synthetic drives '
+                             '(rendered again) instead of noisy ground truth')
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     parser.add_argument('--frames', type=int, default=600, help='frames per drive (10 fps)')
     parser.add_argument('--objects', type=int, default=12,
@@ -418,16 +488,26 @@ def main(argv: list[str] | None = None) -> int:
                         help='skip the reference SORT (no download)')
     args = parser.parse_args(argv)
     sort_class = None if args.no_reference else load_reference_sort(args.cache_dir)
-    if args.source == 'simple':
-        truths = [(f'simple seed {s}', simple_drive(s, args.frames, args.objects))
-                  for s in args.seeds]
+    if args.detector is not None:
+        streams = []
+        for seed in args.seeds:
+            truth, stream = detector_stream(seed, args.frames, args.detector, args.cache_dir)
+            streams.append((f'synth seed {seed}', 'detector', truth, stream))
+        truths = [(name, truth) for name, _, truth, _ in streams]
     else:
-        truths = [(f'synth seed {s}', synth_drive(s, args.frames, args.cache_dir))
-                  for s in args.seeds]
+        if args.source == 'simple':
+            truths = [(f'simple seed {s}', simple_drive(s, args.frames, args.objects))
+                      for s in args.seeds]
+        elif args.source == 'synth':
+            truths = [(f'synth seed {s}', synth_drive(s, args.frames, args.cache_dir))
+                      for s in args.seeds]
+        else:
+            truths = [(path.name[-17:], bag_truth(path)) for path in args.bags]
+        streams = noisy_streams(truths, args.noise)
     n_boxes = sum(len(f) for _, t in truths for f in t)
     print(f'{len(truths)} drives, {sum(len(t) for _, t in truths)} frames, '
           f'{n_boxes} true boxes\n')
-    evaluate(truths, sort_class, TrackerConfig(), RelabelConfig(), args.noise)
+    evaluate(streams, sort_class, TrackerConfig(), RelabelConfig())
     return 0
 
 
