@@ -256,14 +256,27 @@ def test_command_line(tmp_path, local_ray, capsys):
     write_drive(fleet_dir / 'drive', frames=20)
     (fleet_dir / 'broken').mkdir()
     (fleet_dir / 'broken' / 'metadata.yaml').write_text('rosbag2_bagfile_information: [\n')
+    write_drive(tmp_path / 'long', frames=120)  # several 1 MiB chunks: cut in the middle
+    (whole,) = (tmp_path / 'long').glob('*.mcap')
+    data = whole.read_bytes()
+    (fleet_dir / 'cut.mcap').write_bytes(data[: int(len(data) * 0.6)])
     code = main(['replay-fleet', str(fleet_dir), '--out', str(tmp_path / 'out'),
                  '--num-workers', '2', '--use-recorded-detections', '--seed', '3',
                  '--keep-ratio', '0.5'])
     captured = capsys.readouterr()
     assert code == fleet.EXIT_FAILED
-    assert 'bags: 2 (1 ok, 0 truncated, 1 failed, 0 skipped as complete)' in captured.out
+    assert 'bags: 3 (1 ok, 1 truncated, 1 failed, 0 skipped as complete)' in captured.out
     assert 'broken: failed: ' in captured.err
-    assert (tmp_path / 'out' / 'fleet_report.json').exists()
+    assert 'cut: truncated: ' in captured.err and 'damaged' in captured.err
+    report = json.loads((tmp_path / 'out' / 'fleet_report.json').read_text())
+    cut = by_name(report)['cut']
+    assert 20 < cut['frames_in'] < 120 and (tmp_path / 'out' / 'cut' / fleet.MARKER).exists()
+    # Without the broken bag only the truncation is left: exit status 3, the cut bag skipped.
+    shutil.rmtree(fleet_dir / 'broken')
+    assert main(['replay-fleet', str(fleet_dir), '--out', str(tmp_path / 'out'),
+                 '--num-workers', '2', '--use-recorded-detections', '--seed', '3',
+                 '--keep-ratio', '0.5']) == fleet.EXIT_TRUNCATED
+    assert 'output complete from an earlier run, skipped' in capsys.readouterr().out
     assert main(['replay-fleet', str(tmp_path / 'none'), '--out', str(tmp_path / 'o')]) == 2
     assert 'not a directory' in capsys.readouterr().err
 
