@@ -19,6 +19,11 @@ Sources of ground truth:
   receding, no occlusion (this file).
 - `--source synth`: the synthetic drives of importance_sampler_ros.synth (occlusion, props;
   rendering is slow, so the truth is cached under --cache-dir).
+- `--source bag --bags B...`: ground truth recorded on /ground_truth/detections (the bags that
+  `importance-sampler synth` writes).
+- `--detector CHECKPOINT`: instead of noisy ground truth, the detector's own output on the
+  synthetic drives (frames rendered again, detections cached); detections are matched to the
+  truth by IoU >= 0.5 for the class accuracies.
 
 The reference SORT is fetched with `pip download --no-deps sort-track==0.0.8` into --cache-dir
 (its pinned dependencies conflict with ours; its module is imported with our filterpy and scipy)
