@@ -161,10 +161,14 @@ def _bag_name(root: Path, path: Path, drop_suffix: bool) -> str:
 
 
 def input_fingerprint(path: Path) -> str:
-    """Sizes and modification times of the bag's files: changes when the input does."""
-    files = sorted(p for p in path.rglob('*') if p.is_file()) if path.is_dir() else [path]
-    listing = [(str(p.relative_to(path)) if path.is_dir() else p.name, p.stat().st_size,
-                p.stat().st_mtime_ns) for p in files]
+    """Sizes and modification times of the bag's files: changes when the input does ('' when
+    they cannot be listed)."""
+    try:
+        files = sorted(p for p in path.rglob('*') if p.is_file()) if path.is_dir() else [path]
+        listing = [(str(p.relative_to(path)) if path.is_dir() else p.name, p.stat().st_size,
+                    p.stat().st_mtime_ns) for p in files]
+    except OSError:
+        return ''
     return hashlib.sha256(json.dumps(listing).encode()).hexdigest()[:16]
 
 
@@ -326,7 +330,7 @@ def _outcome(bag: FleetBag, options: FleetOptions) -> dict[str, Any]:
     return {
         'name': bag.name, 'input': str(bag.path), 'output': str(options.out_dir / bag.name),
         'status': STATUS_FAILED, 'reason': '', 'skipped': False,
-        'input_fingerprint': input_fingerprint(bag.path) if bag.path.exists() else '',
+        'input_fingerprint': input_fingerprint(bag.path),
         'settings_id': options.settings_id,
     }
 
@@ -629,7 +633,8 @@ def run_replay_fleet(args: argparse.Namespace) -> int:
     print(f'bags: {totals["bags"]} ({totals[STATUS_OK]} ok, {totals[STATUS_TRUNCATED]} '
           f'truncated, {totals[STATUS_FAILED]} failed, {totals["skipped_complete"]} skipped as '
           'complete)')
-    print(f'frames in / kept: {totals["frames_in"]} / {totals["frames_kept"]} (keep ratio '
+    print(f'frames in / kept: {totals["frames_in"]} / {totals["frames_kept"]} '
+          f'({totals["frames_kept_by_relabel"]} of them for relabels; keep ratio '
           f'{totals["keep_ratio"]:.3f}'
           + (f', fleet target {report["fleet_keep_ratio"]:g}, expected '
              f'{totals["expected_keep_ratio"]:.3f})' if report['fleet_keep_ratio'] else ')'))
