@@ -57,7 +57,7 @@ class TrainSettings:
     seed: int = 0
     device: str = 'cpu'
     batch_size: int = 4
-    lr: float = 2e-3
+    lr: float = 1e-3
     weight_decay: float = 1e-4
     warmup: int = 50
     workers: int | None = None  # None: 0 on CPU, up to 8 on CUDA
@@ -206,7 +206,7 @@ def configure_train_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--seed', type=int, default=0, help='seed of weights and training drives')
     parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda'")
     parser.add_argument('--batch-size', type=int, default=4)
-    parser.add_argument('--lr', type=float, default=2e-3, help='peak AdamW learning rate')
+    parser.add_argument('--lr', type=float, default=1e-3, help='peak AdamW learning rate')
     parser.add_argument('--warmup', type=int, default=50, help='warm-up iterations')
     parser.add_argument('--workers', type=int, default=None,
                         help='frame-rendering processes (default: 0 on cpu, up to 8 on cuda)')

@@ -40,6 +40,6 @@ if [ "${VARIANTS:-0}" = 1 ]; then
     $cli evaluate --checkpoint "/tmp/$name.pt" --device cuda >> "$out/$name.log" 2>&1
     echo "== $name $*"; tail -16 "$out/$name.log"
   }
-  variant variant_lr1e-3 --iterations "$iterations" --lr 1e-3
+  variant variant_lr2e-3 --iterations "$iterations" --lr 2e-3
   variant variant_2x --iterations $((2 * iterations))
 fi
