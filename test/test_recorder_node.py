@@ -58,8 +58,8 @@ def node_command(out: Path, **params: object) -> list[str]:
             *[a for arg in args for a in ('-p', arg)]]
 
 
-def make_frame(types, i: int) -> tuple[object, object]:
-    header = header_msg(stamp(i), 'camera', types)
+def make_frame(types, i: int, stamp_ns: int | None = None) -> tuple[object, object]:
+    header = header_msg(stamp(i) if stamp_ns is None else stamp_ns, 'camera', types)
     pixels = np.random.default_rng(i).integers(0, 255, 64 * 32 * 3, dtype=np.uint8)
     image = types.Image(header=header, height=32, width=64, encoding='rgb8', is_bigendian=0,
                         step=64 * 3, data=pixels.tobytes())
@@ -149,12 +149,15 @@ def test_node_records_sampled_frames_and_closes_on_signal(context, tmp_path: Pat
                 detections_pub.publish(detections)
             if i == 30:
                 relabels_pub.publish(make_relabels(types, 30, RELABELLED))
+            if i == 20:
+                # a malformed DetectionArray (cut inside its first detection) with a matching
+                # image, between two good frames: logged and skipped. Sent mid-stream, so the
+                # good frames after it show the node handled it before the signal comes.
+                bad_image, bad_detections = make_frame(
+                    types, N_FRAMES + 5, stamp_ns=stamp(i) + FRAME_NS // 2)
+                image_pub.publish(bad_image)
+                detections_pub.publish(serialize_message(bad_detections)[:40])
             executor.spin_once(timeout_sec=0.05)
-        # a malformed DetectionArray (cut inside its first detection) with a matching image:
-        # logged and skipped
-        bad_image, bad_detections = make_frame(types, N_FRAMES + 5)
-        image_pub.publish(bad_image)
-        detections_pub.publish(serialize_message(bad_detections)[:40])
         # frames leave the 1 s buffer as newer ones come: all but the last ~11 are decided
         # (checked below, after shutdown, together with the node's statistics)
         deadline = time.monotonic() + 20

@@ -10,12 +10,14 @@ turns that into one clear log line and exit status 2.
 """
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Callable, Iterable
 from types import SimpleNamespace
 
 import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy._rclpy_pybind11 import RCLError
 from rclpy.exceptions import InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
@@ -60,7 +62,14 @@ def declare_parameters(node: Node, specs: Iterable[Param]) -> SimpleNamespace:
 
 
 def run_node(make_node: Callable[[], Node], args: list[str] | None = None) -> int:
-    """rclpy init, build the node, spin until shutdown; bad parameters end it with status 2."""
+    """rclpy init, build the node, spin until shutdown; bad parameters end it with status 2.
+
+    rclpy's SIGINT handler shuts the context down and then calls the Python-level handler, whose
+    default raises KeyboardInterrupt wherever the node happens to be (inside a bag write, say).
+    Set before rclpy.init, a no-op handler leaves the shutdown to rclpy: spin returns and the
+    node's close() runs from a consistent state.
+    """
+    signal.signal(signal.SIGINT, lambda signum, frame: None)
     rclpy.init(args=args)
     node = None
     try:
@@ -71,6 +80,11 @@ def run_node(make_node: Callable[[], Node], args: list[str] | None = None) -> in
         return 2
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except RCLError:
+        # A signal can shut the context down while spin is setting up its next wait; that is
+        # a shutdown too. An RCLError with the context still valid is a real failure.
+        if rclpy.ok():
+            raise
     finally:
         if node is not None:
             close = getattr(node, 'close', None)

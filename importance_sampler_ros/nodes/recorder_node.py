@@ -21,7 +21,6 @@ statistics go to the log and to <recording>/stats.json. All settings: recorder.R
 """
 from __future__ import annotations
 
-import signal
 import sys
 import time
 from collections import OrderedDict
@@ -228,11 +227,6 @@ class RecorderNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    # rclpy's SIGINT handler shuts the context down and then calls the Python-level handler,
-    # whose default raises KeyboardInterrupt wherever the node happens to be, possibly inside a
-    # bag write. Set before rclpy.init (inside run_node), this no-op handler leaves the shutdown
-    # to rclpy: spin returns and close() finishes the recording from a consistent state.
-    signal.signal(signal.SIGINT, lambda signum, frame: None)
     try:
         return run_node(RecorderNode, args)
     except RecorderError as error:
