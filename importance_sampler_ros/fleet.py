@@ -19,8 +19,11 @@ pass samples. With --fleet-keep-ratio R the first passes of all bags finish firs
 mean importance g_mean = sum g / N over every frame of every bag becomes the sampler's fixed
 normaliser (recorder parameter fixed_importance_mean) at keep ratio R: q = min(1, R g / g_mean), so
 a dull drive keeps fewer frames than a hard one and the fleet keeps about R N frames (the paper's
-sum over all N frames, at fleet scale). Without it each bag is sampled on its own (sliding-window
-g_mean, the node's behaviour) and the first pass only feeds the fleet's importance distribution.
+sum over all N frames, at fleet scale) plus the frames kept for relabels, which come on top.
+Without it each bag is sampled on its own (sliding-window g_mean, the node's behaviour) and the
+first pass only feeds the fleet's importance distribution. A bag completed in an earlier run
+keeps the normaliser it was sampled with; the fleet report lists the bags whose normaliser has
+drifted since (normaliser_drift).
 
 Faults: anything a bag raises fails that bag alone (status 'failed' and the one-line reason in
 the fleet report); a bag read up to damage is 'truncated'. A bag is complete when
