@@ -408,8 +408,13 @@ def run_fleet(input_dir: str | Path, out_dir: str | Path, *, ray_address: str | 
               params_file: str | Path | None = None, image_topic: str | None = None,
               use_recorded_detections: bool = False, detections_topic: str | None = None,
               overrides: dict[str, dict[str, Any]] | None = None,
+              gpus_per_task: float | None = None,
               echo: Callable[[str], None] = print) -> FleetResult:
-    """Replay every bag under `input_dir` into `out_dir` on Ray; see the module docstring."""
+    """Replay every bag under `input_dir` into `out_dir` on Ray; see the module docstring.
+
+    `gpus_per_task`: GPUs Ray reserves for each task that runs the detector (fractions share a
+    GPU); default 1 with detector device cuda, else 0. Ray hides the GPUs from tasks that reserve
+    none, so --device cuda needs it."""
     started = time.perf_counter()
     out_dir = Path(out_dir).resolve()
     options = FleetOptions(
@@ -418,7 +423,13 @@ def run_fleet(input_dir: str | Path, out_dir: str | Path, *, ray_address: str | 
         use_recorded_detections=use_recorded_detections,
         overrides={node: dict(values) for node, values in (overrides or {}).items() if values},
         fleet_keep_ratio=fleet_keep_ratio)
-    _check_settings(options, num_workers)
+    detector_device = _check_settings(options, num_workers)
+    if use_recorded_detections:
+        gpus_per_task = 0.0
+    elif gpus_per_task is None:
+        gpus_per_task = 1.0 if detector_device.startswith('cuda') else 0.0
+    if gpus_per_task < 0.0:
+        raise FleetError('--gpus-per-task must be >= 0')
     bags = discover_bags(input_dir, exclude=out_dir)
     if not bags:
         raise FleetError(f'no bags under {input_dir} (a directory with metadata.yaml, or a '
@@ -448,8 +459,9 @@ def run_fleet(input_dir: str | Path, out_dir: str | Path, *, ray_address: str | 
     if todo:
         started_ray = start_ray(ray_address, num_workers)
         try:
-            fleet_mean = _run_passes(todo, options, num_workers, outcomes, importances, timing,
-                                     echo)
+            _check_gpus(gpus_per_task)
+            fleet_mean = _run_passes(todo, options, num_workers, gpus_per_task, outcomes,
+                                     importances, timing, echo)
         finally:
             if started_ray:
                 import ray
@@ -475,7 +487,8 @@ def run_fleet(input_dir: str | Path, out_dir: str | Path, *, ray_address: str | 
     return FleetResult(report, path)
 
 
-def _check_settings(options: FleetOptions, num_workers: int | None) -> None:
+def _check_settings(options: FleetOptions, num_workers: int | None) -> str:
+    """Refuse bad settings before any work; returns the detector's device."""
     from importance_sampler_ros.params import ParameterError
     from importance_sampler_ros.pipeline import load_parameters
 
@@ -488,12 +501,24 @@ def _check_settings(options: FleetOptions, num_workers: int | None) -> None:
         if 'keep_ratio' in options.overrides.get('recorder_node', {}):
             raise FleetError('--fleet-keep-ratio and --keep-ratio exclude each other')
     try:
-        load_parameters(options.params_file, options.overrides)
+        params, _ = load_parameters(options.params_file, options.overrides)
     except (ParameterError, OSError, ValueError) as error:
         raise FleetError(str(error)) from None
+    return str(params['detector_node']['device'])
+
+
+def _check_gpus(gpus_per_task: float) -> None:
+    """A task asking for more GPUs than the cluster has would wait forever: refuse it."""
+    import ray
+
+    available = ray.cluster_resources().get('GPU', 0.0)
+    if gpus_per_task > available:
+        raise FleetError(f'each detector task needs {gpus_per_task:g} GPU(s) but the Ray cluster '
+                         f'has {available:g} (detector device cuda, or --gpus-per-task)')
 
 
 def _run_passes(todo: list[FleetBag], options: FleetOptions, num_workers: int | None,
+                gpus_per_task: float,
                 outcomes: dict[str, dict[str, Any]], importances: dict[str, np.ndarray],
                 timing: dict[str, float], echo: Callable[[str], None]) -> float:
     """Submit the bags' tasks; fills `outcomes` and `importances`; returns the fleet mean."""
@@ -511,7 +536,7 @@ def _run_passes(todo: list[FleetBag], options: FleetOptions, num_workers: int | 
 
     started = time.perf_counter()
     if options.fleet_keep_ratio is None:
-        task = ray.remote(num_cpus=1, max_retries=1)(process_bag)
+        task = ray.remote(num_cpus=1, num_gpus=gpus_per_task, max_retries=1)(process_bag)
         for bag, outcome in _in_parallel(task, todo, options, limit):
             if isinstance(outcome, BaseException):
                 outcome = _failed(_outcome(bag, options), _one_line(outcome))
@@ -522,7 +547,7 @@ def _run_passes(todo: list[FleetBag], options: FleetOptions, num_workers: int | 
         timing['sampling_seconds'] = time.perf_counter() - started
         return _fleet_mean(importances)
 
-    first_task = ray.remote(num_cpus=1, max_retries=1)(first_pass)
+    first_task = ray.remote(num_cpus=1, num_gpus=gpus_per_task, max_retries=1)(first_pass)
     firsts: dict[str, FirstPass] = {}
     for bag, first in _in_parallel(first_task, todo, options, limit):
         if isinstance(first, BaseException):
@@ -616,6 +641,9 @@ def configure_replay_fleet_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--device', default=None, help='override detector_node.device')
     parser.add_argument('--seed', type=int, default=None,
                         help='sampling seed (each bag derives its own from it)')
+    parser.add_argument('--gpus-per-task', type=float, default=None,
+                        help='GPUs reserved per detector task, fractions share one (default: 1 '
+                             'with --device cuda, else 0)')
 
 
 def run_replay_fleet(args: argparse.Namespace) -> int:
@@ -627,7 +655,8 @@ def run_replay_fleet(args: argparse.Namespace) -> int:
             args.input_dir, args.out, ray_address=args.ray_address, num_workers=args.num_workers,
             fleet_keep_ratio=args.fleet_keep_ratio, params_file=args.params,
             image_topic=args.image_topic, use_recorded_detections=args.use_recorded_detections,
-            detections_topic=args.detections_topic, overrides=overrides_from_args(args))
+            detections_topic=args.detections_topic, overrides=overrides_from_args(args),
+            gpus_per_task=args.gpus_per_task)
     except FleetError as error:
         print(f'importance-sampler replay-fleet: error: {error}', file=sys.stderr)
         return EXIT_USAGE

@@ -281,6 +281,20 @@ def test_command_line(tmp_path, local_ray, capsys):
     assert 'not a directory' in capsys.readouterr().err
 
 
+def test_more_gpus_per_task_than_the_cluster_has_is_refused(tmp_path, local_ray):
+    """Such tasks would wait forever for a GPU; the fleet refuses them at once instead."""
+    fleet_dir = tmp_path / 'fleet'
+    fleet_dir.mkdir()
+    write_drive(fleet_dir / 'drive', frames=5)
+    with pytest.raises(fleet.FleetError, match='needs 1000 GPU'):
+        fleet.run_fleet(fleet_dir, tmp_path / 'out', gpus_per_task=1000,
+                        overrides={'detector_node': {'device': 'cuda'}}, echo=lambda line: None)
+    # Recorded detections run no detector: no GPU asked for.
+    result = fleet.run_fleet(fleet_dir, tmp_path / 'out', gpus_per_task=1000,
+                             use_recorded_detections=True, echo=lambda line: None)
+    assert result.exit_code == 0
+
+
 def test_seeds_differ_per_bag_and_are_stable():
     assert fleet.bag_seed(3, 'a') == fleet.bag_seed(3, 'a')
     assert fleet.bag_seed(3, 'a') != fleet.bag_seed(3, 'b')
