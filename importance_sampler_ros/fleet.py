@@ -256,25 +256,25 @@ def sample_bag(bag: FleetBag, options: FleetOptions, first: FirstPass,
         if out.exists():  # an interrupted earlier run (complete ones never get here)
             shutil.rmtree(out)
         result = _replay(bag, options, first, importance_mean, out)
-    except Exception as error:  # ReplayError and whatever a damaged bag makes rosbags raise
+        report = result.report
+        truncated = first.truncated or report.truncated
+        outcome.update(
+            status=STATUS_TRUNCATED if truncated else STATUS_OK, reason=truncated,
+            frames_in=report.frames_in, frames_kept=report.frames_kept,
+            keep_ratio=report.keep_ratio, keep_ratio_target=report.keep_ratio_target,
+            frames_kept_by_relabel=report.frames_kept_by_relabel, bytes_in=report.bytes_in,
+            bytes_kept=report.bytes_kept, seconds_of_drive=report.seconds_of_drive,
+            importance_mean_used=importance_mean, report=str(result.report_path),
+            sample_seconds=round(time.perf_counter() - started, 3),
+        )
+        _annotate_report(result.report_path, bag, first, outcome)
+        np.save(out / IMPORTANCES_FILE, first.importances)
+        write_json_atomically(out / MARKER, outcome)  # last: the bag is complete
+    except Exception as error:  # ReplayError, whatever a damaged bag makes rosbags raise, OSError
         return _failed(outcome, _one_line(error))
     finally:
         if first.cache is not None:
             shutil.rmtree(first.cache, ignore_errors=True)
-    report = result.report
-    truncated = first.truncated or report.truncated
-    outcome.update(
-        status=STATUS_TRUNCATED if truncated else STATUS_OK, reason=truncated,
-        frames_in=report.frames_in, frames_kept=report.frames_kept,
-        keep_ratio=report.keep_ratio, keep_ratio_target=report.keep_ratio_target,
-        frames_kept_by_relabel=report.frames_kept_by_relabel, bytes_in=report.bytes_in,
-        bytes_kept=report.bytes_kept, seconds_of_drive=report.seconds_of_drive,
-        importance_mean_used=importance_mean, report=str(result.report_path),
-        sample_seconds=round(time.perf_counter() - started, 3),
-    )
-    _annotate_report(result.report_path, bag, first, outcome)
-    np.save(out / IMPORTANCES_FILE, first.importances)
-    write_json_atomically(out / MARKER, outcome)
     return outcome
 
 
