@@ -228,9 +228,10 @@ class Pipeline:
         if len(detections) and (self.examples_wanted or events):
             rgb = image_to_rgb(frame.image) if rgb is None else rgb
             for i, track_id in enumerate(detections.track_ids.tolist()):
-                if track_id:
+                crop = _crop(rgb, detections.boxes[i]) if track_id else None
+                if crop is not None:
                     crops = self._crops[track_id]
-                    crops[frame.stamp_ns] = _crop(rgb, detections.boxes[i])
+                    crops[frame.stamp_ns] = crop
                     while len(crops) > CROPS_PER_TRACK:
                         crops.popitem(last=False)
         for event in events:
@@ -261,14 +262,19 @@ class Pipeline:
         ))
 
 
-def _crop(rgb: np.ndarray, box: np.ndarray) -> np.ndarray:
-    """The box's pixels (with a margin) resized to CROP_SIZE x CROP_SIZE, nearest neighbour."""
+def _crop(rgb: np.ndarray, box: np.ndarray) -> np.ndarray | None:
+    """The box's pixels (with a margin) resized to CROP_SIZE x CROP_SIZE, nearest neighbour;
+    None for a box that lies outside the image or is not finite."""
     height, width = rgb.shape[:2]
+    if not np.isfinite(box).all():
+        return None
     x1, y1, x2, y2 = box.tolist()
     margin = 0.15 * max(x2 - x1, y2 - y1, 4.0)
     x1, x2 = int(max(0, x1 - margin)), int(min(width, x2 + margin + 1))
     y1, y2 = int(max(0, y1 - margin)), int(min(height, y2 + margin + 1))
-    patch = rgb[y1:max(y2, y1 + 1), x1:max(x2, x1 + 1)]
+    if x2 <= x1 or y2 <= y1:
+        return None
+    patch = rgb[y1:y2, x1:x2]
     rows = np.linspace(0, patch.shape[0] - 1, CROP_SIZE).astype(int)
     cols = np.linspace(0, patch.shape[1] - 1, CROP_SIZE).astype(int)
     return patch[rows][:, cols].copy()
