@@ -5,6 +5,8 @@ parses, every executable it names is a console script (setup.py) and an installe
 (CMakeLists.txt), every parameter it sets is declared by its node, and the YAML holds exactly the
 parameters each node declares, with values that pass their specs. What a node declares is read
 by constructing it with `declare_parameters` intercepted (no model is loaded, nothing spins).
+The launch file's own logic (which nodes, which overrides with which types) runs against small
+stand-ins of the launch / launch_ros classes that only record their arguments.
 """
 import ast
 import importlib
@@ -179,3 +181,77 @@ def test_launcher_commands_use_the_yaml_and_the_override_file(tmp_path):
 def test_readme_and_launch_file_document_the_transport():
     assert re.search(r'LARGE_DATA', LAUNCH_FILE.read_text())
     assert 'FASTDDS_BUILTIN_TRANSPORTS' in (REPO / 'README.md').read_text()
+
+
+class _Recorded:
+    """Stand-in for a launch / launch_ros class: keeps its arguments."""
+
+    def __init__(self, *args, **kwargs):
+        self.args, self.kwargs = args, kwargs
+
+
+class _LaunchConfiguration(_Recorded):
+    def perform(self, context):
+        return context[self.args[0]]
+
+
+def _stub_modules(monkeypatch, share_dir):
+    import sys
+    import types
+
+    stubs = {
+        'launch': {'LaunchDescription': _Recorded},
+        'launch.actions': {name: type(name, (_Recorded,), {}) for name in (
+            'DeclareLaunchArgument', 'OpaqueFunction', 'SetEnvironmentVariable')},
+        'launch.substitutions': {'EnvironmentVariable': _Recorded,
+                                 'LaunchConfiguration': _LaunchConfiguration},
+        'launch_ros': {},
+        'launch_ros.actions': {'Node': type('Node', (_Recorded,), {})},
+        'ament_index_python.packages': {
+            'get_package_share_directory': lambda package: str(share_dir)},
+    }
+    for name, attributes in stubs.items():
+        module = types.ModuleType(name)
+        module.__dict__.update(attributes)
+        monkeypatch.setitem(sys.modules, name, module)
+
+
+def launched_nodes(monkeypatch, tmp_path, **arguments):
+    """Run the launch file against stand-ins of launch / launch_ros: the Node actions it makes."""
+    import runpy
+
+    _stub_modules(monkeypatch, tmp_path)
+    namespace = runpy.run_path(str(LAUNCH_FILE))
+    description = namespace['generate_launch_description']()
+    (entities,) = description.args
+    declared = {e.args[0]: e.kwargs.get('default_value') for e in entities
+                if type(e).__name__ == 'DeclareLaunchArgument'}
+    context = {name: value for name, value in declared.items() if isinstance(value, str)}
+    context.update(arguments)
+    (opaque,) = [e for e in entities if type(e).__name__ == 'OpaqueFunction']
+    return declared, opaque.kwargs['function'](context)
+
+
+def test_launch_file_runs_against_stand_ins_with_defaults(monkeypatch, tmp_path):
+    declared, nodes = launched_nodes(monkeypatch, tmp_path)
+    assert declared['params_file'] == str(tmp_path / 'config' / 'importance_sampler.yaml')
+    assert [n.kwargs['executable'] for n in nodes] == list(launcher.NODE_NAMES)
+    for node in nodes:
+        params_file, overrides = node.kwargs['parameters']
+        assert params_file == declared['params_file'] and overrides == {}
+        assert node.kwargs['name'] == node.kwargs['executable']
+        assert node.kwargs['package'] == 'importance_sampler_ros'
+
+
+def test_launch_file_overrides_and_visualize(monkeypatch, tmp_path):
+    _, nodes = launched_nodes(monkeypatch, tmp_path, image_topic='/cam/front',
+                              keep_ratio='0.05', device='cuda', visualize='true',
+                              log_level='warn')
+    by_name = {n.kwargs['executable']: n.kwargs['parameters'][1] for n in nodes}
+    assert by_name == {
+        'detector_node': {'image_topic': '/cam/front', 'device': 'cuda'},
+        'tracker_node': {},
+        'recorder_node': {'image_topic': '/cam/front', 'keep_ratio': 0.05},
+        'viz_node': {'image_topic': '/cam/front'},
+    }
+    assert all(n.kwargs['arguments'][-1] == 'warn' for n in nodes)
