@@ -35,7 +35,7 @@ from importance_sampler_ros.synth import CLASS_NAMES, Drive, SynthConfig, random
 ARCHITECTURE = 'isr_small'
 MIN_SIZE, MAX_SIZE = 192, 640
 TRAIN_SEED_BASE = 1_000_000_000
-DEFAULT_EVAL_SEEDS = (101, 102, 103, 104)
+DEFAULT_EVAL_SEEDS = (101, 102, 103, 104, 105, 106, 107, 108)
 IOU_MATCH = 0.5
 # Box-height bins (px) and distance bins (m): name -> [low, high)
 HEIGHT_BINS: dict[str, tuple[float, float]] = {
