@@ -53,6 +53,8 @@ RELABEL_PARAMS = (
           'its votes) for a relabel', min_value=0.0, max_value=1.0),
     Param('relabel_min_observations', 5, 'Observations a track needs before it can relabel '
           '(h in the paper)', min_value=1, max_value=100000),
+    Param('relabel_near_field', False, 'Also relabel near-field observations that disagree with '
+          'the vote (off: only far observations are corrected; near ones are the evidence)'),
     Param('relabel_history_size', 300, 'Observations kept per track (older ones cannot be '
           'relabelled any more)', min_value=1, max_value=100000),
 )
@@ -73,6 +75,7 @@ class RelabelConfig:
     relabel_min_confidence: float = 0.5
     relabel_min_observations: int = 5
     relabel_history_size: int = 300
+    relabel_near_field: bool = False
 
     def __post_init__(self) -> None:
         if self.near_rule not in NEAR_RULES:
@@ -283,10 +286,15 @@ class NearToFarRelabeler:
                 if new_class != history.near_class:
                     history.near_class = new_class
                     history.near_class_name = new_name
-                    return [o for o in history.observations if o.label() != new_class]
-        if history.near_class is not None and obs.label() != history.near_class:
+                    return [o for o in history.observations
+                            if o.label() != new_class and self._correctable(o)]
+        if (history.near_class is not None and obs.label() != history.near_class
+                and self._correctable(obs)):
             return [obs]
         return []
+
+    def _correctable(self, obs: Observation) -> bool:
+        return self.config.relabel_near_field or not obs.near
 
     @staticmethod
     def _events(frame: FrameDetections, track_id: int, history: _TrackHistory,

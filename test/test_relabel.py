@@ -84,7 +84,7 @@ def test_relabel_once_then_later_disagreeing_observations_one_by_one():
 
 
 def test_changed_near_class_reissues_every_correction():
-    tracker = RelabelingTracker()
+    tracker = RelabelingTracker(relabel=RelabelConfig(relabel_near_field=True))
     classes = [1] * 3 + [3] * 3 + [2] * 3 + [3] * 6
     heights = [approaching(t) for t in range(15)]
     out = run(tracker, [frame(t, [c], [h]) for t, (c, h) in enumerate(zip(classes, heights,
@@ -188,10 +188,24 @@ def test_config_validation():
               'near_min_height_px': 30.0,
               'near_min_score': 0.4, 'near_rule': 'or', 'near_window': 4, 'near_min_votes': 2,
               'near_min_agreement': 0.5, 'relabel_min_confidence': 0.3,
-              'relabel_min_observations': 3, 'relabel_history_size': 50, 'other': 'ignored'}
+              'relabel_min_observations': 3, 'relabel_history_size': 50,
+              'relabel_near_field': True, 'other': 'ignored'}
     tracker = RelabelingTracker.from_params(values)
     assert tracker.tracker.config.min_hits == 2
     assert tracker.relabeler.config.near_rule == 'or'
+    assert tracker.relabeler.config.relabel_near_field
+
+
+def test_near_field_observations_are_evidence_not_corrected_by_default():
+    classes = [1] * 6 + [3] * 4 + [2] + [3] * 3  # one near-field van among the truck votes
+    heights = [approaching(t) for t in range(len(classes))]
+    frames = [frame(t, [c], [h]) for t, (c, h) in enumerate(zip(classes, heights, strict=True))]
+    default = run(RelabelingTracker(), frames)
+    corrected = [(o.stamp_ns, e.old_class_id) for f in default for e in f.relabels
+                 for o in e.observations]
+    assert {old for _, old in corrected} == {1}  # only the far cars, never the near van
+    everything = run(RelabelingTracker(relabel=RelabelConfig(relabel_near_field=True)), frames)
+    assert {e.old_class_id for f in everything for e in f.relabels} == {1, 2}
 
 
 def test_reset_forgets_tracks_and_keeps_counting_ids():
