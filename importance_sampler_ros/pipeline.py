@@ -84,8 +84,14 @@ class GroundTruthTally:
         default_factory=OrderedDict)
     corrected: dict[tuple[int, int], int] = field(default_factory=dict)
 
-    def add_frame(self, detections: FrameDetections, truth: FrameDetections) -> tuple[int, int]:
-        """Match detections to truth by IoU (Hungarian); returns (errors, matched boxes)."""
+    def add_frame(self, detections: FrameDetections, truth: FrameDetections
+                  ) -> tuple[int, int, int]:
+        """Match detections to truth by IoU (Hungarian).
+
+        Returns (errors, visible errors, matched boxes): errors = misses + false positives +
+        wrong classes; visible errors leave out the misses, which no detection's importance can
+        reflect.
+        """
         if len(detections) and len(truth):
             iou = iou_matrix(detections.boxes, truth.boxes)
             rows, cols = linear_sum_assignment(-iou)
@@ -100,8 +106,8 @@ class GroundTruthTally:
             self.matches[(detections.stamp_ns, row)] = (true_class, predicted,
                                                         float(truth.distances[col]))
         misses = len(truth) - len(rows)
-        false_positives = len(detections) - len(rows)
-        return misses + false_positives + wrong_class, len(rows)
+        visible = len(detections) - len(rows) + wrong_class
+        return misses + visible, visible, len(rows)
 
     def add_relabel(self, event: RelabelEvent) -> None:
         for observation in event.observations:
@@ -202,14 +208,15 @@ class Pipeline:
         self._note_results(self.recorder.close())
 
     def _note_frame(self, frame: InputFrame, detections: FrameDetections, nbytes: int) -> None:
-        errors = matched = None
+        errors = visible = matched = None
         if frame.truth is not None:
             self.has_truth = True
-            errors, matched = self.truth.add_frame(detections, frame.truth)
+            errors, visible, matched = self.truth.add_frame(detections, frame.truth)
         self.records[frame.stamp_ns] = FrameRecord(
             stamp_ns=frame.stamp_ns, frame_importance=float(detections.frame_importance),
             probability=float('nan'), kept=False, reason='', weight=0.0, image_bytes=nbytes,
-            detections=len(detections), detector_errors=errors, matched=matched)
+            detections=len(detections), detector_errors=errors, visible_errors=visible,
+            matched=matched)
 
     def _note_results(self, results: list[FrameResult]) -> None:
         for result in results:

@@ -32,8 +32,10 @@ class FrameRecord:
     image_bytes: int
     detections: int
     # With ground truth only: detector errors in this frame (misses + false positives + wrong
-    # class among matched boxes), and matched boxes.
+    # class among matched boxes), the visible ones among them (without the misses), and the
+    # detections matched to a true object.
     detector_errors: int | None = None
+    visible_errors: int | None = None
     matched: int | None = None
 
 
@@ -111,13 +113,14 @@ class ReplayReport:
 
 
 def detector_error_rates(frames: Sequence[FrameRecord]) -> dict[str, float]:
-    """Detector errors per frame in kept and in dropped frames (ground truth needed)."""
+    """Detector errors per frame in kept and in dropped frames (ground truth needed): all errors,
+    and the visible ones (false positives and wrong classes, which importance can see)."""
     rates = {}
     for name, want_kept in (('kept', True), ('dropped', False)):
-        errors = [f.detector_errors for f in frames
-                  if f.kept == want_kept and f.detector_errors is not None]
-        rates[f'detector_errors_per_frame_{name}'] = float(np.mean(errors)) if errors else float(
-            'nan')
+        chosen = [f for f in frames if f.kept == want_kept and f.detector_errors is not None]
+        for key, values in (('detector_errors', [f.detector_errors for f in chosen]),
+                            ('visible_errors', [f.visible_errors for f in chosen])):
+            rates[f'{key}_per_frame_{name}'] = float(np.mean(values)) if values else float('nan')
     return rates
 
 
