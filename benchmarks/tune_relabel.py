@@ -79,11 +79,10 @@ def evaluate(drives: list[list], values: dict) -> dict:
 
 GRID = {
     'near_min_height_px': [40.0, 60.0],
-    'near_min_score': [0.5, 0.8, 0.9],
+    'near_min_score': [0.8, 0.9],
     'near_window': [5, 9],
-    'relabel_near_field': [False, True],
+    'segment_min_iou': [0.0, 0.3, 0.5],
     'iou_threshold': [0.3, 0.5],
-    'association_padding_px': [2.0, 0.0],
 }
 
 

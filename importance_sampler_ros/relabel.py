@@ -37,9 +37,9 @@ from importance_sampler_ros.tracking import TRACKER_PARAMS, SortTracker, Tracker
 NEAR_RULES = ('and', 'or')
 
 RELABEL_PARAMS = (
-    Param('near_min_height_px', 40.0, 'Box height in pixels from which an observation can be '
+    Param('near_min_height_px', 60.0, 'Box height in pixels from which an observation can be '
           'near-field', min_value=0.0),
-    Param('near_min_score', 0.5, 'Detection score from which an observation can be near-field',
+    Param('near_min_score', 0.9, 'Detection score from which an observation can be near-field',
           min_value=0.0, max_value=1.0),
     Param('near_rule', 'and', "How the two near-field tests combine: 'and' (both) or 'or' "
           '(either)', choices=NEAR_RULES),
@@ -55,6 +55,9 @@ RELABEL_PARAMS = (
           '(h in the paper)', min_value=1, max_value=100000),
     Param('relabel_near_field', False, 'Also relabel near-field observations that disagree with '
           'the vote (off: only far observations are corrected; near ones are the evidence)'),
+    Param('segment_min_iou', 0.5, 'IoU between consecutive boxes of a track below which the track '
+          'is taken to have jumped to another object: its earlier observations are dropped and '
+          'never relabelled by later votes (0 = off)', min_value=0.0, max_value=1.0),
     Param('relabel_history_size', 300, 'Observations kept per track (older ones cannot be '
           'relabelled any more)', min_value=1, max_value=100000),
 )
@@ -66,8 +69,8 @@ TRACKER_NODE_PARAMS = TRACKER_PARAMS + RELABEL_PARAMS
 class RelabelConfig:
     """Near-field rule and vote (see RELABEL_PARAMS for the meaning of each field)."""
 
-    near_min_height_px: float = 40.0
-    near_min_score: float = 0.5
+    near_min_height_px: float = 60.0
+    near_min_score: float = 0.9
     near_rule: str = 'and'
     near_window: int = 5
     near_min_votes: int = 3
@@ -76,6 +79,7 @@ class RelabelConfig:
     relabel_min_observations: int = 5
     relabel_history_size: int = 300
     relabel_near_field: bool = False
+    segment_min_iou: float = 0.5
 
     def __post_init__(self) -> None:
         if self.near_rule not in NEAR_RULES:
@@ -142,6 +146,15 @@ class RelabelEvent:
     observations: tuple[RelabelledObservation, ...]
 
 
+def _box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    width = min(a[2], b[2]) - max(a[0], b[0])
+    height = min(a[3], b[3]) - max(a[1], b[1])
+    if width <= 0.0 or height <= 0.0:
+        return 0.0
+    inter = width * height
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
 class _TrackHistory:
     __slots__ = ('class_counts', 'confidence', 'count', 'near_class', 'near_class_name',
                  'observations', 'votes')
@@ -152,6 +165,16 @@ class _TrackHistory:
         self.class_counts: dict[int, int] = {}  # over the kept observations
         self.count = 0  # observations ever, kept or not
         self.near_class: int | None = None
+        self.near_class_name = ''
+        self.confidence = 0.0
+
+    def restart(self) -> None:
+        """Forget everything: the track now follows another object (an identity switch)."""
+        self.observations.clear()
+        self.votes.clear()
+        self.class_counts.clear()
+        self.count = 0
+        self.near_class = None
         self.near_class_name = ''
         self.confidence = 0.0
 
@@ -204,6 +227,9 @@ class NearToFarRelabeler:
             obs = Observation(frame.stamp_ns, tuple(box), class_id, frame.class_names[index],
                               score, importances[index], index,
                               self.is_near(box[3] - box[1], score))
+            if (cfg.segment_min_iou > 0.0 and history.observations
+                    and _box_iou(history.observations[-1].box, obs.box) < cfg.segment_min_iou):
+                history.restart()
             self._append(history, obs)
             if not confirmed_list[index] or history.count < cfg.relabel_min_observations:
                 continue

@@ -121,13 +121,14 @@ class Harness:
 
 
 def approaching_object(t: int) -> FrameDetections:
-    """One object growing from 20 px (a 'car' far away) to 64 px tall (a 'van' near, >= 40 px)."""
-    h = 20.0 + 4.0 * t
+    """One object growing from 40 px (a 'car' far away) to 84 px tall (a 'van' near: >= 60 px
+    and score >= 0.9, the default near field)."""
+    h = 40.0 + 4.0 * t
     far = t < 5
     return FrameDetections(
         stamp_ns=T0 + t * 100 * MS, frame_id='camera',
         boxes=[[100 + t, 80, 100 + t + h / 2, 80 + h]],
-        class_ids=[1 if far else 2], class_names=['car' if far else 'van'], scores=[0.9],
+        class_ids=[1 if far else 2], class_names=['car' if far else 'van'], scores=[0.95],
         importances=[0.25], distances=[50.0 - 3 * t],
     )
 
