@@ -645,7 +645,10 @@ class Detector:
             raise ValueError('image must be a numpy uint8 array')
         if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or min(image_rgb.shape[:2]) < 1:
             raise ValueError(f'image must be (H, W, 3) RGB with H, W >= 1, got {image_rgb.shape}')
-        tensor = torch.from_numpy(np.ascontiguousarray(image_rgb)).to(self.device)
+        pixels = np.ascontiguousarray(image_rgb)
+        if not pixels.flags.writeable:  # a view of a message's bytes: torch wants its own copy
+            pixels = pixels.copy()
+        tensor = torch.from_numpy(pixels).to(self.device)
         return tensor.permute(2, 0, 1).to(self.dtype).div_(255.0)
 
 

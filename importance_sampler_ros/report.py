@@ -106,7 +106,13 @@ class ReplayReport:
                 f'{self.relative_variance.get("uniform", float("nan")):.3f}'
             )
         for key, value in self.ground_truth.items():
-            lines.append(f'{key}: {value:.3f}' if isinstance(value, float) else f'{key}: {value}')
+            if isinstance(value, dict):
+                value = ', '.join(
+                    f'{name} {v["before"]:.3f}->{v["after"]:.3f} (n={v["n"]})'
+                    for name, v in value.items())
+            elif isinstance(value, float):
+                value = f'{value:.3f}'
+            lines.append(f'{key.replace("_", " ")}: {value}')
         if self.truncated:
             lines.append(f'TRUNCATED INPUT: {self.truncated}')
         return lines
