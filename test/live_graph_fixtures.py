@@ -137,8 +137,9 @@ def approaching_object_frames(count: int = 80, width: int = 640, height: int = 1
                               rate_hz: float = 10.0, seed: int = 1):
     """(stamp, rgb, detections): one object approaching over the first 30 frames, then staying.
 
-    Far away (box under 40 px high) it is detected as a pedestrian with score 0.6, near as a
-    cyclist with score 0.9: the tracker's near-field vote relabels the far observations. Per-
+    Far away (box under 60 px high) it is detected as a pedestrian with score 0.6, near as a
+    cyclist with score 0.95 (the default near field: >= 60 px and score >= 0.9): the tracker's
+    near-field vote relabels the far observations. Per-
     detection importances are random (gamma), so the sampler has something to sample by.
     """
     rng = np.random.default_rng(seed)
@@ -149,12 +150,12 @@ def approaching_object_frames(count: int = 80, width: int = 640, height: int = 1
         rgb = rng.integers(0, 40, (height, width, 3), dtype=np.uint8)
         x1, y1, x2, y2 = (int(v) for v in box[0])
         rgb[max(y1, 0):y2, max(x1, 0):x2] = (200, 200, 60)
-        near = size >= 40.0
+        near = size >= 60.0
         importance = np.array([float(rng.gamma(0.7, 1.0))], np.float32)
         detections = FrameDetections(
             stamp_ns=stamp, frame_id='camera', boxes=box,
             class_ids=np.array([5 if near else 4]),
             class_names=['cyclist' if near else 'pedestrian'],
-            scores=np.array([0.9 if near else 0.6]), importances=importance,
+            scores=np.array([0.95 if near else 0.6]), importances=importance,
             frame_importance=float(importance.sum()), model_name='recorded')
         yield stamp, rgb, detections
