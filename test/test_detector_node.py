@@ -9,7 +9,6 @@ import pytest
 import torch
 
 rclpy = pytest.importorskip('rclpy')
-from rclpy.context import Context  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
@@ -34,15 +33,6 @@ def checkpoint(tmp_path_factory):
     save_checkpoint(path, model, architecture='isr_small', class_names=DEFAULT_CLASS_NAMES,
                     min_size=HEIGHT, max_size=WIDTH)
     return path
-
-
-@pytest.fixture
-def context(monkeypatch):
-    monkeypatch.setenv('ROS_DOMAIN_ID', DOMAIN_ID)
-    ctx = Context()
-    rclpy.init(context=ctx)
-    yield ctx
-    rclpy.shutdown(context=ctx)
 
 
 def overrides(checkpoint, **extra):

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 rclpy = pytest.importorskip('rclpy')
-from rclpy.context import Context  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
@@ -85,15 +84,6 @@ def make_relabels(types, trigger: int, frames: list[int]) -> object:
 
 def canonical(image_cdr: bytes) -> bytes:
     return bag_io.serialize(bag_io.deserialize(image_cdr, bag_io.IMAGE_TYPE))
-
-
-@pytest.fixture
-def context(monkeypatch):
-    monkeypatch.setenv('ROS_DOMAIN_ID', DOMAIN_ID)
-    ctx = Context()
-    rclpy.init(context=ctx)
-    yield ctx
-    rclpy.shutdown(context=ctx)
 
 
 def spin_until(executor, condition, what: str, timeout_s: float = 30.0) -> None:

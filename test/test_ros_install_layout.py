@@ -21,7 +21,8 @@ NODES = ('detector_node', 'tracker_node', 'recorder_node', 'viz_node', 'importan
 @pytest.fixture(scope='module')
 def install_prefix(tmp_path_factory):
     base = tmp_path_factory.mktemp('colcon')
-    build, install, source = base / 'build', base / 'install', base / 'src' / 'importance_sampler_ros'
+    build, install = base / 'build', base / 'install'
+    source = base / 'src' / 'importance_sampler_ros'
     tracked = subprocess.run(['git', 'ls-files', '--cached', '--others', '--exclude-standard'],
                              cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
     for name in tracked:
@@ -66,13 +67,13 @@ def test_installed_package_imports_with_its_messages(install_prefix, tmp_path):
                                             os.environ.get('LD_LIBRARY_PATH', '')]),
         'AMENT_PREFIX_PATH': os.pathsep.join([str(install_prefix), str(VENV)]),
     }
-    code = (
-        'import importance_sampler_ros, importance_sampler_ros.msg as m, '
-        'importance_sampler_ros.bag_io as b\n'
-        'assert importance_sampler_ros.__file__.startswith(%r), importance_sampler_ros.__file__\n'
-        'assert b.msg_dir().is_dir()\n'
-        'print(m.DetectionArray().aggregation == "")\n' % str(site)
-    )
+    code = '\n'.join([
+        'import importance_sampler_ros as p, importance_sampler_ros.msg as m',
+        'import importance_sampler_ros.bag_io as b',
+        f'assert p.__file__.startswith({str(site)!r}), p.__file__',
+        'assert b.msg_dir().is_dir()',
+        'print(m.DetectionArray().aggregation == "")',
+    ])
     done = subprocess.run([sys.executable, '-c', code], env=env, cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 rclpy = pytest.importorskip('rclpy')
-from rclpy.context import Context  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
@@ -70,15 +69,6 @@ def test_track_and_relabel_messages_serialize_identically():
     track = tracks_to_msg(T0, 'camera', [TRACK], bag_io.msg_types()).tracks[0]
     assert track.class_history_ids.tolist() == [1, 2]
     assert track.class_history_counts.tolist() == [6, 4]
-
-
-@pytest.fixture
-def context(monkeypatch):
-    monkeypatch.setenv('ROS_DOMAIN_ID', DOMAIN_ID)
-    ctx = Context()
-    rclpy.init(context=ctx)
-    yield ctx
-    rclpy.shutdown(context=ctx)
 
 
 class Harness:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import sys
 
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from importance_sampler_ros.detector import (
     CheckpointError,
@@ -24,6 +23,7 @@ from importance_sampler_ros.images import ImageError, image_to_rgb
 from importance_sampler_ros.messages import detections_to_msg, stamp_to_ns
 from importance_sampler_ros.nodes.message_types import rclpy_types
 from importance_sampler_ros.nodes.parameters import declare_parameters, run_node
+from importance_sampler_ros.nodes.qos import image_qos
 from importance_sampler_ros.params import Param, ParameterError
 
 NODE_NAME = 'detector_node'
@@ -35,12 +35,7 @@ TOPIC_PARAMS = (
           'at most one warning per this many seconds about skipped images', 0.0, 3600.0),
 )
 # Best effort and a queue of one: a slow detector drops old frames instead of queueing them.
-IMAGE_QOS = QoSProfile(
-    history=HistoryPolicy.KEEP_LAST,
-    depth=1,
-    reliability=ReliabilityPolicy.BEST_EFFORT,
-    durability=DurabilityPolicy.VOLATILE,
-)
+IMAGE_QOS = image_qos('best_effort', depth=1)
 
 
 class DetectorNode(Node):

@@ -27,16 +27,10 @@ from collections import OrderedDict
 from typing import Any
 
 from rclpy.node import Node
-from rclpy.qos import (
-    DurabilityPolicy,
-    HistoryPolicy,
-    QoSProfile,
-    ReliabilityPolicy,
-    qos_profile_sensor_data,
-)
 
 from importance_sampler_ros.nodes.message_types import rclpy_types
 from importance_sampler_ros.nodes.parameters import declare_parameters, run_node
+from importance_sampler_ros.nodes.qos import FRAME_QOS, image_qos
 from importance_sampler_ros.recorder import (
     RECORDER_PARAMS,
     Recorder,
@@ -47,12 +41,6 @@ from importance_sampler_ros.recorder import (
 from importance_sampler_ros.recorder_bag import header_from_cdr
 
 NODE_NAME = 'recorder_node'
-FRAME_QOS = QoSProfile(
-    history=HistoryPolicy.KEEP_LAST,
-    depth=100,
-    reliability=ReliabilityPolicy.RELIABLE,
-    durability=DurabilityPolicy.VOLATILE,
-)
 _MAX_PENDING = 1000  # per side of the join, whatever join_timeout_s says
 _WARNING_PERIOD_S = 5.0
 
@@ -77,15 +65,8 @@ class RecorderNode(Node):
 
         self.decisions_pub = self.create_publisher(
             self.types.SampleDecision, p.decisions_topic, FRAME_QOS)
-        image_qos = QoSProfile(
-            history=qos_profile_sensor_data.history,
-            depth=p.image_queue_depth,
-            reliability=(ReliabilityPolicy.RELIABLE if p.image_reliability == 'reliable'
-                         else ReliabilityPolicy.BEST_EFFORT),
-            durability=qos_profile_sensor_data.durability,
-        )
-        self.create_subscription(self.types.Image, p.image_topic, self.on_image, image_qos,
-                                 raw=True)
+        self.create_subscription(self.types.Image, p.image_topic, self.on_image,
+                                 image_qos(p.image_reliability, p.image_queue_depth), raw=True)
         self.create_subscription(self.types.DetectionArray, p.detections_topic,
                                  self.on_detections, FRAME_QOS, raw=True)
         self.create_subscription(self.types.RelabelArray, p.relabels_topic, self.on_relabels,

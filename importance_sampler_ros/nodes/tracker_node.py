@@ -15,11 +15,11 @@ from __future__ import annotations
 import sys
 
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from importance_sampler_ros.messages import detections_from_msg, stamp_to_ns
 from importance_sampler_ros.nodes.message_types import rclpy_types
 from importance_sampler_ros.nodes.parameters import declare_parameters, run_node
+from importance_sampler_ros.nodes.qos import FRAME_QOS
 from importance_sampler_ros.params import Param
 from importance_sampler_ros.relabel import (
     TRACKER_NODE_PARAMS,
@@ -41,13 +41,6 @@ TOPIC_PARAMS = (
           0.0, 1e9),
     Param('warning_period_s', 5.0,
           'at most one warning per this many seconds about skipped input', 0.0, 3600.0),
-)
-# Reliable with a deep queue: every frame matters to the tracker and to the recorder.
-FRAME_QOS = QoSProfile(
-    history=HistoryPolicy.KEEP_LAST,
-    depth=100,
-    reliability=ReliabilityPolicy.RELIABLE,
-    durability=DurabilityPolicy.VOLATILE,
 )
 
 

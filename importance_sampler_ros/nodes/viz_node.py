@@ -40,6 +40,7 @@ from importance_sampler_ros.detections import FrameDetections
 from importance_sampler_ros.msg import DetectionArray, RelabelArray, SampleDecision
 from importance_sampler_ros.nodes.message_types import rclpy_types
 from importance_sampler_ros.nodes.parameters import declare_parameters, run_node
+from importance_sampler_ros.nodes.qos import image_qos
 
 TRACKED_DETECTIONS_TOPIC = '/importance_sampler/tracked_detections'
 RELABELS_TOPIC = '/importance_sampler/relabels'
@@ -82,19 +83,13 @@ class VizNode(Node):
         self.frames_drawn = 0
 
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        image_qos = QoSProfile(
-            depth=qos_profile_sensor_data.depth,
-            reliability=(ReliabilityPolicy.RELIABLE if self.params.image_reliability == 'reliable'
-                         else ReliabilityPolicy.BEST_EFFORT),
-            durability=qos_profile_sensor_data.durability,
-            history=qos_profile_sensor_data.history,
-        )
+        camera_qos = image_qos(self.params.image_reliability, qos_profile_sensor_data.depth)
         self.debug_image_pub = self.create_publisher(
             Image, DEBUG_IMAGE_TOPIC, QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE))
         self.markers_pub = self.create_publisher(MarkerArray, MARKERS_TOPIC, reliable)
         self.frame_importance_pub = self.create_publisher(Float32, FRAME_IMPORTANCE_TOPIC, reliable)
         self.keep_ratio_pub = self.create_publisher(Float32, KEEP_RATIO_TOPIC, reliable)
-        self.create_subscription(Image, self.params.image_topic, self.on_image, image_qos)
+        self.create_subscription(Image, self.params.image_topic, self.on_image, camera_qos)
         self.create_subscription(DetectionArray, TRACKED_DETECTIONS_TOPIC, self.on_detections,
                                  reliable)
         self.create_subscription(RelabelArray, RELABELS_TOPIC, self.on_relabels, reliable)
