@@ -161,6 +161,7 @@ def run_graph(label: str, recorder_overrides: dict, drive: Path, work: Path,
         summary_path = work / 'play.json'
         before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         player = cli('play', str(drive), '--restamp', '--wait-subscribers', '1', '--settle', '2',
+                     '--wait-timeout', '60',
                      '--topics', RECORDED, '--detections-as', '/importance_sampler/detections',
                      '--detections-source', RECORDED, '--linger', '1',
                      '--summary-json', str(summary_path), env=env)
@@ -189,6 +190,7 @@ def run_graph(label: str, recorder_overrides: dict, drive: Path, work: Path,
     return {
         'label': label,
         'played': summary['images'],
+        'subscribers_at_start': summary['subscribers_at_start'],
         'play_rate_hz': summary['image_rate_hz'],
         'publish_errors': summary['publish_errors'],
         'images_received': stats['images_received'],
@@ -242,7 +244,7 @@ def main() -> int:
             run_dir = work / label.split()[0]
             run_dir.mkdir()
             rows.append(run_graph(label, overrides, work / 'drive', run_dir, env,
-                                  play_timeout_s=args.seconds + 60))
+                                  play_timeout_s=args.seconds + 120))
             if not args.keep:
                 shutil.rmtree(run_dir / 'rec', ignore_errors=True)
     finally:
@@ -254,6 +256,8 @@ def main() -> int:
     for row in rows:
         p50, p95, worst = row['latency_ms']
         print(f"\n== {row['label']} ==")
+        if row['subscribers_at_start'] < 1:
+            print('warning: the player started without seeing the recorder (DDS discovery)')
         print(f"played {row['played']} images at {row['play_rate_hz']:.1f} Hz "
               f"({row['publish_errors']} publish errors)")
         print(f"recorder received {row['images_received']} images, "

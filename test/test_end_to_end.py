@@ -29,6 +29,7 @@ from importance_sampler_ros.msg import DetectionArray, RelabelArray, SampleDecis
 from live_graph_fixtures import (
     IMAGE_TOPIC,
     REPO,
+    TEST_TRANSPORTS,
     Listener,
     approaching_object_frames,
     cli,
@@ -123,9 +124,12 @@ class Graph:
     def play(self, drive: Path, *args: str, subscribers: int) -> dict:
         summary = drive.parent / 'play.json'
         player = cli('play', str(drive), '--wait-subscribers', str(subscribers), '--settle', '3',
+                     '--wait-timeout', '60',
                      '--summary-json', str(summary), *args, env=self.env)
-        assert player.wait(timeout=90) == 0
-        return json.loads(summary.read_text())
+        assert player.wait(timeout=150) == 0
+        result = json.loads(summary.read_text())
+        assert result['subscribers_at_start'] >= subscribers, 'the player did not see the graph'
+        return result
 
     def stop(self) -> str:
         if self.up.poll() is None:
@@ -146,7 +150,7 @@ class Graph:
 def ros(monkeypatch, request):
     domain = request.param
     monkeypatch.setenv('ROS_DOMAIN_ID', str(domain))
-    monkeypatch.setenv('FASTDDS_BUILTIN_TRANSPORTS', 'LARGE_DATA')
+    monkeypatch.setenv('FASTDDS_BUILTIN_TRANSPORTS', TEST_TRANSPORTS)
     rclpy.init()
     yield domain
     rclpy.shutdown()
@@ -229,8 +233,10 @@ def test_full_graph_with_detector_and_viz(ros, tmp_path):
         tmp_path,
         detector_node={'score_threshold': score_threshold, 'detections_per_image': 20},
         tracker_node={'min_hits': 1},
+        # join_timeout_s: on a loaded CI machine the detector's first inferences can take longer
+        # than the default 2 s, and the recorder would give their images up
         recorder_node={'bag_name': 'e2e', 'buffer_seconds': 1.0, 'keep_ratio': 0.5,
-                       'warmup_frames': 5, 'seed': 3, 'fsync': False})
+                       'warmup_frames': 5, 'seed': 3, 'fsync': False, 'join_timeout_s': 20.0})
     graph = Graph(tmp_path, ros, ['--params', str(params), '--output-dir', str(tmp_path / 'rec'),
                                   '--checkpoint', str(checkpoint)], visualize=True)
     try:

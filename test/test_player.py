@@ -7,6 +7,7 @@ import rclpy
 from importance_sampler_ros.msg import DetectionArray
 from live_graph_fixtures import (
     IMAGE_TOPIC,
+    TEST_TRANSPORTS,
     TRUTH_TOPIC,
     Listener,
     cli,
@@ -77,7 +78,7 @@ def test_header_stamp_read_and_replaced_in_cdr():
 @pytest.fixture
 def ros(monkeypatch):
     monkeypatch.setenv('ROS_DOMAIN_ID', str(DOMAIN))
-    monkeypatch.setenv('FASTDDS_BUILTIN_TRANSPORTS', 'LARGE_DATA')
+    monkeypatch.setenv('FASTDDS_BUILTIN_TRANSPORTS', TEST_TRANSPORTS)
     rclpy.init()
     yield
     rclpy.shutdown()
