@@ -163,3 +163,100 @@ def test_marker_array_builds_with_rclpy_classes():
 def test_viz_params_defaults_are_valid():
     values = resolve(VIZ_PARAMS)
     assert values['image_reliability'] == 'best_effort' and values['marker_lifetime_s'] > 0
+
+
+# --- viz_node in this process: inputs published here, outputs checked here -------------------
+
+
+def test_viz_node_draws_relabels_publishes_numbers_and_survives_bad_images(monkeypatch):
+    import time
+
+    import rclpy
+    from importance_sampler_ros.msg import RelabelArray, SampleDecision
+    from live_graph_fixtures import TEST_TRANSPORTS, domain_id
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import Float32
+
+    from importance_sampler_ros.images import image_to_rgb, rgb_to_image_msg
+    from importance_sampler_ros.messages import detections_to_msg, header_msg
+    from importance_sampler_ros.nodes.message_types import rclpy_types
+    from importance_sampler_ros.nodes.viz_node import VizNode
+
+    monkeypatch.setenv('ROS_DOMAIN_ID', str(domain_id(4)))
+    monkeypatch.setenv('FASTDDS_BUILTIN_TRANSPORTS', TEST_TRANSPORTS)
+    rclpy.init()
+    try:
+        types = rclpy_types()
+        viz = VizNode()
+        io = rclpy.create_node('viz_test_io')
+        executor = SingleThreadedExecutor()
+        executor.add_node(viz)
+        executor.add_node(io)
+        reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        image_pub = io.create_publisher(Image, '/camera/image_raw', reliable)
+        det_pub = io.create_publisher(types.DetectionArray,
+                                      '/importance_sampler/tracked_detections', reliable)
+        relabel_pub = io.create_publisher(RelabelArray, '/importance_sampler/relabels', reliable)
+        decision_pub = io.create_publisher(SampleDecision, '/importance_sampler/decisions',
+                                           reliable)
+        got: dict[str, list] = {'debug': [], 'markers': [], 'importance': [], 'ratio': []}
+        io.create_subscription(Image, '/importance_sampler/debug_image',
+                               lambda m: got['debug'].append(m), reliable)
+        io.create_subscription(MarkerArray, '/importance_sampler/markers',
+                               lambda m: got['markers'].append(m), reliable)
+        io.create_subscription(Float32, '/importance_sampler/frame_importance',
+                               lambda m: got['importance'].append(m.data), reliable)
+        io.create_subscription(Float32, '/importance_sampler/keep_ratio',
+                               lambda m: got['ratio'].append(m.data), reliable)
+
+        def spin_until(condition, timeout_s=10.0):
+            deadline = time.monotonic() + timeout_s
+            while not condition() and time.monotonic() < deadline:
+                executor.spin_once(timeout_sec=0.05)
+            return condition()
+
+        assert spin_until(lambda: image_pub.get_subscription_count() > 0
+                          and det_pub.get_subscription_count() > 0
+                          and viz.debug_image_pub.get_subscription_count() > 0
+                          and viz.markers_pub.get_subscription_count() > 0
+                          and decision_pub.get_subscription_count() > 0)
+        det = two_detections()
+        # a frame whose image cannot be drawn: logged, skipped
+        bad = rgb_to_image_msg(np.zeros((150, 240, 3), np.uint8), STAMP - 10**8, 'camera', types)
+        bad.encoding = 'yuv422'
+        image_pub.publish(bad)
+        det_pub.publish(detections_to_msg(
+            FrameDetections(stamp_ns=STAMP - 10**8, frame_id='camera'), types))
+        # the frame that is drawn, with a relabel of track 7 and two decisions
+        image_pub.publish(rgb_to_image_msg(np.full((150, 240, 3), 128, np.uint8), STAMP,
+                                           'camera', types))
+        det_pub.publish(detections_to_msg(det, types))
+        relabel = types.Relabel(header=header_msg(STAMP, 'camera', types), track_id=7,
+                                old_class_id=5, old_class_name='cyclist', new_class_id=4,
+                                new_class_name='pedestrian', confidence=0.8, reissued=False,
+                                observations=[])
+        relabel_pub.publish(RelabelArray(header=header_msg(STAMP, 'camera', types),
+                                         relabels=[relabel]))
+        for kept in (True, False):
+            decision_pub.publish(SampleDecision(header=header_msg(STAMP, 'camera', types),
+                                                kept=kept, probability=0.5, reason='sampled'))
+        assert spin_until(lambda: got['debug'] and got['markers'] and len(got['ratio']) == 2
+                          and len(got['importance']) == 2)
+        (drawn,) = got['debug']
+        assert drawn.header.stamp.sec * 10**9 + drawn.header.stamp.nanosec == STAMP
+        pixels = image_to_rgb(drawn)
+        magenta = np.array([round(255 * c) for c in RELABEL_COLOR])
+        assert (pixels[70, 117] == magenta).all()  # track 7 marked as relabelled
+        assert got['importance'] == [0.0, 2.0]
+        assert got['ratio'] == [1.0, 0.5]
+        labels = [m.text for m in got['markers'][0].markers if m.ns == 'labels']
+        assert labels[1].endswith('relabel cyclist->pedestrian')
+        assert viz.frames_drawn == 1  # the undrawable frame was skipped, the node kept going
+        executor.remove_node(viz)
+        executor.remove_node(io)
+        viz.destroy_node()
+        io.destroy_node()
+    finally:
+        rclpy.shutdown()
