@@ -260,3 +260,18 @@ def test_viz_node_draws_relabels_publishes_numbers_and_survives_bad_images(monke
         io.destroy_node()
     finally:
         rclpy.shutdown()
+
+
+def test_viz_node_rejects_a_bad_parameter_naming_it():
+    import subprocess
+    import sys
+
+    from live_graph_fixtures import domain_id, ros_env
+
+    done = subprocess.run(
+        [sys.executable, '-m', 'importance_sampler_ros.nodes.viz_node', '--ros-args',
+         '-p', 'line_width:=0'], env=ros_env(domain_id(4)), capture_output=True, text=True,
+        timeout=60)
+    assert done.returncode == 2
+    assert "invalid parameter: parameter 'line_width'" in done.stderr
+    assert 'Min: 1, Max: 20' in done.stderr
