@@ -129,7 +129,8 @@ class Graph:
             if self.stop_requested is not None:
                 break
             # Own session: a terminal's Ctrl-C reaches the node once, forwarded from here.
-            process = subprocess.Popen(command, env=self.env, start_new_session=True)
+            process = subprocess.Popen(command, env=self.env, start_new_session=True,
+                                       preexec_fn=_default_interrupt)
             self.nodes.append(RunningNode(name, process))
             _log(f'started {name} (pid {process.pid}): {" ".join(command)}')
 
@@ -178,6 +179,13 @@ class Graph:
                 _log(f'{node.name} exited with status {code}')
                 status = 1
         return status
+
+
+def _default_interrupt() -> None:
+    """In the child before exec: SIGINT back to its default. A launcher started in the
+    background by a non-interactive shell (CI, nohup, systemd units) inherits SIGINT ignored, and
+    a node would inherit that and never stop on the forwarded signal."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _log(message: str) -> None:
