@@ -13,7 +13,9 @@ survived cleanly, 1 when a node died on its own (the others are then stopped) or
 cleanly, 2 for bad options.
 
 Large images: Fast DDS's default transports lose most 1242x375 frames at 30 Hz, so the nodes get
-FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA unless the environment already sets it.
+FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA unless the environment already sets it. Every process that
+talks to the nodes (camera driver, `play`, rviz2) needs the same setting: a process with the
+default transports never matched LARGE_DATA nodes here.
 """
 from __future__ import annotations
 

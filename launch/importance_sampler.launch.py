@@ -11,8 +11,9 @@ YAML's value). Images are subscribed with sensor-data QoS (best effort) by the n
 Large images: with Fast DDS's default transports most 1242x375 rgb8 frames are lost at 30 Hz;
 FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA delivers them all. The nodes get LARGE_DATA unless the
 environment already sets the variable, or the fastdds_builtin_transports argument says otherwise
-(e.g. DEFAULT). The camera driver must use a compatible transport (LARGE_DATA, or shared memory
-on the same host).
+(e.g. DEFAULT). The camera driver (and every other process talking to the nodes: rviz2, ros2
+bag, foxglove_bridge) must run with the same setting: here a process with the default transports
+never matched LARGE_DATA nodes (8 of 8 tries, 30 s each).
 
 `importance-sampler up` does the same without `ros2 launch` (for a venv without launch_ros);
 test/test_launch_static.py checks that both name the same nodes and parameters.
