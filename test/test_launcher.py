@@ -52,7 +52,8 @@ def test_graph_fails_and_stops_the_rest_when_a_node_dies():
                             'lives': POLITE}, os.environ, shutdown_timeout_s=10)
     graph.start()
     assert graph.wait(poll_s=0.05) == 1
-    assert graph.nodes[1].process.returncode == 0  # asked to stop, stopped cleanly
+    # asked to stop, stopped on SIGINT (handled, or before its interpreter was up), not killed
+    assert graph.nodes[1].process.returncode in (0, -signal.SIGINT)
 
 
 def test_graph_kills_a_node_that_ignores_the_signal():
