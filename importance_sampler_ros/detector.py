@@ -589,6 +589,11 @@ class Detector:
         self.checkpoint_meta = loaded.meta
         self.model_name = f'{loaded.architecture}:{loaded.path.name}'
 
+    def warm_up(self, height: int = 192, width: int = 640) -> float:
+        """One inference on a blank image, so the first camera frame does not pay for the
+        allocator and kernel selection (seconds on a CPU, more with CUDA); returns its ms."""
+        return self.detect(np.zeros((height, width, 3), np.uint8), 0).inference_ms
+
     def detect(self, image_rgb: np.ndarray, stamp_ns: int, frame_id: str = '') -> FrameDetections:
         """Detections with importances for one (H, W, 3) uint8 RGB image."""
         return self.detect_batch([image_rgb], [stamp_ns], [frame_id])[0]

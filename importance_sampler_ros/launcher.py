@@ -164,7 +164,18 @@ class Graph:
         return status
 
     def _reap(self) -> int:
-        deadline = time.monotonic() + self.shutdown_timeout_s
+        """Wait for the nodes; half-way through the timeout the ones still running also get
+        SIGTERM (a node can miss a SIGINT that arrives while rclpy is still starting up), and
+        at the end the rest are killed."""
+        halfway = time.monotonic() + self.shutdown_timeout_s / 2
+        for node in self.nodes:
+            try:
+                node.process.wait(timeout=max(0.0, halfway - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _log(f'{node.name} still running {self.shutdown_timeout_s / 2:g} s after the '
+                     'stop signal; sending SIGTERM')
+                node.process.terminate()
+        deadline = time.monotonic() + self.shutdown_timeout_s / 2
         status = 0
         for node in self.nodes:
             try:

@@ -22,8 +22,14 @@ POLITE = [sys.executable, '-c',
 STUBBORN = [sys.executable, '-c',
             'import signal, time\n'
             'signal.signal(signal.SIGINT, signal.SIG_IGN)\n'
+            'signal.signal(signal.SIGTERM, signal.SIG_IGN)\n'
             'print("ready", flush=True)\n'
             'time.sleep(60)\n']
+DEAF_TO_SIGINT = [sys.executable, '-c',
+                  'import signal, time\n'
+                  'signal.signal(signal.SIGINT, signal.SIG_IGN)\n'
+                  'print("ready", flush=True)\n'
+                  'time.sleep(60)\n']
 
 
 def test_environment_gets_large_data_unless_set():
@@ -56,12 +62,24 @@ def test_graph_fails_and_stops_the_rest_when_a_node_dies():
     assert graph.nodes[1].process.returncode in (0, -signal.SIGINT)
 
 
-def test_graph_kills_a_node_that_ignores_the_signal():
-    graph = launcher.Graph({'stubborn': STUBBORN}, os.environ, shutdown_timeout_s=0.5)
-    graph.nodes = []
-    process = subprocess.Popen(STUBBORN, stdout=subprocess.PIPE, start_new_session=True)
+def started_ready(graph: launcher.Graph, name: str, command: list[str]) -> subprocess.Popen:
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, start_new_session=True)
     assert process.stdout.readline() == b'ready\n'
-    graph.nodes.append(launcher.RunningNode('stubborn', process))
+    graph.nodes.append(launcher.RunningNode(name, process))
+    return process
+
+
+def test_graph_sends_sigterm_to_a_node_that_missed_sigint():
+    graph = launcher.Graph({}, os.environ, shutdown_timeout_s=1.0)
+    process = started_ready(graph, 'deaf', DEAF_TO_SIGINT)
+    graph.request_stop(signal.SIGINT)
+    assert graph.wait(poll_s=0.05) == 0
+    assert process.returncode == -signal.SIGTERM
+
+
+def test_graph_kills_a_node_that_ignores_the_signals():
+    graph = launcher.Graph({}, os.environ, shutdown_timeout_s=0.5)
+    process = started_ready(graph, 'stubborn', STUBBORN)
     graph.request_stop(signal.SIGINT)
     assert graph.wait(poll_s=0.05) == 1
     assert process.returncode == -signal.SIGKILL

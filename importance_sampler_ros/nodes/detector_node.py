@@ -57,10 +57,11 @@ class DetectorNode(Node):
         self.subscription = self.create_subscription(
             self.types.Image, self.params.image_topic, self.on_image, IMAGE_QOS
         )
+        warm_up_ms = self.detector.warm_up()
         self.get_logger().info(
             f'{self.detector.model_name} on {self.detector.device} '
-            f'(checkpoint {self.detector.checkpoint}): {self.params.image_topic} -> '
-            f'{self.params.detections_topic}'
+            f'(checkpoint {self.detector.checkpoint}, warm-up inference {warm_up_ms:.0f} ms): '
+            f'{self.params.image_topic} -> {self.params.detections_topic}'
         )
 
     def on_image(self, msg) -> None:
