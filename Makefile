@@ -8,7 +8,6 @@ BUILD := build/venv
 DEPS_STAMP := $(VENV)/.stamp-deps
 MSGS_STAMP := $(VENV)/.stamp-msgs
 DEV_STAMP := $(VENV)/.stamp-develop
-export FASTDDS_BUILTIN_TRANSPORTS ?= LARGE_DATA
 
 .PHONY: setup test lint demo bench clean distclean
 setup: $(MSGS_STAMP) $(DEV_STAMP)
