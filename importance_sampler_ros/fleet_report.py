@@ -17,6 +17,8 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt
 import numpy as np
 
+from importance_sampler_ros.report import save_figure
+
 FLEET_REPORT = 'fleet_report.json'
 STATUS_OK = 'ok'
 STATUS_TRUNCATED = 'truncated'
@@ -116,10 +118,7 @@ def _plot_totals(bags: Sequence[Mapping[str, Any]], path: Path) -> Path:
     total_in, total_kept = int(frames_in.sum()), int(kept.sum())
     ax.set_title(f'Fleet: {total_kept} of {total_in} frames kept in {len(bags)} bags')
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _plot_keep_ratio(bags: Sequence[Mapping[str, Any]], target: float | None,
@@ -142,10 +141,7 @@ def _plot_keep_ratio(bags: Sequence[Mapping[str, Any]], target: float | None,
     ax.set_title('Keep ratio per bag', fontsize=10)
     if fleet_mean > 0.0:
         ax.set_xlabel('above each bar: mean importance of the bag / fleet mean', fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _plot_importance(importances: Mapping[str, np.ndarray], fleet_mean: float,
@@ -174,7 +170,4 @@ def _plot_importance(importances: Mapping[str, np.ndarray], fleet_mean: float,
     ax.set_xlabel('frame importance g')
     ax.set_ylabel('frames')
     ax.set_title('Frame importance across the fleet (first pass)')
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -163,6 +163,14 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f'not JSON serialisable: {type(value).__name__}')
 
 
+def save_figure(fig: plt.Figure, path: Path) -> Path:
+    """Lay out, write as PNG and release a figure; returns the path."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def _plot_timeline(frames: Sequence[FrameRecord], path: Path) -> Path:
     seconds = np.array([f.stamp_ns for f in frames], np.float64)
     seconds = (seconds - seconds[0]) / NS_PER_S if len(seconds) else seconds
@@ -179,10 +187,7 @@ def _plot_timeline(frames: Sequence[FrameRecord], path: Path) -> Path:
     ax.set_ylabel('g')
     ax.set_title('Frame importance over time, kept frames marked')
     ax.legend(loc='upper right', fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _plot_histogram(importances: np.ndarray, path: Path) -> Path:
@@ -191,10 +196,7 @@ def _plot_histogram(importances: np.ndarray, path: Path) -> Path:
     ax.set_xlabel('frame importance g')
     ax.set_ylabel('frames')
     ax.set_title('Importance histogram')
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _plot_relative_variance(
@@ -213,10 +215,7 @@ def _plot_relative_variance(
     ax.set_ylabel('relative variance R(M)')
     ax.set_title('R(M): higher is better (paper Fig. 4)')
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _plot_relabel_examples(examples: Sequence[RelabelExample], path: Path) -> Path:
@@ -234,7 +233,4 @@ def _plot_relabel_examples(examples: Sequence[RelabelExample], path: Path) -> Pa
                     f'{example.new_class}', transform=row[0].transAxes, ha='right',
                     va='center', fontsize=8)
     fig.suptitle('Near-to-far relabels: one track from far (left) to near (right)', fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
