@@ -211,6 +211,17 @@ def check_recording(recording: Path, graph: Graph, played: dict[int, bytes]) -> 
     return stats
 
 
+def played_and_processed(graph, drive: Path, summary: dict, expected: int) -> dict[int, bytes]:
+    """The drive's messages once the player sent every image and the tracker and the recorder
+    have answered."""
+    played = drive_messages(drive)
+    assert summary['images'] == len(played) == expected
+    wait_until(lambda: graph.count(TRACKED) >= len(played), 20, 'tracked detections')
+    wait_until(lambda: graph.count(DECISIONS) > 0, 10, 'decisions')
+    time.sleep(0.5)
+    return played
+
+
 @pytest.mark.parametrize('ros', [domain_id(2)], indirect=True)
 def test_full_graph_with_detector_and_viz(ros, tmp_path):
     drive = tmp_path / 'drive'
@@ -244,11 +255,7 @@ def test_full_graph_with_detector_and_viz(ros, tmp_path):
         # paced by the graph: each image once the previous one came out of the tracker
         summary = graph.play(drive, '--as-fast-as-possible', '--pace-timeout', '10',
                              subscribers=3)
-        played = drive_messages(drive)
-        assert summary['images'] == len(played) == 30
-        wait_until(lambda: graph.count(TRACKED) >= len(played), 20, 'tracked detections')
-        wait_until(lambda: graph.count(DECISIONS) > 0, 10, 'decisions')
-        time.sleep(0.5)
+        played = played_and_processed(graph, drive, summary, expected=30)
     finally:
         log = graph.stop()
     assert graph.up.returncode == 0, log
@@ -288,11 +295,7 @@ def test_recorded_detections_with_relabels(ros, tmp_path):
         summary = graph.play(drive, '--rate', '2', '--topics', '/recorded/detections',
                              '--detections-as', DETECTIONS,
                              '--detections-source', '/recorded/detections', subscribers=1)
-        played = drive_messages(drive)
-        assert summary['images'] == len(played) == 80
-        wait_until(lambda: graph.count(TRACKED) >= len(played), 20, 'tracked detections')
-        wait_until(lambda: graph.count(DECISIONS) > 0, 10, 'decisions')
-        time.sleep(0.5)
+        played = played_and_processed(graph, drive, summary, expected=80)
     finally:
         log = graph.stop()
     assert graph.up.returncode == 0, log
