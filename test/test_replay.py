@@ -122,6 +122,13 @@ def test_bad_input_is_one_clear_error(tmp_path, make, message):
         replay_bag(path, tmp_path / 'out', use_recorded_detections=True)
 
 
+def test_image_topic_of_another_type_is_refused(tmp_path):
+    write_drive(tmp_path / 'drive', 3)
+    with pytest.raises(ReplayError, match='/recorded/detections has type importance_sampler_ros/'
+                                          'msg/DetectionArray, not sensor_msgs/msg/Image'):
+        replay_bag(tmp_path / 'drive', tmp_path / 'out', image_topic='/recorded/detections')
+
+
 def test_bag_without_images(tmp_path):
     path = tmp_path / 'no_images'
     with bag_io.BagWriter(path) as writer:
