@@ -18,7 +18,7 @@ DEMO_BAG := data/demo_drive_seed7
 DEMO_OUT := out/demo
 demo: setup $(DEMO_BAG)/metadata.yaml
 	rm -rf $(DEMO_OUT)
-	$(VENV)/bin/importance-sampler replay $(DEMO_BAG) --out $(DEMO_OUT)
+	$(VENV)/bin/importance-sampler replay $(DEMO_BAG) --out $(DEMO_OUT) --seed 7
 
 $(DEMO_BAG)/metadata.yaml: | setup
 	rm -rf $(DEMO_BAG)
