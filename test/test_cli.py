@@ -1,0 +1,25 @@
+"""The `importance-sampler` entry point: every registered subcommand is really there."""
+import importlib
+import subprocess
+import sys
+
+import pytest
+
+from importance_sampler_ros.cli import SUBCOMMANDS
+
+
+@pytest.mark.parametrize('name', sorted(SUBCOMMANDS))
+def test_subcommand_module_provides_parser_and_runner(name):
+    module = importlib.import_module(SUBCOMMANDS[name][0])
+    stem = name.replace('-', '_')
+    assert callable(getattr(module, f'configure_{stem}_parser'))
+    assert callable(getattr(module, f'run_{stem}'))
+
+
+def test_help_lists_every_subcommand_and_unknown_ones_fail():
+    cli = [sys.executable, '-m', 'importance_sampler_ros.cli']
+    done = subprocess.run([*cli, '--help'], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0
+    assert all(name in done.stdout for name in SUBCOMMANDS)
+    bad = subprocess.run([*cli, 'frobnicate'], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and 'invalid choice' in bad.stderr
