@@ -20,6 +20,7 @@ from importance_sampler_ros import bag_io
 from importance_sampler_ros.bag_frames import InputFrame
 from importance_sampler_ros.detections import FrameDetections
 from importance_sampler_ros.images import image_to_rgb
+from importance_sampler_ros.messages import detections_to_msg
 from importance_sampler_ros.params import Param, load_node_parameters, resolve
 from importance_sampler_ros.recorder import RECORDER_PARAMS, FrameResult, Recorder, RecorderConfig
 from importance_sampler_ros.relabel import (
@@ -30,7 +31,7 @@ from importance_sampler_ros.relabel import (
 )
 from importance_sampler_ros.report import FrameRecord, RelabelExample
 from importance_sampler_ros.tracking import iou_matrix
-from importance_sampler_ros.tracking_messages import tracked_frame_to_msgs
+from importance_sampler_ros.tracking_messages import relabels_to_msg
 
 NODE_NAMES = ('detector_node', 'tracker_node', 'recorder_node')
 DEFAULT_PARAMS_FILE = Path(__file__).resolve().parent.parent / 'config' / 'importance_sampler.yaml'
@@ -40,6 +41,7 @@ DISTANCE_BINS_M = (0.0, 20.0, 40.0, 60.0, 80.0, float('inf'))
 MATCH_IOU = 0.5
 CROP_SIZE = 48
 CROPS_PER_TRACK = 60
+CROP_TRACKS = 64  # tracks whose recent crops are held for the relabel strip (least recent go)
 EXAMPLE_LIMIT = 6
 
 
@@ -164,13 +166,15 @@ class Pipeline:
         self.stage_seconds: dict[str, float] = defaultdict(float)
         self.records: OrderedDict[int, FrameRecord] = OrderedDict()
         self.finished: list[FrameRecord] = []
+        self.frames_kept = 0
         self.truth = GroundTruthTally()
         self.has_truth = False
         self.stale_frames = 0
         self.relabel_events = 0
         self.relabelled_observations = 0
         self.examples: list[RelabelExample] = []
-        self._crops: dict[int, OrderedDict[int, np.ndarray]] = defaultdict(OrderedDict)
+        # track id -> stamp -> crop, while the relabel strip still wants examples
+        self._crops: OrderedDict[int, OrderedDict[int, np.ndarray]] = OrderedDict()
 
     @property
     def model_name(self) -> str:
@@ -190,7 +194,9 @@ class Pipeline:
         except StaleFrameError:
             self.stale_frames += 1
             return
-        _, detection_msg, relabel_msg = tracked_frame_to_msgs(tracked, self.types)
+        detection_msg = detections_to_msg(tracked.detections, self.types)
+        relabel_msg = relabels_to_msg(detections.stamp_ns, detections.frame_id, tracked.relabels,
+                                      self.types)
         track_done = time.perf_counter()
         self.recorder.add_relabels(relabel_msg)
         results = self.recorder.add_frame(frame.image_cdr, detection_msg)
@@ -229,28 +235,40 @@ class Pipeline:
             record.reason = decision.reason
             record.weight = decision.weight
             self.finished.append(record)
+            self.frames_kept += record.kept
 
     def _note_relabels(self, events: list[RelabelEvent], frame: InputFrame,
                        detections: FrameDetections, rgb: np.ndarray | None) -> None:
-        if len(detections) and (self.examples_wanted or events):
-            rgb = image_to_rgb(frame.image) if rgb is None else rgb
-            for i, track_id in enumerate(detections.track_ids.tolist()):
-                crop = _crop(rgb, detections.boxes[i]) if track_id else None
-                if crop is not None:
-                    crops = self._crops[track_id]
-                    crops[frame.stamp_ns] = crop
-                    while len(crops) > CROPS_PER_TRACK:
-                        crops.popitem(last=False)
+        if len(detections) and self.examples_wanted:
+            self._keep_crops(frame, detections, rgb)
         for event in events:
             self.relabel_events += 1
             self.relabelled_observations += len(event.observations)
             self.truth.add_relabel(event)
-            if len(self.examples) < EXAMPLE_LIMIT:
+            if self.examples_wanted:
                 self._add_example(event, frame)
+        if not self.examples_wanted:
+            self._crops.clear()
 
     @property
     def examples_wanted(self) -> bool:
         return len(self.examples) < EXAMPLE_LIMIT
+
+    def _keep_crops(self, frame: InputFrame, detections: FrameDetections,
+                    rgb: np.ndarray | None) -> None:
+        """The latest crops of each tracked detection, bounded per track and in tracks."""
+        rgb = image_to_rgb(frame.image) if rgb is None else rgb
+        for i, track_id in enumerate(detections.track_ids.tolist()):
+            crop = _crop(rgb, detections.boxes[i]) if track_id else None
+            if crop is None:
+                continue
+            crops = self._crops.setdefault(track_id, OrderedDict())
+            self._crops.move_to_end(track_id)
+            crops[frame.stamp_ns] = crop
+            while len(crops) > CROPS_PER_TRACK:
+                crops.popitem(last=False)
+        while len(self._crops) > CROP_TRACKS:
+            self._crops.popitem(last=False)
 
     def _add_example(self, event: RelabelEvent, frame: InputFrame) -> None:
         crops = self._crops.get(event.track_id, {})

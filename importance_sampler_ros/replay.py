@@ -76,8 +76,7 @@ def replay_bag(input_bag: str | Path, output: str | Path, *,
                 break
             pipeline.process(frame)
             bar.update(1)
-            kept = sum(r.kept for r in pipeline.finished)
-            bar.set_postfix(kept=kept, refresh=False)
+            bar.set_postfix(kept=pipeline.frames_kept, refresh=False)
     except RecorderError as error:
         raise ReplayError(f'recording stopped: {error}') from None
     finally:
@@ -89,7 +88,7 @@ def replay_bag(input_bag: str | Path, output: str | Path, *,
     stats = pipeline.recorder.stats()
     report = ReplayReport(
         input_bag=str(input_bag), output_bag=str(output), image_topic=source.image_topic,
-        frames_in=len(records), frames_kept=sum(r.kept for r in records),
+        frames_in=len(records), frames_kept=pipeline.frames_kept,
         bytes_in=sum(r.image_bytes for r in records),
         bytes_kept=int(stats['bytes_written']),
         relabel_events=pipeline.relabel_events,

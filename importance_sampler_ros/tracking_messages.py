@@ -11,7 +11,6 @@ from typing import Any
 
 from importance_sampler_ros.messages import (
     box_msg,
-    detections_to_msg,
     header_msg,
     stamp_to_ns,
     time_msg,
@@ -19,7 +18,6 @@ from importance_sampler_ros.messages import (
 from importance_sampler_ros.relabel import (
     RelabelEvent,
     RelabelledObservation,
-    TrackedFrame,
     TrackSummary,
 )
 
@@ -104,13 +102,3 @@ def relabels_from_msg(msg: Any) -> list[RelabelEvent]:
         )
         for relabel in msg.relabels
     ]
-
-
-def tracked_frame_to_msgs(tracked: TrackedFrame, types: SimpleNamespace) -> tuple[Any, Any, Any]:
-    """(TrackArray, DetectionArray with track ids, RelabelArray) of one tracked frame."""
-    det = tracked.detections
-    return (
-        tracks_to_msg(det.stamp_ns, det.frame_id, tracked.tracks, types),
-        detections_to_msg(det, types),
-        relabels_to_msg(det.stamp_ns, det.frame_id, tracked.relabels, types),
-    )
