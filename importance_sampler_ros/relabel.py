@@ -147,6 +147,8 @@ class RelabelEvent:
 
 
 def _box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    """IoU of two boxes as plain tuples: called once per observation in observe()'s loop,
+    where tracking.iou_matrix's array set-up would cost more than the arithmetic."""
     width = min(a[2], b[2]) - max(a[0], b[0])
     height = min(a[3], b[3]) - max(a[1], b[1])
     if width <= 0.0 or height <= 0.0:
