@@ -17,7 +17,7 @@ errors corrected / all errors (and the errors relabels introduced).
 Sources of ground truth:
 - `--source simple` (default, fast): objects on a road seen by a 640x192 camera, approaching or
   receding, no occlusion (this file).
-- `--source synth`: the synthetic drives of importance_sampler_ros.synth (occlusion, props;
+- `--source synth`: the synthetic drives of importance_sampler_ros.synth.world (occlusion, props;
   rendering is slow, so the truth is cached under --cache-dir).
 - `--source bag --bags B...`: ground truth recorded on /ground_truth/detections (the bags that
   `importance-sampler synth` writes).
@@ -46,9 +46,9 @@ from pathlib import Path
 
 import numpy as np
 
-from importance_sampler_ros.detections import FrameDetections
-from importance_sampler_ros.relabel import RelabelConfig, RelabelingTracker
-from importance_sampler_ros.tracking import TrackerConfig, iou_matrix
+from importance_sampler_ros.detection.detections import FrameDetections
+from importance_sampler_ros.tracking.relabel import RelabelConfig, RelabelingTracker
+from importance_sampler_ros.tracking.sort import TrackerConfig, iou_matrix
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CACHE = REPO / 'build' / 'tracking_eval_cache'
@@ -101,7 +101,7 @@ def simple_drive(seed: int, n_frames: int, objects: int = 12, fps: float = 10.0,
                  width: int = 640, height: int = 192) -> list[FrameDetections]:
     """Ground truth of a plain road scene: `objects` objects in view on average, each moving
     at its own speed towards or away from the camera; boxes of the KITTI-like camera that
-    importance_sampler_ros.synth uses (focal 0.58 width, horizon at 0.45 height)."""
+    importance_sampler_ros.synth.world uses (focal 0.58 width, horizon at 0.45 height)."""
     rng = np.random.default_rng([seed, 7])
     focal, cx, cy, cam_h = 0.58 * width, width / 2, 0.45 * height, 1.65
     alive: list[_Object] = []
@@ -142,8 +142,8 @@ def simple_drive(seed: int, n_frames: int, objects: int = 12, fps: float = 10.0,
 
 def synth_drive(seed: int, n_frames: int, cache_dir: Path = DEFAULT_CACHE
                 ) -> list[FrameDetections]:
-    """Ground truth of importance_sampler_ros.synth drive `seed` (10 fps), cached as .npz."""
-    from importance_sampler_ros.synth import Drive, SynthConfig
+    """Ground truth of importance_sampler_ros.synth.world drive `seed` (10 fps), cached as .npz."""
+    from importance_sampler_ros.synth.world import Drive, SynthConfig
 
     path = cache_dir / f'synth_truth_seed{seed}_{n_frames}.npz'
     if not path.exists():
@@ -172,8 +172,8 @@ def synth_drive(seed: int, n_frames: int, cache_dir: Path = DEFAULT_CACHE
 
 def bag_truth(path: Path, topic: str = '/ground_truth/detections') -> list[FrameDetections]:
     """Ground truth recorded in a bag (e.g. written by `importance-sampler synth`)."""
-    from importance_sampler_ros import bag_io
-    from importance_sampler_ros.messages import detections_from_msg
+    from importance_sampler_ros.bags import bag_io
+    from importance_sampler_ros.bags.messages import detections_from_msg
 
     frames = [detections_from_msg(m.decode()) for m in bag_io.read_messages(path, [topic])]
     if not frames:
@@ -245,8 +245,8 @@ def detector_stream(seed: int, n_frames: int, checkpoint: Path, cache_dir: Path 
                     ) -> tuple[list[FrameDetections], DetectionStream]:
     """Truth and the detector's output on synthetic drive `seed` (rendered again; detections
     cached per checkpoint). Detections are matched to the truth (Hungarian on IoU >= 0.5)."""
-    from importance_sampler_ros.detector import Detector, DetectorConfig
-    from importance_sampler_ros.synth import Drive, SynthConfig
+    from importance_sampler_ros.detection.detector import Detector, DetectorConfig
+    from importance_sampler_ros.synth.world import Drive, SynthConfig
 
     truth = synth_drive(seed, n_frames, cache_dir)
     path = cache_dir / f'detections_{checkpoint.stem}_{checkpoint.stat().st_mtime_ns}' \

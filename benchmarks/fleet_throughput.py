@@ -26,12 +26,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from importance_sampler_ros import fleet
+from importance_sampler_ros.offline import fleet
 
 
 def make_bags(directory: Path, bags: int, seconds: float, width: int, height: int) -> None:
-    from importance_sampler_ros.synth import SynthConfig
-    from importance_sampler_ros.synth_bag import write_drive_bag
+    from importance_sampler_ros.synth.bag import write_drive_bag
+    from importance_sampler_ros.synth.world import SynthConfig
 
     directory.mkdir(parents=True, exist_ok=True)
     for seed in range(bags):
@@ -44,7 +44,7 @@ def make_bags(directory: Path, bags: int, seconds: float, width: int, height: in
 
 def detector_params(scratch: Path, width: int, height: int) -> tuple[Path, str]:
     """A parameter file naming the checkpoint to use, and a description of it."""
-    from importance_sampler_ros.detector import (
+    from importance_sampler_ros.detection.detector import (
         DEFAULT_CLASS_NAMES,
         build_model,
         default_checkpoint_path,
@@ -74,8 +74,8 @@ def warm_up(workers: int, params: Path) -> None:
 
     @ray.remote(num_cpus=1)
     def load(params_file: str) -> int:
-        from importance_sampler_ros.detector import Detector, config_from_params
-        from importance_sampler_ros.pipeline import load_parameters
+        from importance_sampler_ros.detection.detector import Detector, config_from_params
+        from importance_sampler_ros.offline.pipeline import load_parameters
 
         Detector(config_from_params(load_parameters(params_file)[0]['detector_node']))
         time.sleep(1.0)  # hold the CPU so that the next warm-up task lands on another worker

@@ -29,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from importance_sampler_ros.detector import (
+from importance_sampler_ros.detection.detector import (
     ARCHITECTURE_SIZES,
     ARCHITECTURES,
     DEFAULT_CLASS_NAMES,
@@ -38,7 +38,7 @@ from importance_sampler_ros.detector import (
     forward_with_features,
     load_checkpoint,
 )
-from importance_sampler_ros.importance import last_layer_gradient_norms
+from importance_sampler_ros.detection.importance import last_layer_gradient_norms
 
 
 def parse_args() -> argparse.Namespace:

@@ -18,7 +18,7 @@ for s = G. efficiency(s) = (sum G)^2 / V(s) in (0, 1]; ratio(layer) = efficiency
 efficiency(last layer) = V(last) / V(layer): above 1 when the layer is the better proxy. Frames
 without detections (no loss, every norm 0) are counted and left out.
 
-Frames come from the project's synthetic drives (importance_sampler_ros.synth), or from --bag.
+Frames come from the project's synthetic drives (importance_sampler_ros.synth.world), or from --bag.
 Weights: --checkpoint, else the shipped default model, else random weights (then say so loudly:
 a random model's detections and gradients are degenerate and say little about a trained one).
 Writes a PNG scatter plot (--plot) and optionally the per-frame values (--csv).
@@ -37,14 +37,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from importance_sampler_ros.detector import (
+from importance_sampler_ros.detection.detector import (
     DEFAULT_CLASS_NAMES,
     build_model,
     default_checkpoint_path,
     forward_with_features,
     load_checkpoint,
 )
-from importance_sampler_ros.importance import last_layer_gradient_norms
+from importance_sampler_ros.detection.importance import last_layer_gradient_norms
 
 # group name -> parameter-name prefixes (groups missing from an architecture are skipped)
 GROUPS: dict[str, tuple[str, ...]] = {
@@ -74,7 +74,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def synthetic_frames(seeds: list[int], count: int) -> Iterator[np.ndarray]:
-    from importance_sampler_ros.synth import Drive, SynthConfig
+    from importance_sampler_ros.synth.world import Drive, SynthConfig
 
     per_drive = -(-count // len(seeds))
     for seed in seeds:
@@ -84,8 +84,8 @@ def synthetic_frames(seeds: list[int], count: int) -> Iterator[np.ndarray]:
 
 
 def bag_frames(path: Path, count: int) -> Iterator[np.ndarray]:
-    from importance_sampler_ros.bag_frames import FrameSource
-    from importance_sampler_ros.images import image_to_rgb
+    from importance_sampler_ros.bags.frames import FrameSource
+    from importance_sampler_ros.bags.images import image_to_rgb
 
     frames = list(FrameSource(path))
     step = max(1, len(frames) // count)

@@ -46,11 +46,11 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from importance_sampler_ros import bag_io
-from importance_sampler_ros.detections import FrameDetections
-from importance_sampler_ros.images import rgb_to_image_msg
-from importance_sampler_ros.messages import detections_to_msg
-from importance_sampler_ros.player import header_stamp_ns
+from importance_sampler_ros.bags import bag_io
+from importance_sampler_ros.bags.images import rgb_to_image_msg
+from importance_sampler_ros.bags.messages import detections_to_msg
+from importance_sampler_ros.detection.detections import FrameDetections
+from importance_sampler_ros.nodes.player import header_stamp_ns
 
 REPO = Path(__file__).resolve().parent.parent
 T0 = 1_700_000_000 * 1_000_000_000

@@ -29,10 +29,10 @@ from pathlib import Path
 import numpy as np
 from rosbags.rosbag2 import StoragePlugin, Writer
 
-from importance_sampler_ros import bag_io
-from importance_sampler_ros.messages import header_msg
-from importance_sampler_ros.recorder import Recorder, RecorderConfig
-from importance_sampler_ros.sampling import SamplerConfig
+from importance_sampler_ros.bags import bag_io
+from importance_sampler_ros.bags.messages import header_msg
+from importance_sampler_ros.recording.recorder import Recorder, RecorderConfig
+from importance_sampler_ros.sampling.sampler import SamplerConfig
 
 WIDTH, HEIGHT = 1242, 375
 T0 = 1_700_000_000 * 1_000_000_000

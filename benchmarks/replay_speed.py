@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from importance_sampler_ros.replay import replay_bag
+from importance_sampler_ros.offline.replay import replay_bag
 
 
 def main() -> int:

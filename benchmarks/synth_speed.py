@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from importance_sampler_ros.synth import Drive, SynthConfig, random_frame
+from importance_sampler_ros.synth.world import Drive, SynthConfig, random_frame
 
 
 def main() -> None:

@@ -35,7 +35,7 @@ from evaluate_tracking import (  # noqa: E402
     simple_drive,
 )
 
-from importance_sampler_ros.relabel import RelabelingTracker  # noqa: E402
+from importance_sampler_ros.tracking.relabel import RelabelingTracker  # noqa: E402
 
 
 def time_ours(frames) -> float:

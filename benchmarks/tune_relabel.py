@@ -19,14 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
+from importance_sampler_ros.offline.pipeline import FAR_DISTANCE_M, GroundTruthTally
 from importance_sampler_ros.params import resolve
-from importance_sampler_ros.pipeline import FAR_DISTANCE_M, GroundTruthTally
-from importance_sampler_ros.relabel import (
+from importance_sampler_ros.tracking.relabel import (
     RELABEL_PARAMS,
     TRACKER_NODE_PARAMS,
     RelabelingTracker,
 )
-from importance_sampler_ros.tracking import TRACKER_PARAMS
+from importance_sampler_ros.tracking.sort import TRACKER_PARAMS
 
 CACHE = Path('build/tune_relabel_cache')
 
@@ -35,8 +35,8 @@ def detections_of_drive(seed: int, seconds: float) -> list:
     path = CACHE / f'drive_{seed}_{seconds:g}.pkl'
     if path.exists():
         return pickle.loads(path.read_bytes())
-    from importance_sampler_ros.detector import Detector, DetectorConfig
-    from importance_sampler_ros.synth import SynthConfig, generate_drive
+    from importance_sampler_ros.detection.detector import Detector, DetectorConfig
+    from importance_sampler_ros.synth.world import SynthConfig, generate_drive
 
     detector = Detector(DetectorConfig())
     frames = [(detector.detect(f.image, f.stamp_ns, 'camera'), f.truth)

@@ -1,9 +1,8 @@
 """The `importance-sampler` command line: one entry point, one subcommand per job.
 
-Each subcommand lives in the module that does the work, which provides two functions named after
-it (dashes become underscores): `configure_<name>_parser(parser: argparse.ArgumentParser) -> None`
-and `run_<name>(args: argparse.Namespace) -> int` (the exit status). Modules are
-imported only when their subcommand runs, so `--help` stays fast and needs no torch.
+The table below names, for each subcommand, the module that does the work, the function that
+configures its parser (`(parser: argparse.ArgumentParser) -> None`) and the one that runs it
+(`(args: argparse.Namespace) -> int`, the exit status).
 """
 from __future__ import annotations
 
@@ -11,17 +10,26 @@ import argparse
 import importlib
 import sys
 
-# name -> (module, one-line help)
+# name -> (module, its parser-configuring function, its runner, one-line help). Modules are
+# imported only when their subcommand runs, so `--help` stays fast and needs no torch.
 _PKG = 'importance_sampler_ros'
-SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    'synth': (f'{_PKG}.synth', 'write a synthetic drive (images + ground truth) to a bag'),
-    'train': (f'{_PKG}.train', 'train the default detector on synthetic drives'),
-    'evaluate': (f'{_PKG}.train', 'mAP of a detector checkpoint by distance bin'),
-    'replay': (f'{_PKG}.replay', 'run a bag through detector, tracker and sampler offline'),
-    'replay-fleet': (f'{_PKG}.fleet', 'replay every bag of a directory on Ray'),
-    'bag-repair': (f'{_PKG}.recorder', 'recover what can be read of an unclosed bag split'),
-    'up': (f'{_PKG}.launcher', 'start the three nodes as processes (ros2 launch stand-in)'),
-    'play': (f'{_PKG}.player', "publish a bag's images (and ground truth) with rclpy"),
+SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
+    'synth': (f'{_PKG}.synth.bag', 'configure_synth_parser', 'run_synth',
+              'write a synthetic drive (images + ground truth) to a bag'),
+    'train': (f'{_PKG}.training.train', 'configure_train_parser', 'run_train',
+              'train the default detector on synthetic drives'),
+    'evaluate': (f'{_PKG}.training.train', 'configure_evaluate_parser', 'run_evaluate',
+                 'mAP of a detector checkpoint by distance bin'),
+    'replay': (f'{_PKG}.offline.replay', 'configure_replay_parser', 'run_replay',
+               'run a bag through detector, tracker and sampler offline'),
+    'replay-fleet': (f'{_PKG}.offline.fleet', 'configure_replay_fleet_parser', 'run_replay_fleet',
+                     'replay every bag of a directory on Ray'),
+    'bag-repair': (f'{_PKG}.recording.repair', 'configure_parser', 'run',
+                   'recover what can be read of an unclosed bag split'),
+    'up': (f'{_PKG}.nodes.launcher', 'configure_up_parser', 'run_up',
+           'start the three nodes as processes (ros2 launch stand-in)'),
+    'play': (f'{_PKG}.nodes.player', 'configure_play_parser', 'run_play',
+             "publish a bag's images (and ground truth) with rclpy"),
 }
 
 
@@ -31,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         description='Keep only the camera frames worth retraining on.',
     )
     sub = parser.add_subparsers(dest='command', metavar='COMMAND', required=True)
-    for name, (_module, help_text) in SUBCOMMANDS.items():
+    for name, (_module, _configure, _run, help_text) in SUBCOMMANDS.items():
         sub.add_parser(name, help=help_text, add_help=False)
     return parser
 
@@ -42,16 +50,12 @@ def main(argv: list[str] | None = None) -> int:
         build_parser().parse_args(argv)  # prints usage / help and exits
         return 2
     name, rest = argv[0], argv[1:]
-    module_name, help_text = SUBCOMMANDS[name]
+    module_name, configure_name, run_name, help_text = SUBCOMMANDS[name]
     module = importlib.import_module(module_name)
-    parser = argparse.ArgumentParser(prog=f'importance-sampler {name}', description=help_text)
-    configure = getattr(module, f'configure_{name.replace("-", "_")}_parser', None)
-    run = getattr(module, f'run_{name.replace("-", "_")}', None)
-    if configure is None or run is None:
-        print(f'importance-sampler: {name} is not available in this build', file=sys.stderr)
-        return 2
-    configure(parser)
-    return int(run(parser.parse_args(rest)) or 0)
+    parser = argparse.ArgumentParser(prog=f'importance-sampler {name}', description=help_text,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    getattr(module, configure_name)(parser)
+    return int(getattr(module, run_name)(parser.parse_args(rest)) or 0)
 
 
 if __name__ == '__main__':

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from importance_sampler_ros import bag_io
-from importance_sampler_ros.detections import FrameDetections
-from importance_sampler_ros.images import rgb_to_image_msg
-from importance_sampler_ros.messages import detections_to_msg
+from importance_sampler_ros.bags import bag_io
+from importance_sampler_ros.bags.images import rgb_to_image_msg
+from importance_sampler_ros.bags.messages import detections_to_msg
+from importance_sampler_ros.detection.detections import FrameDetections
 
 REPO = Path(__file__).resolve().parent.parent
 IMAGE_TOPIC = '/camera/image_raw'

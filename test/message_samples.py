@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from importance_sampler_ros.detections import FrameDetections
-from importance_sampler_ros.messages import box_msg, detections_to_msg, header_msg, time_msg
+from importance_sampler_ros.bags.messages import box_msg, detections_to_msg, header_msg, time_msg
+from importance_sampler_ros.detection.detections import FrameDetections
 
 STAMP_NS = 1_732_550_400_123_456_789
 

@@ -4,9 +4,9 @@ import pytest
 from message_samples import sample_detections
 from rosbags.highlevel import AnyReader
 
-from importance_sampler_ros import bag_io
-from importance_sampler_ros.images import rgb_to_image_msg
-from importance_sampler_ros.messages import detections_from_msg, detections_to_msg
+from importance_sampler_ros.bags import bag_io
+from importance_sampler_ros.bags.images import rgb_to_image_msg
+from importance_sampler_ros.bags.messages import detections_from_msg, detections_to_msg
 
 
 @pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])

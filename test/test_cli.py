@@ -10,10 +10,10 @@ from importance_sampler_ros.cli import SUBCOMMANDS
 
 @pytest.mark.parametrize('name', sorted(SUBCOMMANDS))
 def test_subcommand_module_provides_parser_and_runner(name):
-    module = importlib.import_module(SUBCOMMANDS[name][0])
-    stem = name.replace('-', '_')
-    assert callable(getattr(module, f'configure_{stem}_parser'))
-    assert callable(getattr(module, f'run_{stem}'))
+    module_name, configure_name, run_name, _help = SUBCOMMANDS[name]
+    module = importlib.import_module(module_name)
+    assert callable(getattr(module, configure_name))
+    assert callable(getattr(module, run_name))
 
 
 def test_help_lists_every_subcommand_and_unknown_ones_fail():

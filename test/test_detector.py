@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from importance_sampler_ros.detector import (
+from importance_sampler_ros.detection.detector import (
     DEFAULT_CLASS_NAMES,
     CheckpointError,
     Detector,
@@ -18,7 +18,7 @@ from importance_sampler_ros.detector import (
     save_checkpoint,
     state_dict_megabytes,
 )
-from importance_sampler_ros.importance import last_layer_gradient_norms
+from importance_sampler_ros.detection.importance import last_layer_gradient_norms
 
 NUM_CLASSES = len(DEFAULT_CLASS_NAMES)
 HEIGHT, WIDTH = 128, 384  # small frames keep the CPU time of these tests low

@@ -13,7 +13,11 @@ from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 
-from importance_sampler_ros.detector import DEFAULT_CLASS_NAMES, build_model, save_checkpoint  # noqa: E402
+from importance_sampler_ros.detection.detector import (  # noqa: E402
+    DEFAULT_CLASS_NAMES,
+    build_model,
+    save_checkpoint,
+)
 from importance_sampler_ros.nodes.detector_node import IMAGE_QOS, DetectorNode  # noqa: E402
 from importance_sampler_ros.nodes.message_types import rclpy_types  # noqa: E402
 from importance_sampler_ros.params import ParameterError  # noqa: E402

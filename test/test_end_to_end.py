@@ -42,8 +42,8 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Float32
 from visualization_msgs.msg import MarkerArray
 
-from importance_sampler_ros import bag_io
-from importance_sampler_ros.messages import detections_from_msg, stamp_to_ns
+from importance_sampler_ros.bags import bag_io
+from importance_sampler_ros.bags.messages import detections_from_msg, stamp_to_ns
 
 TRACKED = '/importance_sampler/tracked_detections'
 RELABELS = '/importance_sampler/relabels'
@@ -225,7 +225,7 @@ def played_and_processed(graph, drive: Path, summary: dict, expected: int) -> di
 @pytest.mark.parametrize('ros', [domain_id(2)], indirect=True)
 def test_full_graph_with_detector_and_viz(ros, tmp_path):
     drive = tmp_path / 'drive'
-    if importlib.util.find_spec('importance_sampler_ros.synth') is not None:
+    if importlib.util.find_spec('importance_sampler_ros.synth.world') is not None:
         synth = cli('synth', '--out', str(drive), '--seconds', '3', '--fps', '10', '--seed', '5',
                     env=ros_env(ros))
         assert synth.wait(timeout=120) == 0
@@ -234,7 +234,7 @@ def test_full_graph_with_detector_and_viz(ros, tmp_path):
     if SHIPPED_MODEL.is_file():
         checkpoint, score_threshold = SHIPPED_MODEL, 0.3
     else:  # a random-weight model: only its plumbing is tested, with a low threshold
-        from importance_sampler_ros.detector import build_model, save_checkpoint
+        from importance_sampler_ros.detection.detector import build_model, save_checkpoint
 
         checkpoint, score_threshold = tmp_path / 'random.pt', 0.1
         names = ['__background__', 'car', 'van', 'truck', 'pedestrian', 'cyclist']

@@ -12,10 +12,11 @@ import pytest
 from replay_bags import write_drive
 from rosbags.highlevel import AnyReader
 
-from importance_sampler_ros import bag_io, fleet
-from importance_sampler_ros.detections import FrameDetections
-from importance_sampler_ros.images import rgb_to_image_msg
-from importance_sampler_ros.messages import detections_to_msg
+from importance_sampler_ros.bags import bag_io
+from importance_sampler_ros.bags.images import rgb_to_image_msg
+from importance_sampler_ros.bags.messages import detections_to_msg
+from importance_sampler_ros.detection.detections import FrameDetections
+from importance_sampler_ros.offline import fleet
 
 RECORDER = {'keep_ratio': 0.3, 'seed': 4, 'buffer_seconds': 2.0, 'warmup_frames': 5,
             'fsync': False}
@@ -198,7 +199,11 @@ def test_detector_runs_once_per_frame_and_its_cache_is_removed(tmp_path, local_r
     the sampling pass replays the cache, and the bag's report names the original input."""
     import torch
 
-    from importance_sampler_ros.detector import DEFAULT_CLASS_NAMES, build_model, save_checkpoint
+    from importance_sampler_ros.detection.detector import (
+        DEFAULT_CLASS_NAMES,
+        build_model,
+        save_checkpoint,
+    )
 
     torch.manual_seed(0)
     checkpoint = tmp_path / 'random.pt'

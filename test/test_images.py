@@ -4,8 +4,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from importance_sampler_ros import bag_io
-from importance_sampler_ros.images import ImageError, image_to_rgb, rgb_to_image_msg
+from importance_sampler_ros.bags import bag_io
+from importance_sampler_ros.bags.images import ImageError, image_to_rgb, rgb_to_image_msg
 
 RNG = np.random.default_rng(3)
 RGB = RNG.integers(0, 256, (5, 7, 3), dtype=np.uint8)

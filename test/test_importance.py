@@ -2,7 +2,10 @@
 import pytest
 import torch
 
-from importance_sampler_ros.importance import last_layer_gradient_norms, probability_residuals
+from importance_sampler_ros.detection.importance import (
+    last_layer_gradient_norms,
+    probability_residuals,
+)
 
 
 def test_closed_form_equals_autograd_for_random_rows_and_any_label():

@@ -18,7 +18,7 @@ import yaml
 from live_graph_fixtures import REPO, domain_id
 from rclpy.node import Node
 
-from importance_sampler_ros import launcher
+from importance_sampler_ros.nodes import launcher
 from importance_sampler_ros.params import resolve
 
 LAUNCH_FILE = REPO / 'launch' / 'importance_sampler.launch.py'

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from live_graph_fixtures import cli, domain_id, ros_env
 
-from importance_sampler_ros import launcher
+from importance_sampler_ros.nodes import launcher
 
 DOMAIN = domain_id(1)
 SLEEPER = [sys.executable, '-c', 'import time; time.sleep(60)']

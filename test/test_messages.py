@@ -11,8 +11,9 @@ from message_samples import sample_detections, sample_messages
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message, serialize_message
 
-from importance_sampler_ros import bag_io, msg
-from importance_sampler_ros.messages import detections_from_msg
+from importance_sampler_ros import msg
+from importance_sampler_ros.bags import bag_io
+from importance_sampler_ros.bags.messages import detections_from_msg
 from importance_sampler_ros.nodes.message_types import rclpy_types
 
 HERE = Path(__file__).parent
@@ -80,7 +81,7 @@ def test_detections_survive_both_backends():
 
 
 def detections_to_msg_via(types, det):
-    from importance_sampler_ros.messages import detections_to_msg
+    from importance_sampler_ros.bags.messages import detections_to_msg
 
     return detections_to_msg(det, types)
 

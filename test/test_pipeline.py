@@ -2,10 +2,15 @@
 import numpy as np
 import pytest
 
-from importance_sampler_ros.detections import FrameDetections
+from importance_sampler_ros.detection.detections import FrameDetections
+from importance_sampler_ros.offline.pipeline import (
+    CROP_SIZE,
+    GroundTruthTally,
+    _crop,
+    load_parameters,
+)
 from importance_sampler_ros.params import ParameterError
-from importance_sampler_ros.pipeline import CROP_SIZE, GroundTruthTally, _crop, load_parameters
-from importance_sampler_ros.relabel import RelabelEvent, RelabelledObservation
+from importance_sampler_ros.tracking.relabel import RelabelEvent, RelabelledObservation
 
 IMAGE = np.arange(10 * 20 * 3, dtype=np.uint8).reshape(10, 20, 3)
 

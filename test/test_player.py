@@ -19,9 +19,9 @@ from live_graph_fixtures import (
 from rclpy.serialization import serialize_message
 from sensor_msgs.msg import Image
 
-from importance_sampler_ros import bag_io
-from importance_sampler_ros.messages import detections_from_msg, stamp_to_ns
-from importance_sampler_ros.player import (
+from importance_sampler_ros.bags import bag_io
+from importance_sampler_ros.bags.messages import detections_from_msg, stamp_to_ns
+from importance_sampler_ros.nodes.player import (
     PlayError,
     header_stamp_ns,
     plan_topics,
@@ -64,7 +64,7 @@ def test_plan_rejects_bad_options(kwargs, message):
 
 def test_header_stamp_read_and_replaced_in_cdr():
     _, _, truth = next(moving_box_frames(1))
-    from importance_sampler_ros.messages import detections_to_msg
+    from importance_sampler_ros.bags.messages import detections_to_msg
     from importance_sampler_ros.nodes.message_types import rclpy_types
 
     data = serialize_message(detections_to_msg(truth, rclpy_types()))

@@ -21,11 +21,11 @@ import numpy as np
 import pytest
 from rosbags.highlevel import AnyReader
 
-from importance_sampler_ros import bag_io
+from importance_sampler_ros.bags import bag_io
+from importance_sampler_ros.bags.messages import detections_from_msg, header_msg, time_msg
 from importance_sampler_ros.cli import main as cli_main
-from importance_sampler_ros.messages import detections_from_msg, header_msg, time_msg
 from importance_sampler_ros.params import load_node_parameters, resolve
-from importance_sampler_ros.recorder import (
+from importance_sampler_ros.recording.recorder import (
     DECISIONS_TOPIC,
     DETECTIONS_TOPIC,
     IMAGE_TOPIC,
@@ -36,9 +36,9 @@ from importance_sampler_ros.recorder import (
     RecorderError,
     RecordingStoppedError,
 )
-from importance_sampler_ros.recorder_bag import SplitWriter, header_from_cdr, split_paths
-from importance_sampler_ros.recorder_repair import repair
-from importance_sampler_ros.sampling import SamplerConfig
+from importance_sampler_ros.recording.repair import repair
+from importance_sampler_ros.recording.splits import SplitWriter, header_from_cdr, split_paths
+from importance_sampler_ros.sampling.sampler import SamplerConfig
 
 T0 = 1_700_000_000 * 1_000_000_000
 FRAME_NS = 100_000_000  # 10 Hz

@@ -20,16 +20,16 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from rclpy.serialization import serialize_message  # noqa: E402
 from rosbags.highlevel import AnyReader  # noqa: E402
 
-from importance_sampler_ros import bag_io  # noqa: E402
-from importance_sampler_ros.messages import header_msg, stamp_to_ns, time_msg  # noqa: E402
+from importance_sampler_ros.bags import bag_io  # noqa: E402
+from importance_sampler_ros.bags.messages import header_msg, stamp_to_ns, time_msg  # noqa: E402
 from importance_sampler_ros.nodes.message_types import rclpy_types  # noqa: E402
 from importance_sampler_ros.nodes.recorder_node import FRAME_QOS  # noqa: E402
-from importance_sampler_ros.recorder import (  # noqa: E402
+from importance_sampler_ros.recording.recorder import (  # noqa: E402
     DECISIONS_TOPIC,
     DETECTIONS_TOPIC,
     RELABELS_TOPIC,
 )
-from importance_sampler_ros.recorder_bag import split_paths  # noqa: E402
+from importance_sampler_ros.recording.splits import split_paths  # noqa: E402
 
 pytestmark = pytest.mark.ros
 DOMAIN_ID = '86'  # this module's own DDS domain

@@ -2,14 +2,14 @@
 import numpy as np
 import pytest
 
-from importance_sampler_ros.detections import FrameDetections
-from importance_sampler_ros.relabel import (
+from importance_sampler_ros.detection.detections import FrameDetections
+from importance_sampler_ros.tracking.relabel import (
     NearToFarRelabeler,
     RelabelConfig,
     RelabelingTracker,
     StaleFrameError,
 )
-from importance_sampler_ros.tracking import TrackerConfig
+from importance_sampler_ros.tracking.sort import TrackerConfig
 
 NAMES = {1: 'car', 2: 'van', 3: 'truck'}
 MS = 1_000_000

@@ -12,8 +12,8 @@ from mcap_ros2.decoder import DecoderFactory
 from replay_bags import write_drive
 from rosbags.highlevel import AnyReader
 
-from importance_sampler_ros import bag_io
-from importance_sampler_ros.replay import EXIT_TRUNCATED, ReplayError, replay_bag
+from importance_sampler_ros.bags import bag_io
+from importance_sampler_ros.offline.replay import EXIT_TRUNCATED, ReplayError, replay_bag
 
 RECORDER = {'keep_ratio': 0.3, 'seed': 4, 'buffer_seconds': 3.0, 'warmup_frames': 5}
 OVERRIDES = {'recorder_node': RECORDER}

@@ -69,7 +69,7 @@ def test_installed_package_imports_with_its_messages(install_prefix, tmp_path):
     }
     code = '\n'.join([
         'import importance_sampler_ros as p, importance_sampler_ros.msg as m',
-        'import importance_sampler_ros.bag_io as b',
+        'import importance_sampler_ros.bags.bag_io as b',
         f'assert p.__file__.startswith({str(site)!r}), p.__file__',
         'assert b.msg_dir().is_dir()',
         'print(m.DetectionArray().aggregation == "")',

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from importance_sampler_ros.sampling import (
+from importance_sampler_ros.sampling.sampler import (
     REASON_BUDGET,
     REASON_DROPPED,
     REASON_FORCED,

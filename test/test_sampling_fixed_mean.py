@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from importance_sampler_ros.params import ParameterError, resolve
-from importance_sampler_ros.recorder import RECORDER_PARAMS, RecorderConfig
-from importance_sampler_ros.sampling import ImportanceSampler, SamplerConfig
+from importance_sampler_ros.recording.recorder import RECORDER_PARAMS, RecorderConfig
+from importance_sampler_ros.sampling.sampler import ImportanceSampler, SamplerConfig
 
 FRAMES = 4000
 

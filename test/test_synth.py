@@ -7,14 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from importance_sampler_ros.synth import (
+from importance_sampler_ros.synth.render import area_resample, pixel_span
+from importance_sampler_ros.synth.world import (
     CLASS_NAMES,
     GROUND_TRUTH_MODEL,
     Drive,
     SynthConfig,
     generate_drive,
 )
-from importance_sampler_ros.synth_render import area_resample, pixel_span
 
 
 def _short(seed: int, seconds: float = 0.3, **kw: object) -> SynthConfig:
@@ -159,10 +159,10 @@ def test_config_rejects_bad_values() -> None:
 def test_synth_cli_writes_the_same_readable_bag_for_the_same_seed(tmp_path: Path,
                                                                     capsys: pytest.CaptureFixture
                                                                     ) -> None:
-    from importance_sampler_ros.bag_io import read_messages
+    from importance_sampler_ros.bags.bag_io import read_messages
+    from importance_sampler_ros.bags.images import image_to_rgb
+    from importance_sampler_ros.bags.messages import detections_from_msg
     from importance_sampler_ros.cli import main
-    from importance_sampler_ros.images import image_to_rgb
-    from importance_sampler_ros.messages import detections_from_msg
 
     args = ['--seconds', '0.3', '--fps', '10', '--seed', '6', '--width', '320', '--height', '96']
     first, second = tmp_path / 'a' / 'drive', tmp_path / 'b' / 'drive'

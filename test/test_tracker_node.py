@@ -14,20 +14,20 @@ from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.serialization import serialize_message  # noqa: E402
 
-from importance_sampler_ros import bag_io  # noqa: E402
-from importance_sampler_ros.detections import FrameDetections  # noqa: E402
-from importance_sampler_ros.messages import detections_to_msg, stamp_to_ns  # noqa: E402
-from importance_sampler_ros.nodes.message_types import rclpy_types  # noqa: E402
-from importance_sampler_ros.nodes.tracker_node import FRAME_QOS, TrackerNode  # noqa: E402
-from importance_sampler_ros.relabel import (  # noqa: E402
-    RelabelEvent,
-    RelabelledObservation,
-    TrackSummary,
-)
-from importance_sampler_ros.tracking_messages import (  # noqa: E402
+from importance_sampler_ros.bags import bag_io  # noqa: E402
+from importance_sampler_ros.bags.messages import detections_to_msg, stamp_to_ns  # noqa: E402
+from importance_sampler_ros.bags.tracking_messages import (  # noqa: E402
     relabels_from_msg,
     relabels_to_msg,
     tracks_to_msg,
+)
+from importance_sampler_ros.detection.detections import FrameDetections  # noqa: E402
+from importance_sampler_ros.nodes.message_types import rclpy_types  # noqa: E402
+from importance_sampler_ros.nodes.tracker_node import FRAME_QOS, TrackerNode  # noqa: E402
+from importance_sampler_ros.tracking.relabel import (  # noqa: E402
+    RelabelEvent,
+    RelabelledObservation,
+    TrackSummary,
 )
 
 pytestmark = pytest.mark.ros
@@ -201,7 +201,7 @@ def test_config_file_lists_every_parameter_with_its_default():
 
     from importance_sampler_ros.nodes.tracker_node import TOPIC_PARAMS
     from importance_sampler_ros.params import load_node_parameters
-    from importance_sampler_ros.relabel import TRACKER_NODE_PARAMS
+    from importance_sampler_ros.tracking.relabel import TRACKER_NODE_PARAMS
 
     path = Path(__file__).parent.parent / 'config' / 'tracker.yaml'
     if not path.exists():

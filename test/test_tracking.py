@@ -4,8 +4,8 @@ import copy
 import numpy as np
 import pytest
 
-from importance_sampler_ros.detections import FrameDetections
-from importance_sampler_ros.tracking import (
+from importance_sampler_ros.detection.detections import FrameDetections
+from importance_sampler_ros.tracking.sort import (
     SortTracker,
     TrackerConfig,
     associate,

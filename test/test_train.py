@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from importance_sampler_ros.detections import FrameDetections
-from importance_sampler_ros.synth import CLASS_NAMES, Drive, SynthConfig
-from importance_sampler_ros.train import (
+from importance_sampler_ros.detection.detections import FrameDetections
+from importance_sampler_ros.synth.world import CLASS_NAMES, Drive, SynthConfig
+from importance_sampler_ros.training.train import (
     TrainSettings,
     average_precision,
     box_iou,
@@ -123,7 +123,7 @@ def _tiny_batch() -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
 
 
 def test_loss_is_finite_and_falls_on_a_repeated_batch() -> None:
-    from importance_sampler_ros.detector import build_model
+    from importance_sampler_ros.detection.detector import build_model
 
     torch.manual_seed(0)
     model = build_model('isr_small', len(CLASS_NAMES), 96, 160)
@@ -142,7 +142,7 @@ def test_loss_is_finite_and_falls_on_a_repeated_batch() -> None:
 
 
 def test_train_writes_a_checkpoint_that_loads(tmp_path: Path) -> None:
-    from importance_sampler_ros.detector import load_checkpoint
+    from importance_sampler_ros.detection.detector import load_checkpoint
 
     out = tmp_path / 'tiny.pt'
     lines: list[str] = []

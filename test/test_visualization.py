@@ -6,10 +6,10 @@ import pytest
 from rclpy.serialization import deserialize_message, serialize_message
 from visualization_msgs.msg import MarkerArray
 
-from importance_sampler_ros import bag_io
-from importance_sampler_ros.detections import FrameDetections
+from importance_sampler_ros.bags import bag_io
+from importance_sampler_ros.detection.detections import FrameDetections
 from importance_sampler_ros.params import resolve
-from importance_sampler_ros.visualization import (
+from importance_sampler_ros.viz.drawing import (
     RELABEL_COLOR,
     VIZ_PARAMS,
     CameraModel,
@@ -179,8 +179,8 @@ def test_viz_node_draws_relabels_publishes_numbers_and_survives_bad_images(monke
     from sensor_msgs.msg import Image
     from std_msgs.msg import Float32
 
-    from importance_sampler_ros.images import image_to_rgb, rgb_to_image_msg
-    from importance_sampler_ros.messages import detections_to_msg, header_msg
+    from importance_sampler_ros.bags.images import image_to_rgb, rgb_to_image_msg
+    from importance_sampler_ros.bags.messages import detections_to_msg, header_msg
     from importance_sampler_ros.nodes.message_types import rclpy_types
     from importance_sampler_ros.nodes.viz_node import VizNode
 

@@ -12,15 +12,15 @@ import sys
 
 from rclpy.node import Node
 
-from importance_sampler_ros.detector import (
+from importance_sampler_ros.bags.images import ImageError, image_to_rgb
+from importance_sampler_ros.bags.messages import detections_to_msg, stamp_to_ns
+from importance_sampler_ros.detection.detector import (
     CheckpointError,
     Detector,
     DetectorError,
     config_from_params,
     detector_params,
 )
-from importance_sampler_ros.images import ImageError, image_to_rgb
-from importance_sampler_ros.messages import detections_to_msg, stamp_to_ns
 from importance_sampler_ros.nodes.message_types import rclpy_types
 from importance_sampler_ros.nodes.parameters import declare_parameters, run_node
 from importance_sampler_ros.nodes.qos import image_qos

@@ -25,7 +25,7 @@ def rclpy_types() -> SimpleNamespace:
     from std_msgs.msg import Header
 
     from importance_sampler_ros import msg
-    from importance_sampler_ros.bag_io import MESSAGE_NAMES
+    from importance_sampler_ros.bags.bag_io import MESSAGE_NAMES
 
     classes = {name: getattr(msg, name) for name in MESSAGE_NAMES}
     return SimpleNamespace(**classes, Header=Header, Time=Time, Image=Image,

@@ -31,14 +31,14 @@ from rclpy.node import Node
 from importance_sampler_ros.nodes.message_types import rclpy_types
 from importance_sampler_ros.nodes.parameters import declare_parameters, run_node
 from importance_sampler_ros.nodes.qos import FRAME_QOS, image_qos
-from importance_sampler_ros.recorder import (
+from importance_sampler_ros.recording.recorder import (
     RECORDER_PARAMS,
     Recorder,
     RecorderConfig,
     RecorderError,
     RecordingStoppedError,
 )
-from importance_sampler_ros.recorder_bag import header_from_cdr
+from importance_sampler_ros.recording.splits import header_from_cdr
 
 NODE_NAME = 'recorder_node'
 _MAX_PENDING = 1000  # per side of the join, whatever join_timeout_s says

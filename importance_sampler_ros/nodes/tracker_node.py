@@ -16,17 +16,17 @@ import sys
 
 from rclpy.node import Node
 
-from importance_sampler_ros.messages import detections_from_msg, stamp_to_ns
+from importance_sampler_ros.bags.messages import detections_from_msg, stamp_to_ns
+from importance_sampler_ros.bags.tracking_messages import relabels_to_msg, tracks_to_msg
 from importance_sampler_ros.nodes.message_types import rclpy_types
 from importance_sampler_ros.nodes.parameters import declare_parameters, run_node
 from importance_sampler_ros.nodes.qos import FRAME_QOS
 from importance_sampler_ros.params import Param
-from importance_sampler_ros.relabel import (
+from importance_sampler_ros.tracking.relabel import (
     TRACKER_NODE_PARAMS,
     RelabelingTracker,
     StaleFrameError,
 )
-from importance_sampler_ros.tracking_messages import relabels_to_msg, tracks_to_msg
 
 NODE_NAME = 'tracker_node'
 TOPIC_PARAMS = (

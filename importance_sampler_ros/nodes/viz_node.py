@@ -35,12 +35,13 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import ColorRGBA, Float32, Header
 from visualization_msgs.msg import Marker, MarkerArray, MeshFile
 
-from importance_sampler_ros import images, messages, visualization
-from importance_sampler_ros.detections import FrameDetections
+from importance_sampler_ros.bags import images, messages
+from importance_sampler_ros.detection.detections import FrameDetections
 from importance_sampler_ros.msg import DetectionArray, RelabelArray, SampleDecision
 from importance_sampler_ros.nodes.message_types import rclpy_types
 from importance_sampler_ros.nodes.parameters import declare_parameters, run_node
 from importance_sampler_ros.nodes.qos import image_qos
+from importance_sampler_ros.viz import drawing as visualization
 
 TRACKED_DETECTIONS_TOPIC = '/importance_sampler/tracked_detections'
 RELABELS_TOPIC = '/importance_sampler/relabels'

@@ -33,8 +33,13 @@ from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
 from torchvision.ops import boxes as box_ops
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
-from importance_sampler_ros.detections import AGGREGATIONS, FrameDetections, aggregate_importance
-from importance_sampler_ros.importance import last_layer_gradient_norms
+from importance_sampler_ros.detection.detections import (
+    AGGREGATIONS,
+    FrameDetections,
+    aggregate_importance,
+)
+from importance_sampler_ros.detection.importance import last_layer_gradient_norms
+from importance_sampler_ros.share import share_path
 
 if TYPE_CHECKING:
     from importance_sampler_ros.params import Param
@@ -200,19 +205,7 @@ def build_model(
 
 def default_checkpoint_path() -> Path:
     """The shipped default model: share/<pkg>/models/ on a ROS install, else <repo>/models/."""
-    candidates = []
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        candidates.append(Path(get_package_share_directory(PACKAGE_NAME)) / 'models')
-    except Exception:  # not a ROS install, or the package is not in the ament index
-        pass
-    repo_models = Path(__file__).resolve().parents[1] / 'models'
-    candidates.append(repo_models)
-    for directory in candidates:
-        if (directory / DEFAULT_CHECKPOINT_NAME).is_file():
-            return directory / DEFAULT_CHECKPOINT_NAME
-    return repo_models / DEFAULT_CHECKPOINT_NAME
+    return share_path('models', DEFAULT_CHECKPOINT_NAME)
 
 
 def save_checkpoint(

@@ -17,7 +17,7 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt
 import numpy as np
 
-from importance_sampler_ros.report import save_figure
+from importance_sampler_ros.offline.report import save_figure
 
 FLEET_REPORT = 'fleet_report.json'
 STATUS_OK = 'ok'

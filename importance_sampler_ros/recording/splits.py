@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from rosbags.rosbag2 import Writer
 
-from importance_sampler_ros import bag_io
+from importance_sampler_ros.bags import bag_io
 
 NS_PER_S = 1_000_000_000
 

@@ -33,8 +33,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from importance_sampler_ros import bag_io
-from importance_sampler_ros.bag_frames import (
+from importance_sampler_ros.bags import bag_io
+from importance_sampler_ros.bags.frames import (
     GROUND_TRUTH_TOPIC,
     FrameSourceError,
     choose_image_topic,
@@ -380,7 +380,7 @@ def run_play(args: argparse.Namespace) -> int:
         _log(str(error))
         return 2
 
-    from importance_sampler_ros.launcher import TRANSPORT_DEFAULT, TRANSPORT_VARIABLE
+    from importance_sampler_ros.nodes.launcher import TRANSPORT_DEFAULT, TRANSPORT_VARIABLE
 
     # Read by Fast DDS when the participant is created, so set before rclpy.init.
     os.environ.setdefault(TRANSPORT_VARIABLE, TRANSPORT_DEFAULT)

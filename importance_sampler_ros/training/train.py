@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from importance_sampler_ros.detections import FrameDetections
-from importance_sampler_ros.synth import CLASS_NAMES, Drive, SynthConfig, random_frame
+from importance_sampler_ros.detection.detections import FrameDetections
+from importance_sampler_ros.synth.world import CLASS_NAMES, Drive, SynthConfig, random_frame
 
 ARCHITECTURE = 'isr_small'
 MIN_SIZE, MAX_SIZE = 192, 640
@@ -115,7 +115,11 @@ def learning_rate_factor(progress: float, step: int, warmup: int) -> float:
 
 def train(settings: TrainSettings, log: Any = print) -> dict[str, Any]:
     """Train and save a checkpoint at settings.out; returns the training summary."""
-    from importance_sampler_ros.detector import build_model, resolve_device, save_checkpoint
+    from importance_sampler_ros.detection.detector import (
+        build_model,
+        resolve_device,
+        save_checkpoint,
+    )
 
     device = resolve_device(settings.device)
     torch.manual_seed(settings.seed)
@@ -356,7 +360,7 @@ def _bin_values(frames: FrameDetections, idx: np.ndarray, by: str, is_truth: boo
 
 def ground_distance(bottom_y: float, width: int = 640, height: int = 192) -> float:
     """Distance (m) of the road point seen at image row bottom_y by the synthetic camera."""
-    from importance_sampler_ros.synth_render import Camera
+    from importance_sampler_ros.synth.render import Camera
 
     cam = Camera.for_image(width, height)
     below = bottom_y - cam.cy
@@ -402,7 +406,7 @@ def class_confusion(truths: Sequence[FrameDetections], detections: Sequence[Fram
 def evaluate(checkpoint: str | Path, seeds: Sequence[int], seconds: float, stride: int,
              device: str = 'cpu', batch: int = 4, log: Any = print) -> dict[str, Any]:
     """Run a checkpoint on held-out drives; mAP by height and distance bin, and confusions."""
-    from importance_sampler_ros.detector import Detector, DetectorConfig
+    from importance_sampler_ros.detection.detector import Detector, DetectorConfig
 
     detector = Detector(DetectorConfig(checkpoint=checkpoint, score_threshold=0.05,
                                        device=device))
@@ -459,7 +463,7 @@ def configure_evaluate_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from importance_sampler_ros.detector import CheckpointError, default_checkpoint_path
+    from importance_sampler_ros.detection.detector import CheckpointError, default_checkpoint_path
 
     checkpoint = args.checkpoint or default_checkpoint_path()
     if args.stride < 1 or not args.seconds > 0:

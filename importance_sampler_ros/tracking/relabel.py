@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from importance_sampler_ros.detections import FrameDetections
+from importance_sampler_ros.detection.detections import FrameDetections
 from importance_sampler_ros.params import Param
-from importance_sampler_ros.tracking import TRACKER_PARAMS, SortTracker, TrackerConfig
+from importance_sampler_ros.tracking.sort import TRACKER_PARAMS, SortTracker, TrackerConfig
 
 NEAR_RULES = ('and', 'or')
 

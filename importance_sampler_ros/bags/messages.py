@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from importance_sampler_ros.detections import FrameDetections
+from importance_sampler_ros.detection.detections import FrameDetections
 
 NS_PER_S = 1_000_000_000
 

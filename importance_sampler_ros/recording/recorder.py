@@ -22,14 +22,13 @@ Layout and crash safety (recorder_bag.py): <output_dir>/<bag_name>/<bag_name>_NN
 splits, each a complete rosbag2 bag; a split closes when it holds `split_bytes` or spans
 `split_seconds`. Written data is flushed to the file at most `flush_interval_s` (wall clock) after
 it was written (and fsynced with `fsync`), so SIGKILL loses at most that much; closed splits are
-never touched again, and `importance-sampler bag-repair` (recorder_repair.py) recovers the open
+never touched again, and `importance-sampler bag-repair` (recording/repair.py) recovers the open
 one. A write error (disk full, I/O error) raises RecordingStoppedError once with a clear message
 and stops recording; the open split is aborted (repairable), closed splits stay as they are.
 `close()` writes stats() to <output_dir>/<bag_name>/stats.json.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import time
@@ -42,12 +41,17 @@ from typing import Any
 
 import numpy as np
 
-from importance_sampler_ros import bag_io
-from importance_sampler_ros.detections import FrameDetections
-from importance_sampler_ros.messages import detections_to_msg, header_msg, stamp_to_ns
+from importance_sampler_ros.bags import bag_io
+from importance_sampler_ros.bags.messages import detections_to_msg, header_msg, stamp_to_ns
+from importance_sampler_ros.detection.detections import FrameDetections
 from importance_sampler_ros.params import Param
-from importance_sampler_ros.recorder_bag import BagSink, SplitWriter, header_from_cdr, split_path
-from importance_sampler_ros.sampling import (
+from importance_sampler_ros.recording.splits import (
+    BagSink,
+    SplitWriter,
+    header_from_cdr,
+    split_path,
+)
+from importance_sampler_ros.sampling.sampler import (
     REASON_RELABEL,
     Decision,
     ImportanceSampler,
@@ -562,16 +566,3 @@ def _detections(detections: bytes | FrameDetections | Any) -> tuple[bytes, Any]:
         )
     return bag_io.serialize(detections), detections
 
-
-# --- `importance-sampler bag-repair` (the command lives in recorder_repair.py) -------------
-
-def configure_bag_repair_parser(parser: argparse.ArgumentParser) -> None:
-    from importance_sampler_ros.recorder_repair import configure_parser
-
-    configure_parser(parser)
-
-
-def run_bag_repair(args: argparse.Namespace) -> int:
-    from importance_sampler_ros.recorder_repair import run
-
-    return run(args)

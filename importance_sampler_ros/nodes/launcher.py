@@ -33,6 +33,8 @@ from typing import Any
 
 import yaml
 
+from importance_sampler_ros.share import share_path
+
 PACKAGE = 'importance_sampler_ros'
 NODE_NAMES = ('detector_node', 'tracker_node', 'recorder_node')
 VIZ_NODE = 'viz_node'
@@ -53,14 +55,7 @@ OPTION_PARAMETERS: dict[str, tuple[tuple[str, str], ...]] = {
 
 def default_params_file() -> Path:
     """config/importance_sampler.yaml of the source tree, or of share/ on a ROS install."""
-    source = Path(__file__).resolve().parent.parent / 'config' / 'importance_sampler.yaml'
-    if source.is_file():
-        return source
-    for prefix in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep):
-        share = Path(prefix) / 'share' / PACKAGE / 'config' / 'importance_sampler.yaml'
-        if share.is_file():
-            return share
-    return source
+    return share_path('config', 'importance_sampler.yaml')
 
 
 def node_environment(base: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from importance_sampler_ros import bag_io
-from importance_sampler_ros.detections import FrameDetections
-from importance_sampler_ros.messages import detections_from_msg, stamp_to_ns
+from importance_sampler_ros.bags import bag_io
+from importance_sampler_ros.bags.messages import detections_from_msg, stamp_to_ns
+from importance_sampler_ros.detection.detections import FrameDetections
 
 DETECTION_ARRAY_TYPE = bag_io.msgtype('DetectionArray')
 GROUND_TRUTH_TOPIC = '/ground_truth/detections'
@@ -128,7 +128,7 @@ class FrameSource:
         """An MCAP file cut short (no summary, no footer) is recovered up to the damage with
         bag-repair's reader into a scratch copy, which is then replayed; the original is never
         touched."""
-        from importance_sampler_ros.recorder_repair import repair_split
+        from importance_sampler_ros.recording.repair import repair_split
 
         files = [self.path] if self.path.is_file() else sorted(self.path.glob('*.mcap'))
         if len(files) != 1 or files[0].suffix != '.mcap':

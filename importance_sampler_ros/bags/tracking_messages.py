@@ -9,13 +9,13 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-from importance_sampler_ros.messages import (
+from importance_sampler_ros.bags.messages import (
     box_msg,
     header_msg,
     stamp_to_ns,
     time_msg,
 )
-from importance_sampler_ros.relabel import (
+from importance_sampler_ros.tracking.relabel import (
     RelabelEvent,
     RelabelledObservation,
     TrackSummary,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from importance_sampler_ros.synth_sprites import Sprite
+from importance_sampler_ros.synth.sprites import Sprite
 
 ALPHA_VISIBLE = 0.4  # a pixel belongs to an object when its coverage reaches this
 

@@ -15,12 +15,12 @@ from typing import Any
 
 from tqdm import tqdm
 
-from importance_sampler_ros.bag_frames import FrameSource, FrameSourceError
+from importance_sampler_ros.bags.frames import FrameSource, FrameSourceError
+from importance_sampler_ros.offline.pipeline import DEFAULT_PARAMS_FILE, Pipeline, load_parameters
+from importance_sampler_ros.offline.report import ReplayReport, detector_error_rates, write_report
 from importance_sampler_ros.params import ParameterError
-from importance_sampler_ros.pipeline import DEFAULT_PARAMS_FILE, Pipeline, load_parameters
-from importance_sampler_ros.recorder import RecorderError
-from importance_sampler_ros.report import ReplayReport, detector_error_rates, write_report
-from importance_sampler_ros.sampling import relative_variance, relative_variance_curve
+from importance_sampler_ros.recording.recorder import RecorderError
+from importance_sampler_ros.sampling.sampler import relative_variance, relative_variance_curve
 
 LOG = logging.getLogger('importance_sampler.replay')
 EXIT_ERROR = 1

@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from importance_sampler_ros.detections import FrameDetections
-from importance_sampler_ros.messages import header_msg
+from importance_sampler_ros.bags.messages import header_msg
+from importance_sampler_ros.detection.detections import FrameDetections
 from importance_sampler_ros.params import Param
 
 VIZ_PARAMS: tuple[Param, ...] = (
@@ -222,7 +222,7 @@ def draw_debug_image(
 @functools.cache
 def rosbags_marker_types() -> SimpleNamespace:
     """rosbags classes for marker_array (bags, tests); the viz node uses the rclpy ones."""
-    from importance_sampler_ros.bag_io import typestore
+    from importance_sampler_ros.bags.bag_io import typestore
 
     store = typestore().types
     names = {

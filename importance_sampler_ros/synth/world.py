@@ -17,16 +17,14 @@ contrast. Only the modules numpy and this package's core are imported at module 
 """
 from __future__ import annotations
 
-import argparse
 import math
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from importance_sampler_ros.detections import FrameDetections
-from importance_sampler_ros.synth_render import (
+from importance_sampler_ros.detection.detections import FrameDetections
+from importance_sampler_ros.synth.render import (
     Background,
     Camera,
     Lighting,
@@ -35,7 +33,7 @@ from importance_sampler_ros.synth_render import (
     place_sprite,
     sample_lighting,
 )
-from importance_sampler_ros.synth_sprites import (
+from importance_sampler_ros.synth.sprites import (
     LIGHT_EMISSION,
     PersonLook,
     Sprite,
@@ -443,37 +441,8 @@ def _add_prop(plan: _Plan, rng: np.random.Generator, kind: str, z0: float, x0: f
     plan.next_prop_id -= 1
 
 
-# --- the `synth` subcommand ------------------------------------------------------------------
+# --- topics of a synthetic drive's bag -----------------------------------------------------------
 
 IMAGE_TOPIC = '/camera/image_raw'
 GROUND_TRUTH_TOPIC = '/ground_truth/detections'
 CAMERA_FRAME_ID = 'camera'
-
-
-def configure_synth_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('--out', required=True, help='output bag directory (must not exist)')
-    parser.add_argument('--seconds', type=float, default=60.0, help='drive length (s)')
-    parser.add_argument('--fps', type=float, default=10.0, help='frames per second')
-    parser.add_argument('--seed', type=int, default=0, help='world seed (same seed, same bag)')
-    parser.add_argument('--width', type=int, default=640, help='image width (px)')
-    parser.add_argument('--height', type=int, default=192, help='image height (px)')
-    parser.add_argument('--storage', choices=('mcap', 'sqlite3'), default='mcap',
-                        help='rosbag2 storage plugin')
-
-
-def run_synth(args: argparse.Namespace) -> int:
-    from importance_sampler_ros.synth_bag import write_drive_bag
-
-    try:
-        config = SynthConfig(width=args.width, height=args.height, fps=args.fps,
-                             seconds=args.seconds, seed=args.seed)
-    except ValueError as exc:
-        print(f'importance-sampler synth: {exc}', file=sys.stderr)
-        return 2
-    try:
-        n = write_drive_bag(config, args.out, storage=args.storage)
-    except FileExistsError as exc:
-        print(f'importance-sampler synth: {exc}', file=sys.stderr)
-        return 1
-    print(f'wrote {n} frames ({config.width}x{config.height}, seed {config.seed}) to {args.out}')
-    return 0

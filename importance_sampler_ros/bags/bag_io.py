@@ -7,7 +7,6 @@ produces (test/test_messages.py checks this).
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,8 @@ from rosbags.highlevel import AnyReader
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
+
+from importance_sampler_ros.share import share_path
 
 PACKAGE = 'importance_sampler_ros'
 STORE = Stores.ROS2_KILTED
@@ -46,14 +47,10 @@ def msgtype(name: str) -> str:
 
 def msg_dir() -> Path:
     """The directory holding the package's .msg files (source tree, or share/ of a ROS install)."""
-    source = Path(__file__).resolve().parent.parent / 'msg'
-    if source.is_dir():
-        return source
-    for prefix in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep):
-        share = Path(prefix) / 'share' / PACKAGE / 'msg'
-        if share.is_dir():
-            return share
-    raise FileNotFoundError(f'cannot find the {PACKAGE} msg/ directory (source tree or share/)')
+    path = share_path('msg')
+    if not path.is_dir():
+        raise FileNotFoundError(f'cannot find the {PACKAGE} msg/ directory (source tree or share/)')
+    return path
 
 
 @functools.cache

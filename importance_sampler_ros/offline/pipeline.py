@@ -16,25 +16,31 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from importance_sampler_ros import bag_io
-from importance_sampler_ros.bag_frames import InputFrame
-from importance_sampler_ros.detections import FrameDetections
-from importance_sampler_ros.images import image_to_rgb
-from importance_sampler_ros.messages import detections_to_msg
+from importance_sampler_ros.bags import bag_io
+from importance_sampler_ros.bags.frames import InputFrame
+from importance_sampler_ros.bags.images import image_to_rgb
+from importance_sampler_ros.bags.messages import detections_to_msg
+from importance_sampler_ros.bags.tracking_messages import relabels_to_msg
+from importance_sampler_ros.detection.detections import FrameDetections
+from importance_sampler_ros.offline.report import FrameRecord, RelabelExample
 from importance_sampler_ros.params import Param, load_node_parameters, resolve
-from importance_sampler_ros.recorder import RECORDER_PARAMS, FrameResult, Recorder, RecorderConfig
-from importance_sampler_ros.relabel import (
+from importance_sampler_ros.recording.recorder import (
+    RECORDER_PARAMS,
+    FrameResult,
+    Recorder,
+    RecorderConfig,
+)
+from importance_sampler_ros.share import share_path
+from importance_sampler_ros.tracking.relabel import (
     TRACKER_NODE_PARAMS,
     RelabelEvent,
     RelabelingTracker,
     StaleFrameError,
 )
-from importance_sampler_ros.report import FrameRecord, RelabelExample
-from importance_sampler_ros.tracking import iou_matrix
-from importance_sampler_ros.tracking_messages import relabels_to_msg
+from importance_sampler_ros.tracking.sort import iou_matrix
 
 NODE_NAMES = ('detector_node', 'tracker_node', 'recorder_node')
-DEFAULT_PARAMS_FILE = Path(__file__).resolve().parent.parent / 'config' / 'importance_sampler.yaml'
+DEFAULT_PARAMS_FILE = share_path('config', 'importance_sampler.yaml')
 # Ground truth farther than this (metres) counts as far field in the report.
 FAR_DISTANCE_M = 40.0
 DISTANCE_BINS_M = (0.0, 20.0, 40.0, 60.0, 80.0, float('inf'))
@@ -47,7 +53,9 @@ EXAMPLE_LIMIT = 6
 
 def node_specs(node: str) -> tuple[Param, ...]:
     if node == 'detector_node':
-        from importance_sampler_ros.detector import detector_params  # torch: import when needed
+        from importance_sampler_ros.detection.detector import (
+            detector_params,  # torch: import when needed
+        )
 
         return detector_params()
     return {'tracker_node': TRACKER_NODE_PARAMS, 'recorder_node': RECORDER_PARAMS}[node]
@@ -156,7 +164,7 @@ class Pipeline:
         self.types = bag_io.msg_types()
         self.detector = None
         if need_detector:
-            from importance_sampler_ros.detector import Detector, config_from_params
+            from importance_sampler_ros.detection.detector import Detector, config_from_params
 
             self.detector = Detector(config_from_params(params['detector_node']))
         self.tracker = RelabelingTracker.from_params(params['tracker_node'])

@@ -54,7 +54,7 @@ from typing import Any
 
 import numpy as np
 
-from importance_sampler_ros.fleet_report import (
+from importance_sampler_ros.offline.fleet_report import (
     STATUS_FAILED,
     STATUS_OK,
     STATUS_TRUNCATED,
@@ -123,7 +123,7 @@ class FirstPass:
 
 
 def _default_params_file() -> Path:
-    from importance_sampler_ros.pipeline import DEFAULT_PARAMS_FILE
+    from importance_sampler_ros.offline.pipeline import DEFAULT_PARAMS_FILE
 
     return DEFAULT_PARAMS_FILE
 
@@ -198,7 +198,7 @@ def first_pass(bag: FleetBag, options: FleetOptions) -> FirstPass:
 
 
 def _recorded_importances(bag: FleetBag, options: FleetOptions) -> FirstPass:
-    from importance_sampler_ros.bag_frames import FrameSource
+    from importance_sampler_ros.bags.frames import FrameSource
 
     source = FrameSource(bag.path, image_topic=options.image_topic,
                          detections_topic=options.detections_topic, use_recorded_detections=True)
@@ -209,12 +209,12 @@ def _recorded_importances(bag: FleetBag, options: FleetOptions) -> FirstPass:
 def _detect_and_cache(bag: FleetBag, options: FleetOptions) -> FirstPass:
     """Run the detector over the bag once, writing images + detections (+ ground truth) into a
     cache bag that the sampling pass replays with recorded detections."""
-    from importance_sampler_ros import bag_io
-    from importance_sampler_ros.bag_frames import GROUND_TRUTH_TOPIC, FrameSource
-    from importance_sampler_ros.detector import Detector, config_from_params
-    from importance_sampler_ros.images import image_to_rgb
-    from importance_sampler_ros.messages import detections_to_msg
-    from importance_sampler_ros.pipeline import load_parameters
+    from importance_sampler_ros.bags import bag_io
+    from importance_sampler_ros.bags.frames import GROUND_TRUTH_TOPIC, FrameSource
+    from importance_sampler_ros.bags.images import image_to_rgb
+    from importance_sampler_ros.bags.messages import detections_to_msg
+    from importance_sampler_ros.detection.detector import Detector, config_from_params
+    from importance_sampler_ros.offline.pipeline import load_parameters
 
     params, _ = load_parameters(options.params_file, options.overrides)
     source = FrameSource(bag.path, image_topic=options.image_topic)
@@ -280,8 +280,8 @@ def sample_bag(bag: FleetBag, options: FleetOptions, first: FirstPass,
 
 def _replay(bag: FleetBag, options: FleetOptions, first: FirstPass,
             importance_mean: float | None, out: Path) -> Any:
-    from importance_sampler_ros.pipeline import load_parameters
-    from importance_sampler_ros.replay import replay_bag
+    from importance_sampler_ros.offline.pipeline import load_parameters
+    from importance_sampler_ros.offline.replay import replay_bag
 
     overrides = {node: dict(values) for node, values in options.overrides.items()}
     recorder = overrides.setdefault('recorder_node', {})
@@ -489,8 +489,8 @@ def run_fleet(input_dir: str | Path, out_dir: str | Path, *, ray_address: str | 
 
 def _check_settings(options: FleetOptions, num_workers: int | None) -> str:
     """Refuse bad settings before any work; returns the detector's device."""
+    from importance_sampler_ros.offline.pipeline import load_parameters
     from importance_sampler_ros.params import ParameterError
-    from importance_sampler_ros.pipeline import load_parameters
 
     if num_workers is not None and num_workers < 1:
         raise FleetError('--num-workers must be >= 1')
@@ -647,7 +647,7 @@ def configure_replay_fleet_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run_replay_fleet(args: argparse.Namespace) -> int:
-    from importance_sampler_ros.replay import overrides_from_args
+    from importance_sampler_ros.offline.replay import overrides_from_args
 
     logging.basicConfig(level=logging.WARNING, format='%(message)s')
     try:

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from importance_sampler_ros.messages import header_msg
+from importance_sampler_ros.bags.messages import header_msg
 
 # encoding -> (channels, index of R, G, B within a pixel; None for mono)
 ENCODINGS: dict[str, tuple[int, tuple[int, int, int] | None]] = {

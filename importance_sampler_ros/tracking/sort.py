@@ -34,7 +34,7 @@ import numpy as np
 from filterpy.kalman import KalmanFilter
 from scipy.optimize import linear_sum_assignment
 
-from importance_sampler_ros.detections import FrameDetections
+from importance_sampler_ros.detection.detections import FrameDetections
 from importance_sampler_ros.params import Param
 
 STATE_DIM = 7

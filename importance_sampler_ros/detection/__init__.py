@@ -1,0 +1,1 @@
+"""The detector, its checkpoints and the per-detection importance (no rclpy)."""

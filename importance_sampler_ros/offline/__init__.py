@@ -1,0 +1,1 @@
+"""Replay of recorded drives, its report and fleet replay (no rclpy)."""

@@ -1,0 +1,1 @@
+"""The synthetic world: drives with ground truth (no rclpy)."""

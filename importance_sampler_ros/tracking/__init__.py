@@ -1,0 +1,1 @@
+"""SORT tracking and near-to-far relabels (no rclpy)."""

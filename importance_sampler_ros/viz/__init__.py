@@ -1,0 +1,1 @@
+"""Debug image and marker views of the pipeline (no rclpy)."""
