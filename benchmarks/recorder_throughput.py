@@ -48,11 +48,13 @@ def templates() -> tuple[bytes, object]:
     detections = [
         types.Detection(box=types.BoundingBox(x1=10.0 * k, y1=50.0, x2=10.0 * k + 40, y2=90.0),
                         class_id=1, class_name='car', score=0.9, importance=0.1 * k,
-                        track_id=k, distance=float('nan'))
+                        track_id=k, distance=float('nan'),
+        uncertainty=np.zeros(0, np.float32))
         for k in range(1, 9)
     ]
     array = types.DetectionArray(header=header, detections=detections, frame_importance=1.0,
-                                 aggregation='sum', model_name='bench', inference_ms=80.0)
+                                 aggregation='sum', model_name='bench', inference_ms=80.0,
+        scorer='', uncertainty_names=[], candidates=[], situations=[])
     return bag_io.serialize(image), array
 
 

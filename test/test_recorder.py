@@ -61,9 +61,11 @@ def make_frame(
     g = float(np.random.default_rng(10_000 + i).exponential(1.0))
     detection = types.Detection(
         box=types.BoundingBox(x1=10.0, y1=10.0, x2=20.0, y2=18.0), class_id=1, class_name='car',
-        score=0.9, importance=g, track_id=track_id, distance=float('nan'))
+        score=0.9, importance=g, track_id=track_id, distance=float('nan'),
+        uncertainty=np.zeros(0, np.float32))
     detections = types.DetectionArray(header=header, detections=[detection], frame_importance=g,
-                                      aggregation='sum', model_name='test', inference_ms=1.0)
+                                      aggregation='sum', model_name='test', inference_ms=1.0,
+        scorer='', uncertainty_names=[], candidates=[], situations=[])
     return bag_io.serialize(image), detections
 
 

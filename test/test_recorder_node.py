@@ -65,9 +65,11 @@ def make_frame(types, i: int, stamp_ns: int | None = None) -> tuple[object, obje
     g = float(np.random.default_rng(100 + i).exponential(1.0))
     detection = types.Detection(
         box=types.BoundingBox(x1=1.0, y1=2.0, x2=30.0, y2=20.0), class_id=1, class_name='car',
-        score=0.8, importance=g, track_id=5, distance=float('nan'))
+        score=0.8, importance=g, track_id=5, distance=float('nan'),
+        uncertainty=np.zeros(0, np.float32))
     detections = types.DetectionArray(header=header, detections=[detection], frame_importance=g,
-                                      aggregation='sum', model_name='test', inference_ms=2.0)
+                                      aggregation='sum', model_name='test', inference_ms=2.0,
+        scorer='', uncertainty_names=[], candidates=[], situations=[])
     return image, detections
 
 

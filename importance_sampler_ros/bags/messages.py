@@ -41,9 +41,8 @@ def box_array(box: Any) -> np.ndarray:
     return np.array([box.x1, box.y1, box.x2, box.y2], np.float32)
 
 
-def detections_to_msg(det: FrameDetections, types: SimpleNamespace) -> Any:
-    """A DetectionArray carrying every field of `det`, header from its stamp and frame_id."""
-    detections = [
+def _detection_msgs(det: FrameDetections, types: SimpleNamespace) -> list[Any]:
+    return [
         types.Detection(
             box=box_msg(det.boxes[i], types),
             class_id=int(det.class_ids[i]),
@@ -52,26 +51,35 @@ def detections_to_msg(det: FrameDetections, types: SimpleNamespace) -> Any:
             importance=float(det.importances[i]),
             track_id=int(det.track_ids[i]),
             distance=float(det.distances[i]),
+            uncertainty=types.primitive_array(det.uncertainty[i], 'float32'),
         )
         for i in range(len(det))
     ]
+
+
+def detections_to_msg(det: FrameDetections, types: SimpleNamespace) -> Any:
+    """A DetectionArray carrying every field of `det`, header from its stamp and frame_id."""
+    candidates = det.candidates
     return types.DetectionArray(
         header=header_msg(det.stamp_ns, det.frame_id, types),
-        detections=detections,
+        detections=_detection_msgs(det, types),
         frame_importance=float(det.frame_importance),
         aggregation=det.aggregation,
         model_name=det.model_name,
         inference_ms=float(det.inference_ms),
+        scorer=det.scorer,
+        uncertainty_names=list(det.uncertainty_names),
+        candidates=[] if candidates is None else _detection_msgs(candidates, types),
+        situations=list(det.situations),
     )
 
 
-def detections_from_msg(msg: Any) -> FrameDetections:
-    """FrameDetections from a DetectionArray (rclpy or rosbags)."""
-    dets = list(msg.detections)
+def _frame_from_detection_msgs(dets: list[Any], stamp_ns: int, frame_id: str,
+                               names: tuple[str, ...]) -> FrameDetections:
     n = len(dets)
     return FrameDetections(
-        stamp_ns=stamp_to_ns(msg.header),
-        frame_id=str(msg.header.frame_id),
+        stamp_ns=stamp_ns,
+        frame_id=frame_id,
         boxes=np.array([box_array(d.box) for d in dets], np.float32).reshape(n, 4),
         class_ids=np.array([d.class_id for d in dets], np.int32),
         class_names=[str(d.class_name) for d in dets],
@@ -79,8 +87,24 @@ def detections_from_msg(msg: Any) -> FrameDetections:
         importances=np.array([d.importance for d in dets], np.float32),
         track_ids=np.array([d.track_id for d in dets], np.uint32),
         distances=np.array([d.distance for d in dets], np.float32),
-        frame_importance=float(msg.frame_importance),
-        aggregation=str(msg.aggregation),
-        model_name=str(msg.model_name),
-        inference_ms=float(msg.inference_ms),
+        uncertainty_names=names,
+        uncertainty=(np.array([np.asarray(d.uncertainty, np.float32) for d in dets], np.float32)
+                     if names and n else np.zeros((n, len(names)), np.float32)),
     )
+
+
+def detections_from_msg(msg: Any) -> FrameDetections:
+    """FrameDetections from a DetectionArray (rclpy or rosbags)."""
+    stamp_ns, frame_id = stamp_to_ns(msg.header), str(msg.header.frame_id)
+    names = tuple(str(n) for n in msg.uncertainty_names)
+    det = _frame_from_detection_msgs(list(msg.detections), stamp_ns, frame_id, names)
+    det.frame_importance = float(msg.frame_importance)
+    det.aggregation = str(msg.aggregation)
+    det.model_name = str(msg.model_name)
+    det.inference_ms = float(msg.inference_ms)
+    det.scorer = str(msg.scorer)
+    det.situations = tuple(str(t) for t in msg.situations)
+    if len(msg.candidates):
+        det.candidates = _frame_from_detection_msgs(list(msg.candidates), stamp_ns, frame_id,
+                                                    names)
+    return det

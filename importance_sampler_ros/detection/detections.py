@@ -25,7 +25,10 @@ class FrameDetections:
     """Everything known about one frame's detections.
 
     All per-detection arrays have the same length N. `track_ids` is 0 for untracked detections;
-    `distances` is NaN when unknown (only synthetic ground truth knows it).
+    `distances` is NaN when unknown (only synthetic ground truth knows it). `uncertainty` is
+    (N, K): every scorer's value per detection, named by `uncertainty_names`; `importances` holds
+    the column of `scorer`. `candidates` are the sub-threshold boxes (never published as
+    detections), `situations` the frame's situation tags (ground truth only).
     """
 
     stamp_ns: int
@@ -41,6 +44,11 @@ class FrameDetections:
     aggregation: str = 'sum'
     model_name: str = ''
     inference_ms: float = 0.0
+    scorer: str = ''
+    uncertainty_names: tuple[str, ...] = ()
+    uncertainty: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    candidates: FrameDetections | None = None
+    situations: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         n = len(self.boxes)
@@ -52,12 +60,15 @@ class FrameDetections:
         self.distances = _filled(self.distances, n, np.nan, np.float32)
         if len(self.class_names) != n:
             raise ValueError(f'{len(self.class_names)} class names for {n} detections')
+        self.uncertainty_names = tuple(self.uncertainty_names)
+        k = len(self.uncertainty_names)
+        values = np.asarray(self.uncertainty, np.float32)
+        self.uncertainty = (np.zeros((n, k), np.float32) if values.size == 0
+                            else values.reshape(n, k))
+        self.situations = tuple(self.situations)
 
     def __len__(self) -> int:
         return len(self.boxes)
-
-    def with_track_ids(self, track_ids: np.ndarray) -> FrameDetections:
-        return replace(self, track_ids=np.asarray(track_ids, np.uint32))
 
     def select(self, keep: np.ndarray) -> FrameDetections:
         """The detections at boolean mask or index array `keep`, frame fields unchanged."""
@@ -70,7 +81,14 @@ class FrameDetections:
             importances=self.importances[keep],
             track_ids=self.track_ids[keep],
             distances=self.distances[keep],
+            uncertainty=self.uncertainty[keep],
         )
+
+    def uncertainty_of(self, name: str) -> np.ndarray:
+        """The column of scorer `name` (KeyError naming the available ones if absent)."""
+        if name not in self.uncertainty_names:
+            raise KeyError(f'no {name!r} scores here (have: {", ".join(self.uncertainty_names)})')
+        return self.uncertainty[:, self.uncertainty_names.index(name)]
 
 
 def _filled(values: np.ndarray, n: int, fill: float, dtype: type) -> np.ndarray:

@@ -535,7 +535,8 @@ def _warm_up() -> None:
                                       ''))
     for empty in (types.RelabelArray(header=header, relabels=[]),
                   types.DetectionArray(header=header, detections=[], frame_importance=0.0,
-                                       aggregation='sum', model_name='', inference_ms=0.0)):
+                                       aggregation='sum', model_name='', inference_ms=0.0,
+        scorer='', uncertainty_names=[], candidates=[], situations=[])):
         bag_io.deserialize(bag_io.serialize(empty), empty.__msgtype__)
 
 
