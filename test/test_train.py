@@ -11,16 +11,14 @@ import pytest
 import torch
 
 from importance_sampler_ros.detection.detections import FrameDetections
-from importance_sampler_ros.synth.world import CLASS_NAMES, Drive, SynthConfig
-from importance_sampler_ros.training.train import (
-    TrainSettings,
+from importance_sampler_ros.evaluation.detection_map import (
     average_precision,
     box_iou,
     class_confusion,
-    learning_rate_factor,
     mean_average_precision,
-    train,
 )
+from importance_sampler_ros.synth.world import CLASS_NAMES, Drive, SynthConfig
+from importance_sampler_ros.training.train import TrainSettings, learning_rate_factor, train
 
 BINS = {'far': (0.0, 20.0), 'near': (40.0, math.inf)}
 
