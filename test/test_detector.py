@@ -18,7 +18,7 @@ from importance_sampler_ros.detection.detector import (
     save_checkpoint,
     state_dict_megabytes,
 )
-from importance_sampler_ros.detection.importance import last_layer_gradient_norms
+from importance_sampler_ros.detection.importance import SCORERS, last_layer_gradient_norms
 
 NUM_CLASSES = len(DEFAULT_CLASS_NAMES)
 HEIGHT, WIDTH = 128, 384  # small frames keep the CPU time of these tests low
@@ -270,3 +270,42 @@ def test_config_is_validated():
 def test_cuda_requested_but_absent_is_a_clear_error(random_checkpoint):
     with pytest.raises(DetectorError, match='CUDA is not available'):
         Detector(DetectorConfig(checkpoint=random_checkpoint, device='cuda'))
+
+
+def test_every_scorer_is_published_and_importance_is_the_configured_one(random_checkpoint):
+    image = random_image(3)
+    for scorer in SCORERS:
+        det = Detector(DetectorConfig(checkpoint=random_checkpoint, score_threshold=0.02,
+                                      scorer=scorer)).detect(image, 1)
+        assert len(det) > 0 and det.scorer == scorer and det.uncertainty_names == SCORERS
+        assert det.uncertainty.shape == (len(det), len(SCORERS))
+        np.testing.assert_array_equal(det.importances, det.uncertainty_of(scorer))
+        assert (det.uncertainty >= 0).all()
+    # least confidence is 1 - score: the detection's score is its class probability
+    np.testing.assert_allclose(det.uncertainty_of('least_confidence'), 1 - det.scores, atol=1e-5)
+
+
+def test_candidates_are_the_sub_threshold_boxes_and_leave_detections_unchanged(random_checkpoint):
+    image = random_image(4)
+    plain = Detector(DetectorConfig(checkpoint=random_checkpoint, score_threshold=0.3)).detect(
+        image, 1)
+    # the model's own score filter at the floor: every box above it
+    low = Detector(DetectorConfig(checkpoint=random_checkpoint, score_threshold=0.02)).detect(
+        image, 1)
+    config = DetectorConfig(checkpoint=random_checkpoint, score_threshold=0.3,
+                            candidate_floor=0.02)
+    both = Detector(config).detect(image, 1)
+    np.testing.assert_allclose(both.boxes, plain.boxes)
+    np.testing.assert_allclose(both.scores, plain.scores)
+    cand = both.candidates
+    assert cand is not None and len(cand) > 0
+    assert ((cand.scores > 0.02) & (cand.scores <= 0.3)).all()
+    assert len(both) + len(cand) == min(len(low), 100) or len(cand) == 100
+    assert both.frame_importance == pytest.approx(float(np.sum(both.importances)))
+    pooled = Detector(DetectorConfig(checkpoint=random_checkpoint, score_threshold=0.3,
+                                     candidate_floor=0.02, candidates_in_frame=True)).detect(
+        image, 1)
+    assert pooled.frame_importance == pytest.approx(
+        float(np.sum(both.importances) + np.sum(cand.importances)), rel=1e-5)
+    with pytest.raises(ValueError, match='candidate_floor'):
+        DetectorConfig(score_threshold=0.3, candidate_floor=0.5)

@@ -3,8 +3,10 @@ import pytest
 import torch
 
 from importance_sampler_ros.detection.importance import (
+    SCORERS,
     last_layer_gradient_norms,
     probability_residuals,
+    uncertainty_scores,
 )
 
 
@@ -58,3 +60,22 @@ def test_zero_detections_and_shape_errors():
         probability_residuals(torch.zeros(3, 4), torch.zeros(2))
     with pytest.raises(ValueError, match='features'):
         last_layer_gradient_norms(torch.zeros(2, 4), torch.zeros(3, 4), torch.zeros(3))
+
+
+def test_uncertainty_scores_follow_their_definitions():
+    torch.manual_seed(0)
+    logits = torch.randn(6, 5) * 3
+    features = torch.randn(6, 16)
+    labels = torch.tensor([0, 1, 2, 3, 4, 1])
+    scores = uncertainty_scores(features, logits, labels)
+    p = torch.softmax(logits, 1)
+    onehot = torch.nn.functional.one_hot(labels, 5).float()
+    expected = {
+        'gradient_norm': last_layer_gradient_norms(features, logits, labels),
+        'prob_residual': torch.linalg.vector_norm(p - onehot, dim=1),
+        'entropy': -(p * p.log()).sum(1),
+        'margin': 1 - (p.topk(2, 1).values[:, 0] - p.topk(2, 1).values[:, 1]),
+        'least_confidence': 1 - p.gather(1, labels.view(-1, 1)).squeeze(1),
+    }
+    for i, name in enumerate(SCORERS):
+        torch.testing.assert_close(scores[:, i], expected[name], rtol=1e-5, atol=1e-6)

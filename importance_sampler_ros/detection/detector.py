@@ -38,7 +38,7 @@ from importance_sampler_ros.detection.detections import (
     FrameDetections,
     aggregate_importance,
 )
-from importance_sampler_ros.detection.importance import last_layer_gradient_norms
+from importance_sampler_ros.detection.importance import SCORERS, uncertainty_scores
 from importance_sampler_ros.share import share_path
 
 if TYPE_CHECKING:
@@ -357,8 +357,9 @@ class CapturedDetections:
     """One image's final detections with what the last layer saw for each of them.
 
     boxes (N, 4) xyxy in original image pixels, scores (N,), labels (N,) class ids >= 1,
-    features (N, D) box-head features h, logits (N, C) class logits of the same proposal,
-    proposal_rows (N,) row of that proposal in the batch's box-head output.
+    features (N, D) box-head features h, logits (N, C) class logits of the same proposal.
+    `candidates`: the same for the sub-threshold candidates (score in [floor, threshold)) when a
+    candidate floor was given, else None.
     """
 
     boxes: torch.Tensor
@@ -366,15 +367,18 @@ class CapturedDetections:
     labels: torch.Tensor
     features: torch.Tensor
     logits: torch.Tensor
-    proposal_rows: torch.Tensor
+    candidates: CapturedDetections | None = None
 
 
 def forward_with_features(
-    model: FasterRCNN, images: list[torch.Tensor]
+    model: FasterRCNN, images: list[torch.Tensor], candidate_floor: float | None = None
 ) -> list[CapturedDetections]:
     """Run an eval-mode Faster R-CNN on CHW float images, keeping h and logits per detection.
 
-    The detections equal those of `model(images)`. Runs under the caller's grad mode: inside
+    The detections equal those of `model(images)`. With a candidate_floor below the model's
+    score threshold, boxes scoring in [floor, threshold) after the same NMS are returned as each
+    result's `candidates` (a lower-scoring box never suppresses a higher one in NMS, so the
+    detections themselves do not change). Runs under the caller's grad mode: inside
     torch.no_grad() for speed, outside it when features/logits must take part in autograd.
     """
     if model.training:
@@ -388,22 +392,32 @@ def forward_with_features(
     features = heads.box_head(pooled)
     logits, box_regression = heads.box_predictor(features)
     features = features.flatten(start_dim=1)  # what the predictor's linear layers see
+    threshold = float(heads.score_thresh)
+    floor = threshold if candidate_floor is None else min(float(candidate_floor), threshold)
     selections = _select_final_detections(
-        heads, logits, box_regression, proposals, image_list.image_sizes
+        heads, logits, box_regression, proposals, image_list.image_sizes, floor
     )
     captured = []
-    for (boxes, scores, labels, rows), resized, original in zip(
+    cap = heads.detections_per_img
+    for selection, resized, original in zip(
         selections, image_list.image_sizes, original_sizes, strict=True
     ):
-        captured.append(CapturedDetections(
-            boxes=resize_boxes(boxes, resized, original),
-            scores=scores,
-            labels=labels,
-            features=features[rows],
-            logits=logits[rows],
-            proposal_rows=rows,
-        ))
+        scores = selection[1]
+        published = _capture(selection, torch.where(scores > threshold)[0][:cap], features,
+                             logits, resized, original)
+        if candidate_floor is not None:
+            published.candidates = _capture(selection, torch.where(scores <= threshold)[0][:cap],
+                                            features, logits, resized, original)
+        captured.append(published)
     return captured
+
+
+def _capture(selection: tuple[torch.Tensor, ...], keep: torch.Tensor, features: torch.Tensor,
+             logits: torch.Tensor, resized: tuple[int, int], original: tuple[int, int]
+             ) -> CapturedDetections:
+    boxes, scores, labels, rows = (t[keep] for t in selection)
+    return CapturedDetections(boxes=resize_boxes(boxes, resized, original), scores=scores,
+                              labels=labels, features=features[rows], logits=logits[rows])
 
 
 def _select_final_detections(
@@ -412,8 +426,10 @@ def _select_final_detections(
     box_regression: torch.Tensor,
     proposals: list[torch.Tensor],
     image_sizes: list[tuple[int, int]],
+    score_floor: float,
 ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """torchvision's RoIHeads.postprocess_detections, also returning each detection's row."""
+    """torchvision's RoIHeads.postprocess_detections (score filter at `score_floor`, NMS, sorted
+    by score, not yet capped), also returning each detection's proposal row."""
     num_classes = logits.shape[-1]
     counts = [len(p) for p in proposals]
     decoded = heads.box_coder.decode(box_regression, proposals).split(counts, 0)
@@ -431,12 +447,11 @@ def _select_final_detections(
         # one candidate per (proposal, non-background class)
         boxes = boxes[:, 1:].reshape(-1, 4)
         scores, labels, rows = (t[:, 1:].reshape(-1) for t in (scores, labels, rows))
-        keep = torch.where(scores > heads.score_thresh)[0]
+        keep = torch.where(scores > score_floor)[0]
         boxes, scores, labels, rows = boxes[keep], scores[keep], labels[keep], rows[keep]
         keep = box_ops.remove_small_boxes(boxes, min_size=1e-2)
         boxes, scores, labels, rows = boxes[keep], scores[keep], labels[keep], rows[keep]
         keep = box_ops.batched_nms(boxes, scores, labels, heads.nms_thresh)
-        keep = keep[: heads.detections_per_img]
         results.append((boxes[keep], scores[keep], labels[keep], rows[keep]))
     return results
 
@@ -465,6 +480,9 @@ class DetectorConfig:
     min_size: int | None = None
     max_size: int | None = None
     aggregation: str = 'sum'
+    scorer: str = 'gradient_norm'
+    candidate_floor: float = 0.0
+    candidates_in_frame: bool = False
 
     def __post_init__(self) -> None:
         if self.architecture is not None and self.architecture not in ARCHITECTURES:
@@ -485,6 +503,13 @@ class DetectorConfig:
             raise ValueError(f'detections_per_image must be >= 1, got {self.detections_per_image}')
         if self.aggregation not in AGGREGATIONS:
             raise ValueError(f'aggregation must be one of {AGGREGATIONS}, got {self.aggregation!r}')
+        if self.scorer not in SCORERS:
+            raise ValueError(f'scorer must be one of {SCORERS}, got {self.scorer!r}')
+        if not 0.0 <= self.candidate_floor <= self.score_threshold:
+            raise ValueError(f'candidate_floor must be in [0, score_threshold '
+                             f'{self.score_threshold}], got {self.candidate_floor}')
+        if self.candidates_in_frame and self.candidate_floor <= 0.0:
+            raise ValueError('candidates_in_frame needs a candidate_floor > 0')
         if self.device != 'cpu' and not self.device.startswith('cuda'):
             raise ValueError(f"device must be 'cpu' or 'cuda' (or 'cuda:N'), got {self.device!r}")
         if self.half and self.device == 'cpu':
@@ -522,6 +547,14 @@ def detector_params() -> tuple[Param, ...]:
               0, 8192),
         Param('aggregation', 'sum', 'frame importance from detection importances',
               choices=AGGREGATIONS),
+        Param('scorer', 'gradient_norm',
+              'which per-detection score is the importance (all are published in uncertainty)',
+              choices=SCORERS),
+        Param('candidate_floor', 0.0,
+              'publish boxes scoring in [floor, score_threshold) as candidates; 0 = none',
+              0.0, 1.0),
+        Param('candidates_in_frame', False,
+              'include the candidates in the frame importance (needs candidate_floor > 0)'),
     )
 
 
@@ -539,6 +572,9 @@ def config_from_params(values: Mapping[str, Any]) -> DetectorConfig:
         min_size=int(values['min_size']) or None,
         max_size=int(values['max_size']) or None,
         aggregation=values['aggregation'],
+        scorer=values['scorer'],
+        candidate_floor=float(values['candidate_floor']),
+        candidates_in_frame=bool(values['candidates_in_frame']),
     )
 
 
@@ -608,35 +644,43 @@ class Detector:
             return []
         start = time.perf_counter()
         tensors = [self._to_tensor(image) for image in images_rgb]
+        floor = self.config.candidate_floor or None
         with torch.no_grad():
-            captured = forward_with_features(self.model, tensors)
-            importances = [
-                last_layer_gradient_norms(c.features, c.logits, c.labels) for c in captured
-            ]
-            arrays = [
-                (c.boxes.float().cpu().numpy(), c.scores.float().cpu().numpy(),
-                 c.labels.cpu().numpy(), g.float().cpu().numpy())
-                for c, g in zip(captured, importances, strict=True)
-            ]
+            captured = forward_with_features(self.model, tensors, floor)
+            frames = [self._frame(c, int(stamp), frame_id)
+                      for c, stamp, frame_id in zip(captured, stamps_ns, frame_ids, strict=True)]
         elapsed_ms = (time.perf_counter() - start) * 1000.0 / len(images_rgb)
-        frames = []
-        for (boxes, scores, labels, importance), stamp, frame_id in zip(
-            arrays, stamps_ns, frame_ids, strict=True
-        ):
-            frames.append(FrameDetections(
-                stamp_ns=int(stamp),
-                frame_id=frame_id,
-                boxes=boxes,
-                class_ids=labels,
-                class_names=[self.class_names[int(label)] for label in labels],
-                scores=scores,
-                importances=importance,
-                frame_importance=aggregate_importance(importance, self.config.aggregation),
-                aggregation=self.config.aggregation,
-                model_name=self.model_name,
-                inference_ms=elapsed_ms,
-            ))
+        for frame in frames:
+            frame.inference_ms = elapsed_ms
         return frames
+
+    def _frame(self, captured: CapturedDetections, stamp_ns: int, frame_id: str
+               ) -> FrameDetections:
+        scores = uncertainty_scores(captured.features, captured.logits, captured.labels)
+        scores = scores.float().cpu().numpy()
+        labels = captured.labels.cpu().numpy()
+        column = SCORERS.index(self.config.scorer)
+        frame = FrameDetections(
+            stamp_ns=stamp_ns,
+            frame_id=frame_id,
+            boxes=captured.boxes.float().cpu().numpy(),
+            class_ids=labels,
+            class_names=[self.class_names[int(label)] for label in labels],
+            scores=captured.scores.float().cpu().numpy(),
+            importances=scores[:, column],
+            aggregation=self.config.aggregation,
+            model_name=self.model_name,
+            scorer=self.config.scorer,
+            uncertainty_names=SCORERS,
+            uncertainty=scores,
+        )
+        if captured.candidates is not None:
+            frame.candidates = self._frame(captured.candidates, stamp_ns, frame_id)
+        pooled = frame.importances
+        if self.config.candidates_in_frame and frame.candidates is not None:
+            pooled = np.concatenate([pooled, frame.candidates.importances])
+        frame.frame_importance = aggregate_importance(pooled, self.config.aggregation)
+        return frame
 
     def _to_tensor(self, image_rgb: np.ndarray) -> torch.Tensor:
         if not isinstance(image_rgb, np.ndarray) or image_rgb.dtype != np.uint8:

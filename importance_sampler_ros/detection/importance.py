@@ -63,3 +63,35 @@ def last_layer_gradient_norms(
     residuals = probability_residuals(logits, labels)
     feature_norm_sq = features.to(residuals.dtype).pow(2).sum(dim=1)
     return torch.linalg.vector_norm(residuals, dim=1) * torch.sqrt(feature_norm_sq + 1.0)
+
+
+# --- every scorer, from the same forward pass ---------------------------------------------------
+
+SCORERS = ('gradient_norm', 'prob_residual', 'entropy', 'margin', 'least_confidence')
+SCORER_DESCRIPTIONS = {
+    'gradient_norm': "the paper's last-layer gradient norm ||p - e_y|| sqrt(||h||^2 + 1)",
+    'prob_residual': '||p - e_y||: the gradient norm without the feature-norm factor',
+    'entropy': 'entropy of p over all classes, background included (nats)',
+    'margin': '1 - (p_1 - p_2): one minus the gap between the two most probable classes',
+    'least_confidence': "1 - p_y: one minus the probability of the detection's own class",
+}
+
+
+def uncertainty_scores(features: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor
+                       ) -> torch.Tensor:
+    """(N, len(SCORERS)) scores per detection, columns in SCORERS order; all >= 0, larger = the
+    model is less sure. Same inputs as last_layer_gradient_norms."""
+    residuals = probability_residuals(logits, labels)
+    residual_norm = torch.linalg.vector_norm(residuals, dim=1)
+    feature_norm_sq = features.to(residuals.dtype).pow(2).sum(dim=1)
+    probs = torch.softmax(logits.to(residuals.dtype), dim=1)
+    entropy = -(probs * torch.log(probs.clamp_min(1e-12))).sum(dim=1)
+    if probs.shape[1] >= 2:
+        top2 = probs.topk(2, dim=1).values
+        margin = 1.0 - (top2[:, 0] - top2[:, 1])
+    else:
+        margin = torch.zeros_like(residual_norm)
+    # 1 - p_y is minus the residual's label component (the stable sum of the other p_k)
+    least_confidence = -residuals.gather(1, labels.reshape(-1, 1).long()).squeeze(1)
+    return torch.stack([residual_norm * torch.sqrt(feature_norm_sq + 1.0), residual_norm,
+                        entropy, margin, least_confidence], dim=1).clamp_min(0.0)
