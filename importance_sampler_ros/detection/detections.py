@@ -96,3 +96,27 @@ def _filled(values: np.ndarray, n: int, fill: float, dtype: type) -> np.ndarray:
     if values.size == 0 and n > 0:
         return np.full(n, fill, dtype)
     return values.reshape(n)
+
+
+def frame_importance(det: FrameDetections, aggregation: str, candidates_in_frame: bool = False
+                     ) -> float:
+    """The frame importance of `det`'s importances (and its candidates' when asked)."""
+    pooled = det.importances
+    if candidates_in_frame and det.candidates is not None:
+        pooled = np.concatenate([pooled, det.candidates.importances])
+    return aggregate_importance(pooled, aggregation)
+
+
+def rescored(det: FrameDetections, scorer: str, aggregation: str,
+             candidates_in_frame: bool = False) -> FrameDetections:
+    """A copy of `det` whose importances are scorer `scorer`'s column of its uncertainty (and its
+    candidates' likewise) and whose frame importance aggregates them: what the detector would
+    have published with that configuration, from the same forward pass."""
+    candidates = det.candidates
+    if candidates is not None:
+        candidates = replace(candidates, importances=candidates.uncertainty_of(scorer).copy(),
+                             scorer=scorer)
+    out = replace(det, importances=det.uncertainty_of(scorer).copy(), scorer=scorer,
+                  aggregation=aggregation, candidates=candidates)
+    out.frame_importance = frame_importance(out, aggregation, candidates_in_frame)
+    return out

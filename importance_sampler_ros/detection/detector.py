@@ -36,7 +36,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from importance_sampler_ros.detection.detections import (
     AGGREGATIONS,
     FrameDetections,
-    aggregate_importance,
+    frame_importance,
 )
 from importance_sampler_ros.detection.importance import SCORERS, uncertainty_scores
 from importance_sampler_ros.share import share_path
@@ -381,27 +381,63 @@ def forward_with_features(
     detections themselves do not change). Runs under the caller's grad mode: inside
     torch.no_grad() for speed, outside it when features/logits must take part in autograd.
     """
+    return detections_from_proposals(model, proposals_and_features(model, images),
+                                     candidate_floor)
+
+
+@dataclass
+class ProposalFeatures:
+    """What a Faster R-CNN computes before its box head, for a batch of images: the resized
+    batch's image sizes, the original sizes, the FPN feature maps and the RPN proposals (boxes in
+    resized-image pixels)."""
+
+    image_sizes: list[tuple[int, int]]
+    original_sizes: list[tuple[int, int]]
+    feature_maps: OrderedDict[str, torch.Tensor]
+    proposals: list[torch.Tensor]
+
+
+def proposals_and_features(model: FasterRCNN, images: list[torch.Tensor]) -> ProposalFeatures:
+    """Transform, backbone and RPN of an eval-mode model on CHW float images."""
     if model.training:
         raise ValueError('forward_with_features needs the model in eval mode (model.eval())')
     original_sizes = [(int(image.shape[-2]), int(image.shape[-1])) for image in images]
     image_list, _ = model.transform(images)
     feature_maps = model.backbone(image_list.tensors)
     proposals, _ = model.rpn(image_list, feature_maps)
+    return ProposalFeatures(list(image_list.image_sizes), original_sizes, feature_maps, proposals)
+
+
+def detections_from_proposals(model: FasterRCNN, computed: ProposalFeatures,
+                              candidate_floor: float | None = None) -> list[CapturedDetections]:
+    """The box head, predictor and post-processing on proposals_and_features' output."""
     heads = model.roi_heads
-    pooled = heads.box_roi_pool(feature_maps, proposals, image_list.image_sizes)
+    pooled = heads.box_roi_pool(computed.feature_maps, computed.proposals, computed.image_sizes)
     features = heads.box_head(pooled)
     logits, box_regression = heads.box_predictor(features)
-    features = features.flatten(start_dim=1)  # what the predictor's linear layers see
+    return detections_from_head_outputs(
+        heads, features.flatten(start_dim=1), logits, box_regression, computed.proposals,
+        computed.image_sizes, computed.original_sizes, candidate_floor)
+
+
+def detections_from_head_outputs(
+    heads: nn.Module, features: torch.Tensor, logits: torch.Tensor, box_regression: torch.Tensor,
+    proposals: list[torch.Tensor], image_sizes: list[tuple[int, int]],
+    original_sizes: list[tuple[int, int]], candidate_floor: float | None = None,
+) -> list[CapturedDetections]:
+    """Post-processing of the box predictor's outputs for the batch's proposals (rows in
+    proposal order): per-class boxes, score filter, NMS, cap, boxes in original pixels.
+
+    features: what the predictor's linear layers saw, (sum of proposals, D).
+    """
     threshold = float(heads.score_thresh)
     floor = threshold if candidate_floor is None else min(float(candidate_floor), threshold)
     selections = _select_final_detections(
-        heads, logits, box_regression, proposals, image_list.image_sizes, floor
+        heads, logits, box_regression, proposals, image_sizes, floor
     )
     captured = []
     cap = heads.detections_per_img
-    for selection, resized, original in zip(
-        selections, image_list.image_sizes, original_sizes, strict=True
-    ):
+    for selection, resized, original in zip(selections, image_sizes, original_sizes, strict=True):
         scores = selection[1]
         published = _capture(selection, torch.where(scores > threshold)[0][:cap], features,
                              logits, resized, original)
@@ -647,14 +683,14 @@ class Detector:
         floor = self.config.candidate_floor or None
         with torch.no_grad():
             captured = forward_with_features(self.model, tensors, floor)
-            frames = [self._frame(c, int(stamp), frame_id)
+            frames = [self.frame_from_captured(c, int(stamp), frame_id)
                       for c, stamp, frame_id in zip(captured, stamps_ns, frame_ids, strict=True)]
         elapsed_ms = (time.perf_counter() - start) * 1000.0 / len(images_rgb)
         for frame in frames:
             frame.inference_ms = elapsed_ms
         return frames
 
-    def _frame(self, captured: CapturedDetections, stamp_ns: int, frame_id: str
+    def frame_from_captured(self, captured: CapturedDetections, stamp_ns: int, frame_id: str = ''
                ) -> FrameDetections:
         scores = uncertainty_scores(captured.features, captured.logits, captured.labels)
         scores = scores.float().cpu().numpy()
@@ -675,11 +711,9 @@ class Detector:
             uncertainty=scores,
         )
         if captured.candidates is not None:
-            frame.candidates = self._frame(captured.candidates, stamp_ns, frame_id)
-        pooled = frame.importances
-        if self.config.candidates_in_frame and frame.candidates is not None:
-            pooled = np.concatenate([pooled, frame.candidates.importances])
-        frame.frame_importance = aggregate_importance(pooled, self.config.aggregation)
+            frame.candidates = self.frame_from_captured(captured.candidates, stamp_ns, frame_id)
+        frame.frame_importance = frame_importance(frame, self.config.aggregation,
+                                                  self.config.candidates_in_frame)
         return frame
 
     def _to_tensor(self, image_rgb: np.ndarray) -> torch.Tensor:
