@@ -690,8 +690,10 @@ class Detector:
             frame.inference_ms = elapsed_ms
         return frames
 
-    def frame_from_captured(self, captured: CapturedDetections, stamp_ns: int, frame_id: str = ''
-               ) -> FrameDetections:
+    def frame_from_captured(self, captured: CapturedDetections, stamp_ns: int,
+                            frame_id: str = '') -> FrameDetections:
+        """FrameDetections (every scorer, the configured importance, candidates, frame
+        importance) of one image's captured detections; inference_ms is left 0."""
         scores = uncertainty_scores(captured.features, captured.logits, captured.labels)
         scores = scores.float().cpu().numpy()
         labels = captured.labels.cpu().numpy()
