@@ -679,7 +679,7 @@ class Detector:
         if not images_rgb:
             return []
         start = time.perf_counter()
-        tensors = [self._to_tensor(image) for image in images_rgb]
+        tensors = [self.to_tensor(image) for image in images_rgb]
         floor = self.config.candidate_floor or None
         with torch.no_grad():
             captured = forward_with_features(self.model, tensors, floor)
@@ -718,7 +718,8 @@ class Detector:
                                                   self.config.candidates_in_frame)
         return frame
 
-    def _to_tensor(self, image_rgb: np.ndarray) -> torch.Tensor:
+    def to_tensor(self, image_rgb: np.ndarray) -> torch.Tensor:
+        """(H, W, 3) uint8 RGB -> the CHW float tensor the model takes, on its device."""
         if not isinstance(image_rgb, np.ndarray) or image_rgb.dtype != np.uint8:
             raise ValueError('image must be a numpy uint8 array')
         if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or min(image_rgb.shape[:2]) < 1:

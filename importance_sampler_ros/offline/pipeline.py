@@ -181,6 +181,8 @@ class Pipeline:
         self.relabel_events = 0
         self.relabelled_observations = 0
         self.examples: list[RelabelExample] = []
+        # set to a list to collect every relabel event (the closed loop's self-labels)
+        self.relabel_log: list[RelabelEvent] | None = None
         # track id -> stamp -> crop, while the relabel strip still wants examples
         self._crops: OrderedDict[int, OrderedDict[int, np.ndarray]] = OrderedDict()
 
@@ -249,6 +251,8 @@ class Pipeline:
                        detections: FrameDetections, rgb: np.ndarray | None) -> None:
         if len(detections) and self.examples_wanted:
             self._keep_crops(frame, detections, rgb)
+        if self.relabel_log is not None:
+            self.relabel_log.extend(events)
         for event in events:
             self.relabel_events += 1
             self.relabelled_observations += len(event.observations)

@@ -1,0 +1,1 @@
+"""Does retraining on the frames the product keeps beat retraining on random ones? (no rclpy)"""

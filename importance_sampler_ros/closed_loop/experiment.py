@@ -1,0 +1,485 @@
+"""`importance-sampler closed-loop`: does retraining on the frames the product keeps give a better
+next model than retraining on as many random frames?
+
+1. Pool: synthetic drives the default detector has never seen; test set: other held-out drives.
+   The detector runs once over both (head_cache): its detections with every scorer, and the
+   inputs of its last layers.
+2. Selection at each budget (a share of the pool's frames) by every strategy (selection.py):
+   random, the product's sampler as the recorder runs it, top-N by each scorer, the oracle.
+3. Labelling: the selected frames get their ground-truth boxes; the self-labelled variant uses
+   the detector's own detections corrected by near-to-far relabels.
+4. Retraining (finetune.py): the last layers of the default detector, identical schedule for
+   every strategy, plus a replay share of frames of its original training distribution.
+5. Evaluation on the test set: mAP@0.5 overall, per distance bin and per situation tag, each
+   strategy with several sampling seeds; gains over random with their spread.
+
+Writes closed_loop.json (every number) and closed_loop_gain.png into --out and prints a summary.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shlex
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from importance_sampler_ros.closed_loop.finetune import (
+    FinetuneSettings,
+    LabelledFrame,
+    finetune,
+    label_frame,
+)
+from importance_sampler_ros.closed_loop.head_cache import (
+    CachedFrame,
+    LastLayers,
+    SourceFrame,
+    cache_frames,
+    detect_cached,
+)
+from importance_sampler_ros.closed_loop.selection import (
+    Selection,
+    frame_scores,
+    label_accuracy,
+    run_product_sampler,
+    sampler_selection,
+    select_random,
+    select_top,
+    self_labels,
+    true_errors,
+)
+from importance_sampler_ros.detection.detections import AGGREGATIONS
+from importance_sampler_ros.detection.importance import SCORERS
+from importance_sampler_ros.evaluation.detection_map import evaluate_detections
+from importance_sampler_ros.evaluation.errors import (
+    enrichment,
+    frame_errors,
+    sampler_enrichment,
+    spearman,
+)
+
+CANDIDATE_FLOOR = 0.05  # cached detections always carry candidates down to this score
+POOL_SEEDS = tuple(range(5001, 5009))
+TEST_SEEDS = (6001, 6002, 6003, 6004)
+QUICK = {'pool_seeds': (5001, 5002), 'test_seeds': (6001,), 'seconds': 8.0, 'seeds': (0,),
+         'replay_frames': 16, 'iterations': 10}
+
+
+@dataclass(frozen=True)
+class ClosedLoopSettings:
+    out: Path
+    pool_seeds: tuple[int, ...] = POOL_SEEDS
+    test_seeds: tuple[int, ...] = TEST_SEEDS
+    seconds: float = 60.0
+    fps: float = 10.0
+    test_stride: int = 3
+    budgets: tuple[float, ...] = (0.05,)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    checkpoint: str | None = None
+    params_file: str | None = None
+    device: str = 'cpu'
+    replay_frames: int = 400
+    finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
+    quick: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.pool_seeds or not self.test_seeds or not self.seeds:
+            raise ValueError('pool seeds, test seeds and sampling seeds must not be empty')
+        if set(self.pool_seeds) & set(self.test_seeds):
+            raise ValueError('pool and test drives must differ')
+        if not all(0.0 < b <= 1.0 for b in self.budgets):
+            raise ValueError(f'budgets must be in (0, 1], got {self.budgets}')
+        if self.test_stride < 1 or not self.seconds > 0 or not self.fps > 0:
+            raise ValueError('test_stride >= 1, seconds > 0 and fps > 0 required')
+
+
+Log = Callable[[str], None]
+
+
+def _drive_frames(seeds: Sequence[int], seconds: float, fps: float, stride: int
+                  ) -> Iterator[SourceFrame]:
+    from importance_sampler_ros.synth.world import Drive, SynthConfig
+
+    for seed in seeds:
+        drive = Drive(SynthConfig(seconds=seconds, fps=fps, seed=seed))
+        for k in range(0, len(drive), stride):
+            frame = drive.render(k)
+            yield SourceFrame(frame.image, frame.stamp_ns, frame.truth, seed, k)
+
+
+def _replay_frames(count: int) -> Iterator[SourceFrame]:
+    """Frames of the default detector's own training distribution (never pool or test)."""
+    from importance_sampler_ros.synth.world import random_frame
+    from importance_sampler_ros.training.train import TRAIN_SEED_BASE
+
+    for i in range(count):
+        seed = TRAIN_SEED_BASE + 900_000_000 + i
+        frame = random_frame(seed)
+        yield SourceFrame(frame.image, frame.stamp_ns, frame.truth, seed, 0)
+
+
+def _cache(detector, frames: Iterator[SourceFrame], total: int, label_rois: bool, what: str,
+           log: Log) -> list[CachedFrame]:
+    out = []
+    started = time.perf_counter()
+    for frame in cache_frames(detector, frames, label_rois=label_rois):
+        out.append(frame)
+        if len(out) % 200 == 0 or len(out) == total:
+            rate = len(out) / (time.perf_counter() - started)
+            log(f'{what}: {len(out)}/{total} frames ({rate:.1f} frames/s, '
+                f'ETA {(total - len(out)) / rate:.0f} s)')
+    return out
+
+
+def _tag_shares(frames: Sequence[CachedFrame], indices: np.ndarray | None = None
+                ) -> dict[str, float]:
+    chosen = frames if indices is None else [frames[i] for i in indices]
+    counts: dict[str, int] = {}
+    for f in chosen:
+        for tag in f.truth.situations:
+            counts[tag] = counts.get(tag, 0) + 1
+    return {tag: n / max(1, len(chosen)) for tag, n in sorted(counts.items())}
+
+
+def scoring_table(pool: Sequence[CachedFrame], score_threshold: float, keep_ratio: float
+                  ) -> list[dict[str, Any]]:
+    """Every scorer x aggregation (with and without candidates): how well the frame score finds
+    the frames with detector errors (selection-metrics.md definitions)."""
+    errors = [frame_errors(f.detections, f.truth, score_threshold) for f in pool]
+    total = np.array([e.total for e in errors], np.float64)
+    missed = np.array([e.missed for e in errors], np.float64)
+    wrong = np.array([e.wrong_class for e in errors], np.float64)
+    groups = np.array([f.drive_seed for f in pool])
+    rows = [{'scorer': 'oracle (true errors)', 'aggregation': '', 'candidates': False,
+             'spearman': 1.0, 'enrichment': enrichment(total, total, 0.1, groups),
+             'missed_enrichment': enrichment(total, missed, 0.1, groups),
+             'wrong_class_enrichment': enrichment(total, wrong, 0.1, groups)}]
+    for scorer in SCORERS:
+        for aggregation in AGGREGATIONS:
+            for candidates in (False, True):
+                g = frame_scores(pool, scorer, aggregation, candidates)
+                q = np.minimum(1.0, keep_ratio * g / max(g.mean(), 1e-12))
+                rows.append({
+                    'scorer': scorer, 'aggregation': aggregation, 'candidates': candidates,
+                    'spearman': spearman(g, total),
+                    'enrichment': enrichment(g, total, 0.1, groups),
+                    'missed_enrichment': enrichment(g, missed, 0.1, groups),
+                    'wrong_class_enrichment': enrichment(g, wrong, 0.1, groups),
+                    'sampler_enrichment': sampler_enrichment(q, total),
+                    'cv': float(g.std() / max(g.mean(), 1e-12)),
+                })
+    return rows
+
+
+def _labelled(pool: Sequence[CachedFrame], selection: Selection, box_coder,
+              own_labels: Sequence[tuple[np.ndarray, np.ndarray]] | None) -> list[LabelledFrame]:
+    out = []
+    for i, weight in zip(selection.indices, selection.weights, strict=True):
+        frame = pool[i]
+        if selection.labels == 'self':
+            boxes, classes = own_labels[i]
+            out.append(label_frame(frame, boxes, classes, box_coder, 'detections', weight))
+        else:
+            out.append(label_frame(frame, frame.truth.boxes, frame.truth.class_ids, box_coder,
+                                   'truth', weight))
+    return out
+
+
+def _evaluation_row(result: dict[str, Any]) -> dict[str, Any]:
+    return {
+        'mAP': result['overall']['mAP'],
+        'by_height': {k: v['mAP'] for k, v in result['by_height'].items()},
+        'by_distance': {k: v['mAP'] for k, v in result['by_distance'].items()},
+        'by_tag': {k: v['mAP'] for k, v in result['by_tag'].items()},
+    }
+
+
+def run_closed_loop(settings: ClosedLoopSettings, log: Log = print) -> dict[str, Any]:
+    from importance_sampler_ros.detection.detector import Detector, config_from_params
+    from importance_sampler_ros.offline.pipeline import load_parameters
+
+    started = time.perf_counter()
+    params, _ignored = load_parameters(settings.params_file)
+    det_values = dict(params['detector_node'], device=settings.device)
+    if settings.checkpoint:
+        det_values['checkpoint'] = settings.checkpoint
+    det_values['candidate_floor'] = min(CANDIDATE_FLOOR, float(det_values['score_threshold']))
+    detector = Detector(config_from_params(det_values))
+    threshold = float(det_values['score_threshold'])
+    box_coder = detector.model.roi_heads.box_coder
+    n_pool_frames = round(settings.seconds * settings.fps) * len(settings.pool_seeds)
+    pool = _cache(detector, _drive_frames(settings.pool_seeds, settings.seconds, settings.fps, 1),
+                  n_pool_frames, True, 'pool', log)
+    n_test = len(range(0, round(settings.seconds * settings.fps), settings.test_stride))
+    test = _cache(detector, _drive_frames(settings.test_seeds, settings.seconds, settings.fps,
+                                          settings.test_stride),
+                  n_test * len(settings.test_seeds), False, 'test set', log)
+    replay_cache = _cache(detector, _replay_frames(settings.replay_frames),
+                          settings.replay_frames, True, 'replay set', log)
+    replay = [label_frame(f, f.truth.boxes, f.truth.class_ids, box_coder, 'truth')
+              for f in replay_cache]
+    del replay_cache
+    test_truth = [f.truth for f in test]
+    base = evaluate_detections(test_truth, detect_cached(LastLayers(detector), detector, test))
+    log(f'base model on the test set: mAP@0.5 {base["overall"]["mAP"]:.3f}')
+    errors = true_errors(pool, threshold)
+    result: dict[str, Any] = {
+        'settings': _settings_dict(settings),
+        'model': detector.model_name,
+        'pool': {'frames': len(pool), 'drives': list(settings.pool_seeds),
+                 'errors_per_frame': float(errors.mean()), 'tag_shares': _tag_shares(pool)},
+        'test': {'frames': len(test), 'drives': list(settings.test_seeds),
+                 'tag_shares': _tag_shares(test)},
+        'base_model': _evaluation_row(base),
+        'scoring': scoring_table(pool, threshold, settings.budgets[0]),
+        'runs': [],
+    }
+    default_aggregation = det_values['aggregation']
+    candidates_default = bool(det_values['candidates_in_frame'])
+    self_label_info: dict[str, Any] = {}
+    for budget in settings.budgets:
+        top_lists = [select_top(f'top-N {s} ({default_aggregation})',
+                                frame_scores(pool, s, default_aggregation, candidates_default),
+                                budget, 0) for s in SCORERS]
+        oracle = select_top('oracle (true errors)', errors, budget, 0)
+        for seed in settings.seeds:
+            overrides = {'recorder_node': {'keep_ratio': budget, 'seed': int(seed)}}
+            run_params, _ = load_parameters(settings.params_file, overrides)
+            run_params['detector_node'] = dict(run_params['detector_node'], **det_values)
+            sampler = run_product_sampler(pool, run_params)
+            own = self_labels(pool, sampler.relabels, threshold)
+            selections = [
+                select_random(len(pool), budget, seed),
+                sampler_selection(sampler, seed, weighted=True),
+                sampler_selection(sampler, seed, weighted=False),
+                sampler_selection(sampler, seed, weighted=True, labels='self',
+                                  name='sampler, self-labels'),
+                *[replace(s, seed=seed) for s in top_lists],
+                replace(oracle, seed=seed),
+            ]
+            if seed == settings.seeds[0]:
+                kept = selections[1].indices
+                plain = self_labels(pool, [], threshold)
+                self_label_info[str(budget)] = {
+                    'relabel_events': len(sampler.relabels),
+                    'before_relabels': label_accuracy(pool, plain, kept),
+                    'after_relabels': label_accuracy(pool, own, kept),
+                }
+            for selection in selections:
+                result['runs'].append(_train_and_evaluate(
+                    selection, budget, pool, errors, own, replay, test, test_truth, detector,
+                    box_coder, settings, log))
+    result['self_labels'] = self_label_info
+    result['summary'] = summarise(result['runs'])
+    result['wall_s'] = round(time.perf_counter() - started, 1)
+    return result
+
+
+def _train_and_evaluate(selection: Selection, budget: float, pool: Sequence[CachedFrame],
+                        errors: np.ndarray, own_labels, replay: Sequence[LabelledFrame],
+                        test: Sequence[CachedFrame], test_truth, detector, box_coder,
+                        settings: ClosedLoopSettings, log: Log) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    layers = LastLayers(detector)
+    frames = _labelled(pool, selection, box_coder, own_labels)
+    torch.manual_seed(selection.seed)
+    losses = finetune(layers, frames, replay, settings.finetune, seed=1000 + selection.seed)
+    evaluation = _evaluation_row(evaluate_detections(
+        test_truth, detect_cached(layers, detector, test)))
+    picked = errors[selection.indices]
+    row = {
+        'budget': budget, 'strategy': selection.strategy, 'seed': selection.seed,
+        'labels': selection.labels, 'frames': len(selection.indices),
+        'errors_per_selected_frame': float(picked.mean()) if len(picked) else 0.0,
+        'selected_error_enrichment': (float(picked.mean() / errors.mean())
+                                      if len(picked) and errors.mean() else math.nan),
+        'selected_tag_shares': _tag_shares(pool, selection.indices),
+        'info': selection.info, 'finetune': losses, 'test': evaluation,
+        'seconds': round(time.perf_counter() - t0, 1),
+    }
+    log(f'budget {budget:g} seed {selection.seed} {selection.strategy:<32} '
+        f'{len(selection.indices):4d} frames, errors x{row["selected_error_enrichment"]:.2f}, '
+        f'test mAP {evaluation["mAP"]:.3f}')
+    return row
+
+
+def _mean_std(values: Sequence[float]) -> dict[str, float]:
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    if not values:
+        return {'mean': math.nan, 'std': math.nan, 'n': 0}
+    return {'mean': float(np.mean(values)),
+            'std': float(np.std(values, ddof=1)) if len(values) > 1 else 0.0, 'n': len(values)}
+
+
+def _cell(test: dict[str, Any], key: str, sub: str | None) -> float:
+    return test[key] if sub is None else test[key].get(sub, math.nan)
+
+
+def summarise(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Per budget and strategy: mean and spread over seeds of every test mAP, and the gain over
+    random paired by seed (strategy minus random of the same seed; its spread over seeds)."""
+    out: dict[str, Any] = {}
+    for budget in sorted({r['budget'] for r in runs}):
+        at = [r for r in runs if r['budget'] == budget]
+        random_by_seed = {r['seed']: r['test'] for r in at if r['strategy'] == 'random'}
+        table = {}
+        for strategy in dict.fromkeys(r['strategy'] for r in at):
+            mine = [r for r in at if r['strategy'] == strategy]
+            paired = [(r['test'], random_by_seed[r['seed']]) for r in mine
+                      if r['seed'] in random_by_seed]
+
+            def stats(key: str, sub: str | None = None, mine=mine, paired=paired
+                      ) -> dict[str, dict[str, float]]:
+                return {'mAP': _mean_std([_cell(r['test'], key, sub) for r in mine]),
+                        'gain_over_random': _mean_std(
+                            [_cell(a, key, sub) - _cell(b, key, sub) for a, b in paired])}
+
+            overall = stats('mAP')
+            table[strategy] = {
+                'frames': _mean_std([r['frames'] for r in mine]),
+                'selected_error_enrichment': _mean_std(
+                    [r['selected_error_enrichment'] for r in mine]),
+                'mAP': overall['mAP'],
+                'gain_over_random': overall['gain_over_random'],
+                'by_tag': {t: stats('by_tag', t) for t in sorted(mine[0]['test']['by_tag'])},
+                'by_distance': {b: stats('by_distance', b) for b in mine[0]['test']['by_distance']},
+            }
+        out[f'{budget:g}'] = table
+    return out
+
+
+def _settings_dict(settings: ClosedLoopSettings) -> dict[str, Any]:
+    values = asdict(settings)
+    values['out'] = str(settings.out)
+    return values
+
+
+# --- report ------------------------------------------------------------------------------------
+
+def format_summary(result: dict[str, Any]) -> str:
+    lines = [f"pool {result['pool']['frames']} frames ({len(result['pool']['drives'])} drives), "
+             f"test {result['test']['frames']} frames; base model test mAP@0.5 "
+             f"{result['base_model']['mAP']:.3f}"]
+    for budget, table in result['summary'].items():
+        lines.append(f'budget {float(budget):.1%} of the pool: test mAP@0.5 after retraining '
+                     '(mean +- sd over seeds) and gain over random (paired by seed), in points')
+        lines.append(f"{'strategy':<34} {'frames':>6} {'err x':>6} {'mAP':>13} {'gain':>14}")
+        for strategy, row in table.items():
+            gain = row['gain_over_random']
+            lines.append(
+                f"{strategy:<34} {row['frames']['mean']:6.0f} "
+                f"{row['selected_error_enrichment']['mean']:6.2f} "
+                f"{row['mAP']['mean']:6.3f} +- {row['mAP']['std']:.3f} "
+                f"{100 * gain['mean']:+6.2f} +- {100 * gain['std']:.2f}")
+    lines.append("'err x': errors per selected frame / errors per pool frame (1 = random)")
+    return '\n'.join(lines)
+
+
+def plot_gains(result: dict[str, Any], path: Path) -> Path:
+    """Bars: gain over random (mAP points) by strategy, overall and per situation tag, for the
+    first budget."""
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    budget, table = next(iter(result['summary'].items()))
+    strategies = [s for s in table if s != 'random']
+    tags = sorted(next(iter(table.values()))['by_tag'])
+    groups = ['overall', *tags]
+    fig, ax = plt.subplots(figsize=(max(8, 1.1 * len(groups) * len(strategies) / 3), 5))
+    width = 0.8 / max(1, len(strategies))
+    for k, strategy in enumerate(strategies):
+        row = table[strategy]
+        cells = [row['gain_over_random']] + [row['by_tag'][t]['gain_over_random'] for t in tags]
+        x = np.arange(len(groups)) + (k - (len(strategies) - 1) / 2) * width
+        ax.bar(x, [100 * c['mean'] for c in cells], width,
+               yerr=[100 * c['std'] for c in cells], label=strategy, capsize=2)
+    ax.axhline(0, color='black', linewidth=0.8)
+    ax.set_xticks(np.arange(len(groups)))
+    ax.set_xticklabels(groups, rotation=30, ha='right')
+    ax.set_ylabel('test mAP@0.5 gain over random (points)')
+    ax.set_title(f'Retraining on {float(budget):.0%} of the pool: gain over as many random '
+                 'frames (mean +- sd over seeds)', fontsize=10)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# --- the subcommand ------------------------------------------------------------------------------
+
+def configure_closed_loop_parser(parser: argparse.ArgumentParser) -> None:
+    defaults = ClosedLoopSettings(out=Path('.'))
+    tune = defaults.finetune
+    parser.add_argument('--out', required=True, help='output directory')
+    parser.add_argument('--quick', action='store_true',
+                        help='smoke run (2 short pool drives, 1 test drive, 1 seed, 10 '
+                             'iterations): checks the plumbing, not the result')
+    parser.add_argument('--pool-seeds', type=int, nargs='+', default=list(defaults.pool_seeds),
+                        help='seeds of the pool drives (never seen by the default detector)')
+    parser.add_argument('--test-seeds', type=int, nargs='+', default=list(defaults.test_seeds),
+                        help='seeds of the held-out test drives')
+    parser.add_argument('--seconds', type=float, default=defaults.seconds,
+                        help='length of each drive (s)')
+    parser.add_argument('--fps', type=float, default=defaults.fps, help='frames per second')
+    parser.add_argument('--test-stride', type=int, default=defaults.test_stride,
+                        help='evaluate every n-th test frame')
+    parser.add_argument('--budgets', type=float, nargs='+', default=list(defaults.budgets),
+                        help="share of the pool's frames each strategy may select")
+    parser.add_argument('--seeds', type=int, nargs='+', default=list(defaults.seeds),
+                        help='sampling / training seeds (each strategy runs once per seed)')
+    parser.add_argument('--checkpoint', default=None,
+                        help='detector to retrain (default: the shipped model)')
+    parser.add_argument('--params', default=None,
+                        help="node parameter YAML (default: the package's "
+                             'config/importance_sampler.yaml)')
+    parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda'")
+    parser.add_argument('--replay-frames', type=int, default=defaults.replay_frames,
+                        help='frames of the original training distribution mixed in')
+    parser.add_argument('--replay-share', type=float, default=tune.replay_share,
+                        help='share of each batch drawn from the replay frames')
+    parser.add_argument('--iterations', type=int, default=tune.iterations,
+                        help='retraining steps (identical for every strategy)')
+    parser.add_argument('--lr', type=float, default=tune.lr, help='peak AdamW learning rate')
+
+
+def run_closed_loop_command(args: argparse.Namespace) -> int:
+    values = {'pool_seeds': tuple(args.pool_seeds), 'test_seeds': tuple(args.test_seeds),
+              'seconds': args.seconds, 'seeds': tuple(args.seeds),
+              'replay_frames': args.replay_frames, 'iterations': args.iterations}
+    if args.quick:
+        values.update(QUICK)
+    try:
+        settings = ClosedLoopSettings(
+            out=Path(args.out), pool_seeds=values['pool_seeds'], test_seeds=values['test_seeds'],
+            seconds=values['seconds'], fps=args.fps, test_stride=args.test_stride,
+            budgets=tuple(args.budgets), seeds=values['seeds'], checkpoint=args.checkpoint,
+            params_file=args.params, device=args.device, replay_frames=values['replay_frames'],
+            finetune=FinetuneSettings(iterations=values['iterations'], lr=args.lr,
+                                      replay_share=args.replay_share),
+            quick=args.quick)
+    except ValueError as error:
+        print(f'importance-sampler closed-loop: {error}', file=sys.stderr)
+        return 2
+    out = settings.out
+    if out.exists() and not out.is_dir():
+        print(f'importance-sampler closed-loop: --out {out} is a file', file=sys.stderr)
+        return 2
+    out.mkdir(parents=True, exist_ok=True)
+    result = run_closed_loop(settings, log=lambda line: print(line, flush=True))
+    result['command'] = 'importance-sampler closed-loop ' + shlex.join(sys.argv[2:])
+    json_path = out / 'closed_loop.json'
+    json_path.write_text(json.dumps(result, indent=1, default=float))
+    png = plot_gains(result, out / 'closed_loop_gain.png')
+    print(format_summary(result))
+    print(f'wrote {json_path} and {png} ({result["wall_s"]:.0f} s)')
+    return 0

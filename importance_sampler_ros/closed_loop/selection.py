@@ -1,0 +1,189 @@
+"""Which pool frames each strategy sends to the labellers, at one budget.
+
+- random: uniformly, without replacement;
+- top-N by a frame score (each scorer and aggregation the detector offers), over the whole pool;
+- the product's sampler exactly as the car runs it: the offline pipeline (tracker, near-to-far
+  relabels, recorder with its ring buffer, q = min(1, rho g / g_mean), relabel keeps) over each
+  pool drive in order, fed by the detector's cached output; its kept frames carry weight 1/q;
+- oracle: top-N by the true error count (the ceiling; needs the ground truth it is judged on).
+
+Self-labels (the paper's idea, no ground truth): a frame's labels are the detector's own
+published detections, with the class of every observation a near-to-far relabel named replaced
+by the relabel's class.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from importance_sampler_ros.bags import bag_io
+from importance_sampler_ros.bags.frames import InputFrame
+from importance_sampler_ros.bags.images import rgb_to_image_msg
+from importance_sampler_ros.closed_loop.head_cache import CachedFrame
+from importance_sampler_ros.detection.detections import rescored
+from importance_sampler_ros.evaluation.errors import frame_errors
+
+
+@dataclass
+class Selection:
+    """Indices into the pool, each with its loss weight, and which labels it trains on."""
+
+    strategy: str
+    seed: int
+    indices: np.ndarray
+    weights: np.ndarray
+    labels: str = 'truth'  # 'truth' or 'self'
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def budget_frames(n_pool: int, budget: float) -> int:
+    return max(1, round(budget * n_pool))
+
+
+def select_random(n_pool: int, budget: float, seed: int) -> Selection:
+    rng = np.random.default_rng([seed, 11])
+    n = budget_frames(n_pool, budget)
+    return Selection('random', seed, np.sort(rng.choice(n_pool, n, replace=False)), np.ones(n))
+
+
+def select_top(name: str, scores: np.ndarray, budget: float, seed: int) -> Selection:
+    """The budget's worth of highest-scoring frames (ties: earlier first)."""
+    n = budget_frames(len(scores), budget)
+    order = np.argsort(-np.asarray(scores, np.float64), kind='stable')[:n]
+    return Selection(name, seed, np.sort(order), np.ones(n))
+
+
+def frame_scores(pool: Sequence[CachedFrame], scorer: str, aggregation: str,
+                 candidates_in_frame: bool = False) -> np.ndarray:
+    return np.array([rescored(f.detections, scorer, aggregation, candidates_in_frame)
+                     .frame_importance for f in pool])
+
+
+def true_errors(pool: Sequence[CachedFrame], score_threshold: float) -> np.ndarray:
+    return np.array([frame_errors(f.detections, f.truth, score_threshold).total for f in pool],
+                    np.float64)
+
+
+@dataclass
+class SamplerRun:
+    """What the product's pipeline decided over the pool: per frame (pool order) whether it was
+    kept, q, the weight 1/q (1 for relabel keeps), the reason; and every relabel event."""
+
+    kept: np.ndarray
+    probability: np.ndarray
+    weight: np.ndarray
+    reasons: list[str]
+    relabels: list[Any]
+
+
+def run_product_sampler(pool: Sequence[CachedFrame], params: dict[str, dict[str, Any]],
+                        scorer: str | None = None, aggregation: str | None = None,
+                        candidates_in_frame: bool | None = None) -> SamplerRun:
+    """The offline pipeline (the nodes' core objects and policies) over each pool drive.
+
+    params: validated node parameters (offline.pipeline.load_parameters); the recorder's
+    keep_ratio is the budget and its seed the sampling seed. The detections are the detector's
+    cached output, rescored when another scorer / aggregation is asked for. The images written to
+    the scratch bag are blank frames of the true size (decisions never look at pixels; the ring
+    buffer's byte bound sees the true sizes).
+    """
+    from importance_sampler_ros.offline.pipeline import Pipeline
+
+    det_params = params['detector_node']
+    scorer = scorer or det_params['scorer']
+    aggregation = aggregation or det_params['aggregation']
+    if candidates_in_frame is None:
+        candidates_in_frame = bool(det_params['candidates_in_frame'])
+    types = bag_io.msg_types()
+    by_stamp: dict[tuple[int, int], int] = {}
+    drives: dict[int, list[int]] = {}
+    for i, frame in enumerate(pool):
+        drives.setdefault(frame.drive_seed, []).append(i)
+        by_stamp[(frame.drive_seed, frame.stamp_ns)] = i
+    n = len(pool)
+    run = SamplerRun(np.zeros(n, bool), np.zeros(n), np.zeros(n), [''] * n, [])
+    scratch = Path(tempfile.mkdtemp(prefix='closed_loop_sampler_'))
+    try:
+        for seed, members in drives.items():
+            pipeline = Pipeline(params, scratch / f'drive_{seed}', need_detector=False)
+            pipeline.relabel_log = []
+            blank = None
+            for i in members:
+                frame = pool[i]
+                if blank is None:
+                    h, w = frame.original_size
+                    blank = np.zeros((h, w, 3), np.uint8)
+                image = rgb_to_image_msg(blank, frame.stamp_ns, 'camera', types)
+                detections = rescored(frame.detections, scorer, aggregation, candidates_in_frame)
+                pipeline.process(InputFrame(frame.stamp_ns, 'camera', bag_io.serialize(image),
+                                            image, detections, None))
+            pipeline.close()
+            for record in pipeline.finished:
+                i = by_stamp[(seed, record.stamp_ns)]
+                run.kept[i] = record.kept
+                run.probability[i] = record.probability
+                run.weight[i] = record.weight
+                run.reasons[i] = record.reason
+            run.relabels += [(seed, event) for event in pipeline.relabel_log]
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return run
+
+
+def sampler_selection(run: SamplerRun, seed: int, weighted: bool, labels: str = 'truth',
+                      name: str | None = None) -> Selection:
+    indices = np.flatnonzero(run.kept)
+    weights = run.weight[indices] if weighted else np.ones(len(indices))
+    reasons = [run.reasons[i] for i in indices]
+    info = {'kept': len(indices), 'relabel_keeps': reasons.count('relabel'),
+            'mean_q_kept': float(run.probability[indices].mean()) if len(indices) else 0.0}
+    default = 'sampler, 1/q weights' if weighted else 'sampler, unweighted'
+    return Selection(name or default, seed, indices, weights, labels, info)
+
+
+def self_labels(pool: Sequence[CachedFrame], relabels: Sequence[tuple[int, Any]],
+                score_threshold: float) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per pool frame: (boxes, classes) of its published detections, relabel-corrected."""
+    index = {(f.drive_seed, f.stamp_ns): i for i, f in enumerate(pool)}
+    labels = []
+    for frame in pool:
+        keep = frame.detections.scores >= score_threshold
+        labels.append((frame.detections.boxes[keep].copy(),
+                       frame.detections.class_ids[keep].copy()))
+    for seed, event in relabels:
+        for obs in event.observations:
+            i = index.get((seed, obs.stamp_ns))
+            if i is None:
+                continue
+            keep = np.flatnonzero(pool[i].detections.scores >= score_threshold)
+            position = np.flatnonzero(keep == obs.detection_index)
+            if len(position):
+                labels[i][1][position[0]] = event.new_class_id
+    return labels
+
+
+def label_accuracy(pool: Sequence[CachedFrame], labels: Sequence[tuple[np.ndarray, np.ndarray]],
+                   indices: np.ndarray) -> dict[str, float]:
+    """How good a label set is against the truth, over the frames `indices`: the share of label
+    boxes that are a true object of the right class (precision), of true objects that got a
+    correct label (recall), and of matched boxes with the right class (class accuracy)."""
+    from importance_sampler_ros.detection.detections import FrameDetections
+
+    correct = boxes = matched = truths = 0
+    for i in indices:
+        box, cls = labels[i]
+        det = FrameDetections(stamp_ns=0, boxes=box, class_ids=cls,
+                              class_names=[''] * len(box), scores=np.ones(len(box)))
+        errors = frame_errors(det, pool[i].truth)
+        boxes += errors.n_detections
+        truths += errors.n_truth
+        matched += errors.n_detections - errors.false_positives
+        correct += errors.n_detections - errors.false_positives - errors.wrong_class
+    return {'precision': correct / max(1, boxes), 'recall': correct / max(1, truths),
+            'class_accuracy': correct / max(1, matched), 'boxes': boxes, 'truth_objects': truths}
