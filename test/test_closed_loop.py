@@ -1,0 +1,113 @@
+"""The closed loop's pieces: cached last-layer inputs reproduce the detector, labels and
+retraining behave, the summary pairs seeds, and the command runs end to end (smoke size)."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from importance_sampler_ros.closed_loop.experiment import summarise
+from importance_sampler_ros.closed_loop.finetune import FinetuneSettings, finetune, label_frame
+from importance_sampler_ros.closed_loop.head_cache import (
+    LastLayers,
+    SourceFrame,
+    cache_frames,
+    detect_cached,
+)
+from importance_sampler_ros.detection.detector import Detector, DetectorConfig
+from importance_sampler_ros.synth.world import Drive, SynthConfig
+
+
+@pytest.fixture(scope='module')
+def detector() -> Detector:
+    torch.set_num_threads(2)
+    return Detector(DetectorConfig(score_threshold=0.3, candidate_floor=0.05))
+
+
+@pytest.fixture(scope='module')
+def cached(detector):
+    drive = Drive(SynthConfig(seconds=2.0, fps=5.0, seed=5101))
+    frames = [SourceFrame(f.image, f.stamp_ns, f.truth, 5101, f.index) for f in drive]
+    return list(cache_frames(detector, frames, label_rois=True, batch_size=2)), frames
+
+
+def test_cached_last_layers_reproduce_the_detector(detector, cached):
+    frames, sources = cached
+    again = detect_cached(LastLayers(detector), detector, frames, score_floor=0.05)
+    for frame, source, mine in zip(frames, sources, again, strict=True):
+        direct = detector.detect(source.image, source.stamp_ns)
+        assert frame.detections.boxes.shape == direct.boxes.shape
+        # every box above the floor: published detections and candidates together
+        n_direct = len(direct) + len(direct.candidates)
+        assert abs(len(mine) - n_direct) <= max(2, n_direct // 10)  # float16 features
+        top = np.argsort(-mine.scores)[:5]
+        ref = np.sort(np.concatenate([direct.scores, direct.candidates.scores]))[::-1][:5]
+        np.testing.assert_allclose(np.sort(mine.scores[top])[::-1], ref, atol=0.03)
+    # the rows are proposals, then truth boxes, then detection boxes
+    frame = frames[-1]
+    assert frame.n_truth == len(frame.truth) and frame.n_detections == len(frame.detections)
+    assert frame.fc6.dtype == torch.float16 and frame.fc6.shape[0] == len(frame.rois)
+
+
+def test_label_rows_and_retraining_lower_the_loss(detector, cached):
+    frames, _ = cached
+    coder = detector.model.roi_heads.box_coder
+    frame = next(f for f in frames if len(f.truth) >= 2)
+    labelled = label_frame(frame, frame.truth.boxes, frame.truth.class_ids, coder, 'truth')
+    p, t = frame.n_proposals, frame.n_truth
+    # a truth box is its own RoI: foreground with its class and a zero regression target
+    np.testing.assert_array_equal(labelled.labels[p:p + t].numpy(), frame.truth.class_ids)
+    assert labelled.targets[p:p + t].abs().max() < 1e-4
+    own = label_frame(frame, frame.detections.boxes, frame.detections.class_ids, coder,
+                      'detections')
+    assert len(own.labels) == p + frame.n_detections  # truth rows left out of self-labels
+    with pytest.raises(ValueError):
+        label_frame(frame, frame.truth.boxes, frame.truth.class_ids, coder, 'both')
+    data = [label_frame(f, f.truth.boxes, f.truth.class_ids, coder, 'truth') for f in frames]
+    layers = LastLayers(detector)
+    losses = finetune(layers, data, [], FinetuneSettings(iterations=60, batch_size=4, lr=2e-3,
+                                                         warmup=5), seed=0)
+    assert losses['final_loss'] < losses['first_loss']
+
+
+def _run(strategy, seed, m, tag_m):
+    return {'budget': 0.05, 'strategy': strategy, 'seed': seed, 'frames': 10,
+            'selected_error_enrichment': 1.0,
+            'test': {'mAP': m, 'by_tag': {'night': tag_m}, 'by_distance': {'<20 m': m}}}
+
+
+def test_summary_pairs_each_strategy_with_random_of_the_same_seed():
+    runs = [_run('random', 0, 0.50, 0.20), _run('random', 1, 0.60, 0.30),
+            _run('top', 0, 0.55, 0.40), _run('top', 1, 0.62, 0.30)]
+    table = summarise(runs)['0.05']
+    gain = table['top']['gain_over_random']
+    assert gain['mean'] == pytest.approx(0.035) and gain['n'] == 2
+    assert gain['std'] == pytest.approx(np.std([0.05, 0.02], ddof=1))
+    assert table['top']['by_tag']['night']['gain_over_random']['mean'] == pytest.approx(0.10)
+    assert table['random']['gain_over_random']['mean'] == 0.0
+    assert math.isclose(table['top']['mAP']['mean'], 0.585)
+
+
+@pytest.mark.slow
+def test_closed_loop_command_smoke(tmp_path):
+    from importance_sampler_ros.cli import main
+
+    out = tmp_path / 'loop'
+    code = main(['closed-loop', '--out', str(out), '--pool-seeds', '5201', '5202',
+                 '--test-seeds', '6201', '--seconds', '3', '--seeds', '0', '--iterations', '3',
+                 '--replay-frames', '4', '--budgets', '0.1'])
+    assert code == 0
+    result = json.loads((out / 'closed_loop.json').read_text())
+    strategies = {r['strategy'] for r in result['runs']}
+    assert {'random', 'sampler, 1/q weights', 'sampler, self-labels',
+            'oracle (true errors)'} <= strategies
+    assert len(result['runs']) == len(strategies)  # one seed
+    assert result['pool']['frames'] == 60 and result['test']['frames'] == 10
+    for run in result['runs']:
+        assert 0.0 <= run['test']['mAP'] <= 1.0 and run['frames'] >= 1
+    assert {'before_relabels', 'after_relabels'} <= set(result['self_labels']['0.1'])
+    assert any(row['scorer'] == 'prob_residual' for row in result['scoring'])
+    assert (out / 'closed_loop_gain.png').stat().st_size > 10_000
