@@ -198,3 +198,35 @@ def test_run_tally_equals_the_batch_formula() -> None:
     assert result['relative_variance'] == pytest.approx(relative_variance(g, q))
     assert result['relative_variance_uniform'] == pytest.approx(q.mean())
     assert importance_probabilities(np.array([1.0, 3.0]), 0.5) == pytest.approx([0.25, 0.75])
+
+
+def test_sharpening_concentrates_keeps_and_stays_unbiased():
+    rng = np.random.default_rng(5)
+    g = rng.exponential(1.0, 20_000)
+    plain = ImportanceSampler(SamplerConfig(keep_ratio=0.1, seed=1, warmup_frames=0))
+    sharp = ImportanceSampler(SamplerConfig(keep_ratio=0.1, seed=1, warmup_frames=0,
+                                            sharpness=3.0))
+    d_plain = [plain.decide(i, float(v)) for i, v in enumerate(g)]
+    d_sharp = [sharp.decide(i, float(v)) for i, v in enumerate(g)]
+    kept_plain = np.array([d.kept for d in d_plain])
+    kept_sharp = np.array([d.kept for d in d_sharp])
+    # the same budget, spent on more important frames
+    assert abs(kept_sharp.mean() - kept_plain.mean()) < 0.03
+    assert g[kept_sharp].mean() > 1.3 * g[kept_plain].mean()
+    # Horvitz-Thompson: the weighted sum of a per-frame quantity estimates its total; the mean
+    # over repeated draws converges to it (a = 2 here: with a = 3 and g ~ Exp(1) one draw's
+    # spread is many times the total, the price of tiny q for dull frames)
+    small = g[:1000]
+    for value in (small, small + 1.0):
+        estimates = []
+        for seed in range(200):
+            sampler = ImportanceSampler(SamplerConfig(keep_ratio=0.1, seed=seed, sharpness=2.0,
+                                                      warmup_frames=0))
+            ds = [sampler.decide(i, float(v)) for i, v in enumerate(small)]
+            estimates.append(sum(d.weight * x for d, x in zip(ds, value, strict=True) if d.kept))
+        # 4 standard errors of the mean (measured: 0.009 and 0.03 relative)
+        assert abs(np.mean(estimates) / value.sum() - 1.0) < 4 * np.std(estimates) / np.sqrt(
+            200) / value.sum() + 0.01
+    assert d_sharp[-1].importance == pytest.approx(g[-1])
+    with pytest.raises(ValueError, match='sharpness'):
+        SamplerConfig(sharpness=0.0)

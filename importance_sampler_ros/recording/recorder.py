@@ -130,6 +130,8 @@ RECORDER_PARAMS = (
           'track is this many times more important than at its last keep', min_value=1.0),
     Param('redundancy_scale', 0.0, 'Factor on q of a suppressed frame (0 = never keep it)',
           min_value=0.0, max_value=1.0),
+    Param('sharpness', 1.0, 'Sharpening exponent a: q = min(1, rho g^a / mean(g^a)); 1 = the '
+          "paper's rule", min_value=0.01, max_value=8.0),
     Param('seed', -1, 'Seed of the sampling draws; -1 = random', min_value=-1),
 )
 
@@ -137,7 +139,7 @@ _SAMPLER_FIELDS = (
     'keep_ratio', 'mean_window', 'warmup_frames', 'fixed_importance_mean', 'floor_probability',
     'keep_all',
     'bytes_per_hour', 'budget_horizon_s', 'budget_burst_s', 'min_keep_ratio', 'min_gap_s',
-    'redundancy_importance_ratio', 'redundancy_scale',
+    'redundancy_importance_ratio', 'redundancy_scale', 'sharpness',
 )
 
 

@@ -29,6 +29,13 @@ all frames, and a dull drive keeps fewer frames than a hard one.
 Clipping at 1 keeps the expected keep ratio at or below rho when a few frames have g > g_mean/rho;
 the byte-budget mode corrects that through its feedback, the keep-ratio mode reports it.
 
+Sharpening: with `sharpness` a != 1 the rule is applied to g^a instead of g, q = min(1,
+rho g^a / mean(g^a)), the window (or fixed) mean being a mean of g^a. The argument above needs only
+that q_i > 0 is fixed before frame i's coin, so the weights 1/q_i keep every weighted sum
+unbiased for any a; a > 1 spends the budget on the frames with the largest g (closer to ranking),
+a < 1 spreads it towards uniform. The SampleDecision still reports the frame's own g; its
+importance_mean is then the mean of g^a.
+
 Relative variance (paper eq. 6-7): R = sum g^2 / sum (g^2 / q), in (0, 1]; 1 when every frame is
 kept, rho for uniform sampling with q = rho, and larger is better (the variance of the weighted
 sum relative to keeping everything).
@@ -86,6 +93,9 @@ class SamplerConfig:
     # q is multiplied by this for a suppressed frame: 0 = hard suppression (q = 0, never kept);
     # a value in (0, 1) keeps such frames rarely, with the matching larger weight.
     redundancy_scale: float = 0.0
+    # Sharpening exponent a: q = min(1, rho * g^a / mean(g^a)); 1 = the paper's rule, larger
+    # concentrates the keeps on the most important frames.
+    sharpness: float = 1.0
     # Seed of the random draws; None = nondeterministic.
     seed: int | None = None
 
@@ -104,6 +114,8 @@ class SamplerConfig:
             (self.min_gap_s >= 0.0, 'min_gap_s must be >= 0'),
             (self.redundancy_importance_ratio >= 1.0, 'redundancy_importance_ratio must be >= 1'),
             (0.0 <= self.redundancy_scale <= 1.0, 'redundancy_scale must be in [0, 1]'),
+            (math.isfinite(self.sharpness) and 0.0 < self.sharpness <= 8.0,
+             'sharpness must be in (0, 8]'),
         ]
         for ok, message in checks:
             if not ok:
@@ -238,7 +250,8 @@ class ImportanceSampler:
         if not math.isfinite(g) or g < 0.0:
             raise ValueError(f'frame importance must be finite and >= 0, got {importance!r}')
         self._frames_seen += 1
-        self._mean.add(g)
+        sharpened = g if self.config.sharpness == 1.0 else g ** self.config.sharpness
+        self._mean.add(sharpened)
         if self._budget:
             self._budget.observe(stamp_ns, nbytes)
         rho = self.keep_ratio
@@ -251,7 +264,7 @@ class ImportanceSampler:
             self._note_kept(stamp_ns, nbytes, track_ids, track_importances)
             return decision(True, 1.0, 1.0, REASON_FORCED)
 
-        q = min(1.0, rho * g / g_mean) if g_mean > 0.0 else 0.0
+        q = min(1.0, rho * sharpened / g_mean) if g_mean > 0.0 else 0.0
         if self._frames_seen <= self.config.warmup_frames and not self.config.fixed_importance_mean:
             q = max(q, rho)
         q = max(q, self.config.floor_probability)
