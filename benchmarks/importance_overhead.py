@@ -4,7 +4,9 @@ For each model and image size, timed per frame (median over --repeats after --wa
 
 - tv_forward_ms: torchvision's own `model(images)` (reference for what inference costs),
 - inference_ms: `forward_with_features` (the detector's forward, which also keeps h and logits),
-- inference_importance_ms: the same plus the closed-form importances of all detections,
+- inference_importance_ms: the same plus every scorer of every detection (the closed-form
+  gradient norm, ||p - e_y||, entropy, margin, least confidence: detection.importance's
+  uncertainty_scores, what the detector computes per frame),
 - full_backprop_ms: forward with autograd plus a backward of the summed detection losses to
   every parameter (what the importance would cost without the closed form).
 
@@ -38,7 +40,7 @@ from importance_sampler_ros.detection.detector import (
     forward_with_features,
     load_checkpoint,
 )
-from importance_sampler_ros.detection.importance import last_layer_gradient_norms
+from importance_sampler_ros.detection.importance import uncertainty_scores
 
 
 def parse_args() -> argparse.Namespace:
@@ -93,9 +95,8 @@ def time_model(model, image: torch.Tensor, device: torch.device, repeats: int, w
             (captured,) = forward_with_features(model, [image])
             synchronize(device)
             forward_done = time.perf_counter()
-            norms = last_layer_gradient_norms(captured.features, captured.logits,
-                                              captured.labels)
-            norms.cpu()
+            scores = uncertainty_scores(captured.features, captured.logits, captured.labels)
+            scores.cpu()
             importance_done = time.perf_counter()
         if keep:
             tv_forward.append(tv_done - start)
