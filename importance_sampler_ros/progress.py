@@ -91,6 +91,14 @@ class Progress:
                 self._last_line = now
                 self._write(self.line(now))
 
+    def write(self, text: str, file: TextIO | None = None) -> None:
+        """Print a line of output (to `file`, stdout by default) without breaking the bar."""
+        file = file if file is not None else sys.stdout
+        if self._bar is not None:
+            tqdm.write(text, file=file)
+        else:
+            print(text, file=file, flush=True)
+
     def line(self, now: float | None = None) -> str:
         """The plain progress line at time `now` (default: the clock's now)."""
         elapsed = (self._clock() if now is None else now) - self._started

@@ -91,7 +91,7 @@ def test_report_files(tmp_path):
     _, result = replay(tmp_path)
     data = json.loads(result.report_path.read_text())
     assert data['frames_in'] == 60 and data['frames_kept'] == result.report.frames_kept
-    assert 0 < data['relative_variance']['importance'] <= 1
+    assert 0 < data['relative_variance'] <= 1
     for name in ('importance_timeline', 'importance_histogram', 'relative_variance',
                  'relabel_examples'):
         assert Path(data['plots'][name]).stat().st_size > 1000, name
@@ -111,6 +111,8 @@ def test_same_seed_same_decisions(tmp_path):
     (lambda p: (p / 'junk.mcap').write_bytes(b'garbage') and p / 'junk.mcap',
      'not a readable rosbag2'),
     (lambda p: write_drive(p / 'b', 3) and (p / 'b'), None),  # detections topic, asked image
+    (lambda p: (p / 'notes').mkdir() or (p / 'notes' / 'a.txt').touch() or p / 'notes',
+     r'notes is a directory but not a rosbag2 bag \(no metadata.yaml and no .mcap or .db3'),
 ])
 def test_bad_input_is_one_clear_error(tmp_path, make, message):
     path = make(tmp_path)

@@ -38,6 +38,7 @@ MESSAGE_NAMES = (
     'SampleDecision',
 )
 IMAGE_TYPE = 'sensor_msgs/msg/Image'
+BAG_FILE_SUFFIXES = ('.mcap', '.db3')
 
 
 def msgtype(name: str) -> str:
@@ -158,12 +159,29 @@ def open_reader(path: str | Path) -> AnyReader:
     path = Path(path)
     if not path.exists():
         raise BagError(f'{path}: no such bag')
-    reader = AnyReader([path], default_typestore=typestore())
+    if path.is_dir() and not (path / 'metadata.yaml').is_file():
+        found = sorted(p.name for p in path.iterdir() if p.suffix in BAG_FILE_SUFFIXES)
+        hint = (f'it holds {", ".join(found)}: give that file, or run `importance-sampler '
+                f'bag-repair {path}`' if found else 'no metadata.yaml and no .mcap or .db3 file')
+        raise BagError(f'{path} is a directory but not a rosbag2 bag ({hint})')
     try:
+        reader = AnyReader([path], default_typestore=typestore())
         reader.open()
     except Exception as error:  # rosbags raises several unrelated types for unreadable bags
         raise BagError(f'{path}: not a readable rosbag2 ({error})') from error
     return reader
+
+
+def message_counts(path: str | Path) -> dict[str, int]:
+    """Topic name -> number of messages, from the bag's metadata / summary (reads no data)."""
+    reader = open_reader(path)
+    try:
+        counts: dict[str, int] = {}
+        for connection in reader.connections:
+            counts[connection.topic] = counts.get(connection.topic, 0) + connection.msgcount
+        return counts
+    finally:
+        reader.close()
 
 
 def topics(path: str | Path) -> dict[str, str]:

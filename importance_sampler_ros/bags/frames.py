@@ -90,6 +90,12 @@ class FrameSource:
             if not self._read_damaged_mcap():
                 raise FrameSourceError(str(error)) from None
         self.image_topic = choose_image_topic(self.topics, image_topic)
+        # The number of images, for progress totals; None when the bag's index does not say.
+        try:
+            self.image_count: int | None = bag_io.message_counts(self.path).get(
+                self.image_topic) or None
+        except bag_io.BagError:
+            self.image_count = None
         self.detections_topic = (choose_detections_topic(self.topics, detections_topic)
                                  if use_recorded_detections else None)
         has_truth = self.topics.get(ground_truth_topic or '') == DETECTION_ARRAY_TYPE

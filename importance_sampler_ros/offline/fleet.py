@@ -62,6 +62,7 @@ from importance_sampler_ros.offline.fleet_report import (
     write_fleet_report,
     write_json_atomically,
 )
+from importance_sampler_ros.progress import Progress, add_progress_arguments, progress_mode
 
 BAG_FILE_SUFFIXES = ('.mcap', '.db3')
 MARKER = 'fleet_done.json'
@@ -409,12 +410,12 @@ def run_fleet(input_dir: str | Path, out_dir: str | Path, *, ray_address: str | 
               use_recorded_detections: bool = False, detections_topic: str | None = None,
               overrides: dict[str, dict[str, Any]] | None = None,
               gpus_per_task: float | None = None,
-              echo: Callable[[str], None] = print) -> FleetResult:
+              echo: Callable[[str], None] = print, progress: str = 'off') -> FleetResult:
     """Replay every bag under `input_dir` into `out_dir` on Ray; see the module docstring.
 
     `gpus_per_task`: GPUs Ray reserves for each task that runs the detector (fractions share a
     GPU); default 1 with detector device cuda, else 0. Ray hides the GPUs from tasks that reserve
-    none, so --device cuda needs it."""
+    none, so --device cuda needs it. `progress`: a mode of `progress.Progress`, counting bags."""
     started = time.perf_counter()
     out_dir = Path(out_dir).resolve()
     options = FleetOptions(
@@ -461,7 +462,7 @@ def run_fleet(input_dir: str | Path, out_dir: str | Path, *, ray_address: str | 
         try:
             _check_gpus(gpus_per_task)
             fleet_mean = _run_passes(todo, options, num_workers, gpus_per_task, outcomes,
-                                     importances, timing, echo)
+                                     importances, timing, echo, progress)
         finally:
             if started_ray:
                 import ray
@@ -520,19 +521,34 @@ def _check_gpus(gpus_per_task: float) -> None:
 def _run_passes(todo: list[FleetBag], options: FleetOptions, num_workers: int | None,
                 gpus_per_task: float,
                 outcomes: dict[str, dict[str, Any]], importances: dict[str, np.ndarray],
-                timing: dict[str, float], echo: Callable[[str], None]) -> float:
+                timing: dict[str, float], echo: Callable[[str], None],
+                progress: str = 'off') -> float:
     """Submit the bags' tasks; fills `outcomes` and `importances`; returns the fleet mean."""
-    import ray
-
     limit = num_workers or len(todo)
     done_count = [0]
+    bar = Progress(len(todo), desc='replay-fleet', unit='bag', mode=progress)
+    say = bar.write if echo is print else echo
 
     def report_bag(outcome: dict[str, Any]) -> None:
         done_count[0] += 1
         outcomes[outcome['name']] = outcome
         detail = (f'{outcome["frames_kept"]} of {outcome["frames_in"]} frames kept'
                   if outcome['status'] != STATUS_FAILED else outcome['reason'])
-        echo(f'[{done_count[0]}/{len(todo)}] {outcome["name"]}: {outcome["status"]}: {detail}')
+        say(f'[{done_count[0]}/{len(todo)}] {outcome["name"]}: {outcome["status"]}: {detail}')
+        bar.update(1)
+
+    try:
+        return _passes(todo, options, limit, gpus_per_task, importances, timing, say,
+                       report_bag, bar)
+    finally:
+        bar.close()
+
+
+def _passes(todo: list[FleetBag], options: FleetOptions, limit: int, gpus_per_task: float,
+            importances: dict[str, np.ndarray], timing: dict[str, float],
+            echo: Callable[[str], None], report_bag: Callable[[dict[str, Any]], None],
+            bar: Any) -> float:
+    import ray
 
     started = time.perf_counter()
     if options.fleet_keep_ratio is None:
@@ -557,6 +573,7 @@ def _run_passes(todo: list[FleetBag], options: FleetOptions, num_workers: int | 
             importances[bag.name] = first.importances
         echo(f'first pass {len(firsts)}/{len(todo)} {bag.name}: '
              + (f'failed: {first.error}' if first.error else f'{len(first.importances)} frames'))
+        bar.update(0, first_pass=f'{len(firsts)}/{len(todo)}')
     timing['first_pass_seconds'] = time.perf_counter() - started
     fleet_mean = _fleet_mean(importances)
     to_sample = []
@@ -644,6 +661,7 @@ def configure_replay_fleet_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--gpus-per-task', type=float, default=None,
                         help='GPUs reserved per detector task, fractions share one (default: 1 '
                              'with --device cuda, else 0)')
+    add_progress_arguments(parser)
 
 
 def run_replay_fleet(args: argparse.Namespace) -> int:
@@ -656,7 +674,7 @@ def run_replay_fleet(args: argparse.Namespace) -> int:
             fleet_keep_ratio=args.fleet_keep_ratio, params_file=args.params,
             image_topic=args.image_topic, use_recorded_detections=args.use_recorded_detections,
             detections_topic=args.detections_topic, overrides=overrides_from_args(args),
-            gpus_per_task=args.gpus_per_task)
+            gpus_per_task=args.gpus_per_task, progress=progress_mode(args))
     except FleetError as error:
         print(f'importance-sampler replay-fleet: error: {error}', file=sys.stderr)
         return EXIT_USAGE

@@ -13,14 +13,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
-from importance_sampler_ros.bags.frames import FrameSource, FrameSourceError
+from importance_sampler_ros.bags.frames import GROUND_TRUTH_TOPIC, FrameSource, FrameSourceError
 from importance_sampler_ros.offline.pipeline import DEFAULT_PARAMS_FILE, Pipeline, load_parameters
-from importance_sampler_ros.offline.report import ReplayReport, detector_error_rates, write_report
+from importance_sampler_ros.offline.report import (
+    FrameRecord,
+    ReplayReport,
+    detector_error_rates,
+    write_report,
+)
 from importance_sampler_ros.params import ParameterError
+from importance_sampler_ros.progress import Progress, add_progress_arguments, progress_mode
 from importance_sampler_ros.recording.recorder import RecorderError
-from importance_sampler_ros.sampling.sampler import relative_variance, relative_variance_curve
+from importance_sampler_ros.sampling.sampler import relative_variance_curve
 
 LOG = logging.getLogger('importance_sampler.replay')
 EXIT_ERROR = 1
@@ -42,8 +46,11 @@ def replay_bag(input_bag: str | Path, output: str | Path, *,
                params_file: str | Path | None = None, image_topic: str | None = None,
                use_recorded_detections: bool = False, detections_topic: str | None = None,
                overrides: dict[str, dict[str, Any]] | None = None,
-               progress: bool = False) -> ReplayResult:
-    """Replay one bag into `output` (a recording directory: splits, report.json, plots)."""
+               progress: str = 'off') -> ReplayResult:
+    """Replay one bag into `output` (a recording directory: splits, report.json, plots).
+
+    `progress` is a mode of `importance_sampler_ros.progress.Progress` (auto, bar, plain, off).
+    """
     input_bag, output = Path(input_bag), Path(output)
     try:
         params, ignored = load_parameters(params_file, overrides)
@@ -65,7 +72,7 @@ def replay_bag(input_bag: str | Path, output: str | Path, *,
 
     started = time.perf_counter()
     read_seconds = 0.0
-    bar = tqdm(desc='replay', unit='frame', disable=not progress, dynamic_ncols=True)
+    bar = Progress(source.image_count, desc='replay', unit='frame', mode=progress)
     frames = iter(source)
     try:
         while True:
@@ -75,8 +82,7 @@ def replay_bag(input_bag: str | Path, output: str | Path, *,
             if frame is None:
                 break
             pipeline.process(frame)
-            bar.update(1)
-            bar.set_postfix(kept=pipeline.frames_kept, refresh=False)
+            bar.update(1, kept=pipeline.frames_kept)
     except RecorderError as error:
         raise ReplayError(f'recording stopped: {error}') from None
     finally:
@@ -102,14 +108,11 @@ def replay_bag(input_bag: str | Path, output: str | Path, *,
         truncated=source.truncated,
     )
     report.stage_seconds = {k: round(v, 3) for k, v in report.stage_seconds.items()}
-    importances = [r.frame_importance for r in records]
-    probabilities = [r.probability for r in records]
     if records:
-        report.relative_variance = {
-            'importance': relative_variance(importances, probabilities),
-            'uniform': float(relative_variance_curve(
-                importances, [report.keep_ratio_target])['uniform'][0]),
-        }
+        # the recorder's own tally, so report.json and stats.json carry one value per name
+        for key in ('relative_variance', 'relative_variance_uniform', 'expected_keep_ratio'):
+            setattr(report, key, float(stats[key]))
+    report.warnings = replay_warnings(records, source, use_recorded_detections)
     report.ground_truth = {}
     if pipeline.has_truth:
         report.ground_truth.update(detector_error_rates(records))
@@ -121,6 +124,25 @@ def replay_bag(input_bag: str | Path, output: str | Path, *,
     report_path = write_report(report, records, pipeline.examples, output,
                                relative_variance_curve)
     return ReplayResult(report, report_path, EXIT_TRUNCATED if source.truncated else 0)
+
+
+def replay_warnings(records: list[FrameRecord], source: FrameSource,
+                    use_recorded_detections: bool) -> list[str]:
+    """Lines that explain a result that would otherwise look broken."""
+    if not records or any(r.frame_importance > 0.0 for r in records):
+        return []
+    kept = sum(r.kept for r in records)
+    why = 'the sampler cannot rank the frames and keeps only forced and relabel frames'
+    if use_recorded_detections:
+        topic = source.detections_topic
+        origin = ('ground truth, which carries no importance'
+                  if topic == GROUND_TRUTH_TOPIC else 'detections without importance scores')
+        return [f'every frame has importance 0 ({kept} of {len(records)} kept): the recorded '
+                f'detections on {topic} are {origin}, so {why}; replay without '
+                '--use-recorded-detections to score the frames with the detector']
+    return [f'every frame has importance 0 ({kept} of {len(records)} kept): the detector found '
+            f'nothing above its score threshold, so {why}; check detector_node.checkpoint and '
+            'score_threshold']
 
 
 def configure_replay_parser(parser: argparse.ArgumentParser) -> None:
@@ -140,7 +162,7 @@ def configure_replay_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--checkpoint', default=None, help='override detector_node.checkpoint')
     parser.add_argument('--device', default=None, help='override detector_node.device')
     parser.add_argument('--seed', type=int, default=None, help='override recorder_node.seed')
-    parser.add_argument('--no-progress', action='store_true', help='no progress bar')
+    add_progress_arguments(parser)
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
@@ -161,14 +183,18 @@ def run_replay(args: argparse.Namespace) -> int:
             args.input_bag, args.out, params_file=args.params, image_topic=args.image_topic,
             use_recorded_detections=args.use_recorded_detections,
             detections_topic=args.detections_topic, overrides=overrides_from_args(args),
-            progress=not args.no_progress and sys.stderr.isatty())
+            progress=progress_mode(args))
     except ReplayError as error:
         print(f'importance-sampler replay: error: {error}', file=sys.stderr)
         return EXIT_ERROR
     for line in result.report.summary_lines():
         print(line)
     print(f'sampled bag: {result.report.output_bag}')
-    print(f'report: {result.report_path}')
+    print(f'report: {result.report_path} (every number with its meaning under "meanings")')
+    for name, path in result.report.plots.items():
+        print(f'plot {name}: {path}')
+    for warning in result.report.warnings:
+        print(f'importance-sampler replay: warning: {warning}', file=sys.stderr)
     if result.exit_code == EXIT_TRUNCATED:
         print(f'importance-sampler replay: error: input truncated, replayed up to the damage: '
               f'{result.report.truncated}', file=sys.stderr)

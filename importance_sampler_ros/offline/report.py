@@ -50,8 +50,46 @@ class RelabelExample:
     captions: list[str] = field(default_factory=list)
 
 
+# One phrase per number of the summary and report.json, keyed by its report.json name. The
+# relative-variance names are those of the recorder's stats.json, with the same values.
+MEANINGS: dict[str, str] = {
+    'frames_in': 'camera frames replayed',
+    'frames_kept': 'frames written to the sampled bag',
+    'keep_ratio': 'frames_kept / frames_in',
+    'keep_ratio_target': "the sampler's rho (recorder_node.keep_ratio)",
+    'expected_keep_ratio': 'mean keep probability q over the run (rho less clipping at q = 1)',
+    'relative_variance': ("R of this run's keep probabilities: 1 = as good as keeping every "
+                          'frame, higher is better'),
+    'relative_variance_uniform': ('R of uniform sampling keeping the same expected number of '
+                                  'frames (always equals expected_keep_ratio)'),
+    'detector_errors_per_frame_kept': 'misses + false positives + wrong classes per kept frame',
+    'visible_errors_per_frame_kept': 'false positives + wrong classes per kept frame',
+    'detector_errors_per_frame_dropped': 'the same per dropped frame (lower than kept is good)',
+    'visible_errors_per_frame_dropped': 'the same per dropped frame (lower than kept is good)',
+    'matched_detections': 'detections matched to a true object (IoU)',
+    'far_field_threshold_m': 'objects at least this far count as far',
+    'far_accuracy_before_relabel': 'class accuracy of far matched detections from the detector',
+    'far_accuracy_after_relabel': 'the same after near-to-far relabels',
+    'far_errors_corrected_ratio': 'share of far class errors that a relabel corrected',
+    'accuracy_by_distance': 'class accuracy before->after relabels per distance bin',
+    'model': 'detector that scored the frames (or recorded detections)',
+    'stale_frames_skipped': 'frames older than the previous one, skipped as the node would',
+    'unmatched_images': 'images without a recorded detection array (not replayed)',
+    'unmatched_detection_arrays': 'recorded detection arrays without their image',
+}
+
+
 @dataclass
 class ReplayReport:
+    """What one replay did; report.json holds these fields plus keep_ratio, real_time_factor.
+
+    Units: bytes, seconds (of drive time or of wall time, as named). `relative_variance`,
+    `relative_variance_uniform` and `expected_keep_ratio` are the recorder's stats.json values
+    (None before any frame). `truncated` is None in report.json when the input was read to its
+    end, else the reason reading stopped early. `warnings`: lines a user should read before
+    trusting the numbers (e.g. every importance 0).
+    """
+
     input_bag: str
     output_bag: str
     image_topic: str
@@ -67,9 +105,12 @@ class ReplayReport:
     seconds_of_drive: float = 0.0
     wall_seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
-    relative_variance: dict[str, float] = field(default_factory=dict)
+    relative_variance: float | None = None
+    relative_variance_uniform: float | None = None
+    expected_keep_ratio: float | None = None
     ground_truth: dict[str, Any] = field(default_factory=dict)
     truncated: str = ''
+    warnings: list[str] = field(default_factory=list)
     plots: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -84,27 +125,29 @@ class ReplayReport:
         data = asdict(self)
         data['keep_ratio'] = self.keep_ratio
         data['real_time_factor'] = self.real_time_factor
+        data['truncated'] = self.truncated or None
+        data['meanings'] = {key: meaning for key, meaning in MEANINGS.items()
+                            if key in data or key in self.ground_truth}
         return data
 
     def summary_lines(self) -> list[str]:
         lines = [
             f'frames in / kept: {self.frames_in} / {self.frames_kept} '
-            f'(keep ratio {self.keep_ratio:.3f}, target {self.keep_ratio_target:.3f})',
-            f'bytes in / kept: {self.bytes_in / 1e6:.1f} MB / {self.bytes_kept / 1e6:.1f} MB',
-            f'relabels: {self.relabel_events} events, {self.relabelled_observations} observations,'
-            f' {self.frames_kept_by_relabel} frames kept because of them,'
-            f' {self.relabels_for_frames_gone} for frames already gone',
-            f'replay: {self.seconds_of_drive:.1f} s of drive in {self.wall_seconds:.1f} s '
-            f'({self.real_time_factor:.1f}x real time)',
-            'time per stage: ' + ', '.join(
+            f'(keep ratio {self.keep_ratio:.3f} = kept / in; sampler target rho '
+            f'{self.keep_ratio_target:.3f})',
+            f'bytes in / kept: {self.bytes_in / 1e6:.1f} MB / {self.bytes_kept / 1e6:.1f} MB '
+            '(kept: the sampled bag on disk)',
+            f'relabels: {self.relabel_events} events (a track seen near changed the class it had '
+            f'far), {self.relabelled_observations} far observations named, '
+            f'{self.frames_kept_by_relabel} frames force-kept for them, '
+            f'{self.relabels_for_frames_gone} named frames already gone from the buffer',
+            f'replay: {self.seconds_of_drive:.1f} s of drive in {self.wall_seconds:.1f} s of wall '
+            f'time ({self.real_time_factor:.2f}x real time; above 1 keeps up with the car)',
+            'wall time per stage: ' + ', '.join(
                 f'{name} {seconds:.2f} s' for name, seconds in self.stage_seconds.items()),
         ]
-        if self.relative_variance:
-            lines.append(
-                "relative variance R at the run's keep ratio: importance "
-                f'{self.relative_variance.get("importance", float("nan")):.3f}, uniform '
-                f'{self.relative_variance.get("uniform", float("nan")):.3f}'
-            )
+        if self.relative_variance is not None:
+            lines.append(self._relative_variance_line())
         for key, value in self.ground_truth.items():
             if isinstance(value, dict):
                 value = ', '.join(
@@ -112,10 +155,25 @@ class ReplayReport:
                     for name, v in value.items())
             elif isinstance(value, float):
                 value = f'{value:.3f}'
-            lines.append(f'{key.replace("_", " ")}: {value}')
+            meaning = MEANINGS.get(key)
+            lines.append(f'{key.replace("_", " ")}: {value}' + (f'  [{meaning}]' if meaning
+                                                                 else ''))
         if self.truncated:
             lines.append(f'TRUNCATED INPUT: {self.truncated}')
+        lines.extend(f'WARNING: {warning}' for warning in self.warnings)
         return lines
+
+    def _relative_variance_line(self) -> str:
+        r, uniform = self.relative_variance, self.relative_variance_uniform
+        line = (f'relative variance R (higher is better; 1 = as good as keeping every frame): '
+                f'importance sampling {r:.3f}, uniform sampling {uniform:.3f} at the same '
+                f'expected keep ratio {self.expected_keep_ratio:.3f}')
+        if uniform:
+            gain = r / uniform
+            verdict = ('no better than uniform' if abs(gain - 1.0) < 0.05 else
+                       'better than uniform' if gain > 1.0 else 'worse than uniform')
+            line += f' ({gain:.2f}x: {verdict})'
+        return line
 
 
 def detector_error_rates(frames: Sequence[FrameRecord]) -> dict[str, float]:
@@ -141,10 +199,11 @@ def write_report(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     importances = np.array([f.frame_importance for f in frames], np.float64)
+    kept = np.array([f.kept for f in frames], bool)
     report.plots = {
         'importance_timeline': str(_plot_timeline(frames, directory / 'importance_timeline.png')),
         'importance_histogram': str(
-            _plot_histogram(importances, directory / 'importance_histogram.png')),
+            _plot_histogram(importances, kept, directory / 'importance_histogram.png')),
         'relative_variance': str(_plot_relative_variance(
             importances, report.keep_ratio_target, relative_variance_curve,
             directory / 'relative_variance.png')),
@@ -190,13 +249,35 @@ def _plot_timeline(frames: Sequence[FrameRecord], path: Path) -> Path:
     return save_figure(fig, path)
 
 
-def _plot_histogram(importances: np.ndarray, path: Path) -> Path:
+def _plot_histogram(importances: np.ndarray, kept: np.ndarray, path: Path) -> Path:
+    """Stacked histogram: dropped frames below, kept frames on top, on the same bins."""
     fig, ax = plt.subplots(figsize=(5, 3.2))
-    ax.hist(importances, bins=40, color='tab:blue')
+    finite = importances[np.isfinite(importances)]
+    bins = np.histogram_bin_edges(finite, bins=40) if finite.size else 40
+    ax.hist([importances[~kept], importances[kept]], bins=bins, stacked=True,
+            color=['0.7', 'tab:blue'],
+            label=[f'dropped ({int((~kept).sum())})', f'kept ({int(kept.sum())})'])
     ax.set_xlabel('frame importance g')
     ax.set_ylabel('frames')
-    ax.set_title('Importance histogram')
+    ax.set_title('Importance histogram: kept frames stacked on dropped')
+    ax.legend(fontsize=8)
+    if finite.size and not finite.any():
+        ax.text(0.5, 0.6, 'every frame has importance 0:\nthe sampler cannot rank them',
+                transform=ax.transAxes, ha='center', fontsize=8, color='tab:red')
     return save_figure(fig, path)
+
+
+# Below this relative gap the two R(M) curves are drawn on top of each other.
+CURVES_OVERLAP = 0.05
+
+
+def curves_overlap(importance: np.ndarray, uniform: np.ndarray) -> bool:
+    """True when importance and uniform R(M) differ by less than CURVES_OVERLAP (relative)
+    everywhere: importance sampling buys nothing here, the frames are about equally important."""
+    importance, uniform = np.asarray(importance), np.asarray(uniform)
+    valid = uniform > 0
+    return bool(valid.any()) and bool(
+        np.all(np.abs(importance[valid] / uniform[valid] - 1.0) < CURVES_OVERLAP))
 
 
 def _plot_relative_variance(
@@ -210,11 +291,18 @@ def _plot_relative_variance(
     fig, ax = plt.subplots(figsize=(5, 3.4))
     ax.loglog(ratios, values['importance'], label='importance sampling')
     ax.loglog(ratios, values['uniform'], '--', label='uniform sampling')
-    ax.axvline(keep_ratio, color='0.6', lw=0.8)
-    ax.set_xlabel('keep ratio M/N')
+    at = int(np.searchsorted(ratios, keep_ratio))
+    ax.axvline(keep_ratio, color='0.6', lw=0.8,
+               label=f"this run's rho {keep_ratio:.3g}: R {values['importance'][at]:.3f} vs "
+                     f"{values['uniform'][at]:.3f}")
+    if curves_overlap(values['importance'], values['uniform']):
+        ax.text(0.03, 0.97, 'the curves overlap: importance sampling gains nothing\nover '
+                'uniform here (frames about equally important)', transform=ax.transAxes,
+                va='top', fontsize=7, color='tab:red')
+    ax.set_xlabel('keep ratio rho (target M/N)')
     ax.set_ylabel('relative variance R(M)')
-    ax.set_title('R(M): higher is better (paper Fig. 4)')
-    ax.legend(fontsize=8)
+    ax.set_title('R(M): higher is better, 1 = keep everything (paper Fig. 4)', fontsize=9)
+    ax.legend(fontsize=7, loc='lower right')
     return save_figure(fig, path)
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 from importance_sampler_ros.bags.bag_io import IMAGE_TYPE, BagWriter, msg_types, msgtype
 from importance_sampler_ros.bags.images import rgb_to_image_msg
 from importance_sampler_ros.bags.messages import detections_to_msg
+from importance_sampler_ros.progress import add_progress_arguments, progress_mode
+from importance_sampler_ros.progress import progress as iterate
 from importance_sampler_ros.synth.world import (
     CAMERA_FRAME_ID,
     GROUND_TRUTH_TOPIC,
@@ -17,12 +19,14 @@ from importance_sampler_ros.synth.world import (
 )
 
 
-def write_drive_bag(config: SynthConfig, out: str | Path, storage: str = 'mcap') -> int:
+def write_drive_bag(config: SynthConfig, out: str | Path, storage: str = 'mcap',
+                    progress: str = 'off') -> int:
     """Render the drive of `config` into a new bag at `out`; returns the number of frames.
 
     Each frame gives one sensor_msgs/Image (rgb8, frame_id 'camera') on /camera/image_raw and one
     DetectionArray (the ground truth) on /ground_truth/detections, both logged at the frame's
     stamp. The bag's bytes depend only on the config (and the versions of rosbags and numpy).
+    `progress` is a mode of `importance_sampler_ros.progress.Progress`.
     """
     out = Path(out)
     if out.exists():
@@ -31,7 +35,8 @@ def write_drive_bag(config: SynthConfig, out: str | Path, storage: str = 'mcap')
     detections_type = msgtype('DetectionArray')
     count = 0
     with BagWriter(out, storage=storage) as writer:
-        for frame in Drive(config):
+        drive = Drive(config)
+        for frame in iterate(drive, total=len(drive), desc='synth', unit='frame', mode=progress):
             writer.write(IMAGE_TOPIC, IMAGE_TYPE, frame.stamp_ns,
                          rgb_to_image_msg(frame.image, frame.stamp_ns, CAMERA_FRAME_ID, types))
             writer.write(GROUND_TRUTH_TOPIC, detections_type, frame.stamp_ns,
@@ -51,6 +56,7 @@ def configure_synth_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--height', type=int, default=192, help='image height (px)')
     parser.add_argument('--storage', choices=('mcap', 'sqlite3'), default='mcap',
                         help='rosbag2 storage plugin')
+    add_progress_arguments(parser)
 
 
 def run_synth(args: argparse.Namespace) -> int:
@@ -61,7 +67,8 @@ def run_synth(args: argparse.Namespace) -> int:
         print(f'importance-sampler synth: {exc}', file=sys.stderr)
         return 2
     try:
-        n = write_drive_bag(config, args.out, storage=args.storage)
+        n = write_drive_bag(config, args.out, storage=args.storage,
+                            progress=progress_mode(args))
     except FileExistsError as exc:
         print(f'importance-sampler synth: {exc}', file=sys.stderr)
         return 1

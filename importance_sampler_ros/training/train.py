@@ -10,7 +10,8 @@ the iteration count (--iterations) or over the wall-clock budget (--minutes). Fu
 all-point interpolated AP per class, averaged over the classes present) per box-height bin and
 per distance bin, and how often matched objects get the wrong class (near vs far).
 
-Only numpy, torch, torchvision and this package are imported (no tqdm, no rosbags).
+Only numpy, torch, torchvision and this package are imported (no rosbags). Both commands report
+progress through `importance_sampler_ros.progress` (steps of train, frames of evaluate).
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ from importance_sampler_ros.evaluation.detection_map import (
     class_confusion,
     mean_average_precision,
 )
+from importance_sampler_ros.progress import Progress, add_progress_arguments, progress_mode
 from importance_sampler_ros.synth.world import CLASS_NAMES, Drive, SynthConfig, random_frame
 
 ARCHITECTURE = 'isr_small'
@@ -110,8 +112,11 @@ def learning_rate_factor(progress: float, step: int, warmup: int) -> float:
     return warm * cosine
 
 
-def train(settings: TrainSettings, log: Any = print) -> dict[str, Any]:
-    """Train and save a checkpoint at settings.out; returns the training summary."""
+def train(settings: TrainSettings, log: Any = print, progress: str = 'off') -> dict[str, Any]:
+    """Train and save a checkpoint at settings.out; returns the training summary.
+
+    `progress`: a mode of `importance_sampler_ros.progress.Progress` counting steps (total
+    --iterations when given)."""
     from importance_sampler_ros.detection.detector import (
         build_model,
         resolve_device,
@@ -141,16 +146,19 @@ def train(settings: TrainSettings, log: Any = print) -> dict[str, Any]:
     start = time.perf_counter()
     step, recent, summary_loss = 0, [], math.nan
     batches: Iterator = iter(loader)
+    bar = Progress(settings.iterations, desc='train', unit='step', mode=progress)
+    if progress != 'off':
+        log = bar.write
     while step < max_iterations:
         elapsed = time.perf_counter() - start
         if elapsed >= budget_s:
             break
         if settings.iterations is not None:
-            progress = step / settings.iterations
+            fraction = step / settings.iterations
         else:
-            progress = elapsed / budget_s
+            fraction = elapsed / budget_s
         for group in optimizer.param_groups:
-            group['lr'] = settings.lr * learning_rate_factor(progress, step, settings.warmup)
+            group['lr'] = settings.lr * learning_rate_factor(fraction, step, settings.warmup)
         images, targets = next(batches)
         images = [image.to(device, non_blocking=True) for image in images]
         targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
@@ -164,6 +172,7 @@ def train(settings: TrainSettings, log: Any = print) -> dict[str, Any]:
         optimizer.step()
         step += 1
         recent.append(float(loss.detach()))
+        bar.update(1, loss=f'{recent[-1]:.3f}')
         if step % settings.log_every == 0 or step == max_iterations:
             summary_loss = float(np.mean(recent))
             rate = step / (time.perf_counter() - start)
@@ -175,6 +184,7 @@ def train(settings: TrainSettings, log: Any = print) -> dict[str, Any]:
         if settings.save_every and step % settings.save_every == 0:
             _save(settings, model, step, time.perf_counter() - start, summary_loss, device,
                   save_checkpoint)
+    bar.close()
     wall_s = time.perf_counter() - start
     if recent:
         summary_loss = float(np.mean(recent))
@@ -206,13 +216,15 @@ def configure_train_parser(parser: argparse.ArgumentParser) -> None:
                         help='wall-clock budget; with no --iterations the schedule spans it')
     parser.add_argument('--seed', type=int, default=0, help='seed of weights and training drives')
     parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda'")
-    parser.add_argument('--batch-size', type=int, default=4)
+    parser.add_argument('--batch-size', type=int, default=4, help='frames per step')
     parser.add_argument('--lr', type=float, default=1e-3, help='peak AdamW learning rate')
     parser.add_argument('--warmup', type=int, default=50, help='warm-up iterations')
     parser.add_argument('--workers', type=int, default=None,
                         help='frame-rendering processes (default: 0 on cpu, up to 8 on cuda)')
     parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
-    parser.add_argument('--log-every', type=int, default=20)
+    parser.add_argument('--log-every', type=int, default=20,
+                        help='print the loss every n iterations')
+    add_progress_arguments(parser)
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -226,7 +238,7 @@ def run_train(args: argparse.Namespace) -> int:
             seed=args.seed, device=args.device, batch_size=args.batch_size, lr=args.lr,
             warmup=args.warmup, workers=args.workers, log_every=args.log_every,
             command='importance-sampler train ' + shlex.join(sys.argv[2:]))
-        train(settings, log=lambda line: print(line, flush=True))
+        train(settings, log=lambda line: print(line, flush=True), progress=progress_mode(args))
     except (ValueError, RuntimeError) as error:
         print(f'importance-sampler train: {error}', file=sys.stderr)
         return 1
@@ -236,8 +248,11 @@ def run_train(args: argparse.Namespace) -> int:
 # --- evaluation ------------------------------------------------------------------------------
 
 def evaluate(checkpoint: str | Path, seeds: Sequence[int], seconds: float, stride: int,
-             device: str = 'cpu', batch: int = 4, log: Any = print) -> dict[str, Any]:
-    """Run a checkpoint on held-out drives; mAP by height and distance bin, and confusions."""
+             device: str = 'cpu', batch: int = 4, log: Any = print,
+             progress: str = 'off') -> dict[str, Any]:
+    """Run a checkpoint on held-out drives; mAP by height and distance bin, and confusions.
+
+    `progress`: a mode of `importance_sampler_ros.progress.Progress` counting frames."""
     from importance_sampler_ros.detection.detector import Detector, DetectorConfig
 
     detector = Detector(DetectorConfig(checkpoint=checkpoint, score_threshold=0.05,
@@ -245,6 +260,11 @@ def evaluate(checkpoint: str | Path, seeds: Sequence[int], seconds: float, strid
     truths: list[FrameDetections] = []
     dets: list[FrameDetections] = []
     start = time.perf_counter()
+    total = sum(len(range(0, SynthConfig(seconds=seconds, seed=s).n_frames, stride))
+                for s in seeds)
+    bar = Progress(total, desc='evaluate', unit='frame', mode=progress)
+    if progress != 'off':
+        log = bar.write
     for seed in seeds:
         drive = Drive(SynthConfig(seconds=seconds, seed=seed))
         frames = [drive.render(k) for k in range(0, len(drive), stride)]
@@ -252,7 +272,9 @@ def evaluate(checkpoint: str | Path, seeds: Sequence[int], seconds: float, strid
             chunk = frames[i:i + batch]
             dets += detector.detect_batch([f.image for f in chunk], [f.stamp_ns for f in chunk])
             truths += [f.truth for f in chunk]
+            bar.update(len(chunk))
         log(f'drive seed {seed} ({drive.lighting.name}): {len(frames)} frames')
+    bar.close()
     result = {
         'checkpoint': str(checkpoint), 'seeds': list(seeds), 'seconds': seconds,
         'stride': stride, 'frames': len(truths),
@@ -290,8 +312,9 @@ def configure_evaluate_parser(parser: argparse.ArgumentParser) -> None:
                         help='held-out drive seeds')
     parser.add_argument('--seconds', type=float, default=30.0, help='length of each drive')
     parser.add_argument('--stride', type=int, default=3, help='evaluate every n-th frame (10 fps)')
-    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda'")
     parser.add_argument('--json', default=None, help='also write the results to this file')
+    add_progress_arguments(parser)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -304,7 +327,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         return 2
     try:
         result = evaluate(checkpoint, args.seeds, args.seconds, args.stride, args.device,
-                          log=lambda line: print(line, flush=True))
+                          log=lambda line: print(line, flush=True),
+                          progress=progress_mode(args))
     except (CheckpointError, ValueError, RuntimeError) as error:
         print(f'importance-sampler evaluate: {error}', file=sys.stderr)
         return 1
