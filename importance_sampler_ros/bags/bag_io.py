@@ -24,6 +24,12 @@ from importance_sampler_ros.share import share_path
 PACKAGE = 'importance_sampler_ros'
 STORE = Stores.ROS2_KILTED
 STORAGE_PLUGINS = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}
+# rosbag2 metadata versions rosbags writes. 8 is read by `ros2 bag` on Humble, Jazzy and Kilted;
+# 9 (offered_qos_profiles as a YAML list, QoS policies by name) only from Jazzy on: Humble's
+# reader takes offered_qos_profiles as a string and fails with "bad conversion". rosbag2 never
+# refuses a higher version number, it reads the fields it knows. Sources: docs/BAG_FORMAT.md.
+BAG_VERSIONS = (8, 9)
+DEFAULT_BAG_VERSION = 8
 
 # The types of msg/, in dependency order; msgtype names as rosbag2 records them.
 MESSAGE_NAMES = (
@@ -98,6 +104,11 @@ def deserialize(data: bytes | memoryview, message_type: str) -> Any:
     return typestore().deserialize_cdr(data, message_type)
 
 
+def check_bag_version(version: int) -> None:
+    if version not in BAG_VERSIONS:
+        raise ValueError(f'rosbag2 metadata version must be one of {BAG_VERSIONS}, got {version!r}')
+
+
 class BagWriter:
     """A rosbag2 writer that adds connections as topics first appear.
 
@@ -105,11 +116,13 @@ class BagWriter:
     `stamp_ns` (the frame's header stamp throughout this package).
     """
 
-    def __init__(self, path: str | Path, storage: str = 'mcap') -> None:
+    def __init__(self, path: str | Path, storage: str = 'mcap',
+                 version: int = DEFAULT_BAG_VERSION) -> None:
         if storage not in STORAGE_PLUGINS:
             raise ValueError(f'storage must be one of {sorted(STORAGE_PLUGINS)}, got {storage!r}')
+        check_bag_version(version)
         self.path = Path(path)
-        self._writer = Writer(self.path, version=9, storage_plugin=STORAGE_PLUGINS[storage])
+        self._writer = Writer(self.path, version=version, storage_plugin=STORAGE_PLUGINS[storage])
         self._connections: dict[str, Any] = {}
         self.messages_written = 0
         self.bytes_written = 0

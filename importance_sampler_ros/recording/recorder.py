@@ -29,6 +29,7 @@ and stops recording; the open split is aborted (repairable), closed splits stay 
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -94,6 +95,9 @@ RECORDER_PARAMS = (
     Param('bag_name', '', 'Name of the recording directory (and prefix of its splits); empty = '
           'recording_<UTC time>'),
     Param('storage', 'mcap', 'rosbag2 storage of each split', choices=('mcap', 'sqlite3')),
+    Param('bag_version', bag_io.DEFAULT_BAG_VERSION, 'rosbag2 metadata version of each split: '
+          '8 = ros2 bag of Humble, Jazzy and Kilted reads it; 9 = Jazzy and later only',
+          min_value=min(bag_io.BAG_VERSIONS), max_value=max(bag_io.BAG_VERSIONS)),
     Param('split_bytes', 1 << 30, 'Start a new split once the open one holds this many bytes; '
           '0 = no size limit', min_value=0),
     Param('split_seconds', 0.0, 'Start a new split once the open one spans this many seconds of '
@@ -156,6 +160,7 @@ class RecorderConfig:
     output_dir: Path = Path('recordings')
     bag_name: str = ''
     storage: str = 'mcap'
+    bag_version: int = bag_io.DEFAULT_BAG_VERSION
     image_topic: str = IMAGE_TOPIC
     split_bytes: int = 1 << 30
     split_seconds: float = 0.0
@@ -168,6 +173,7 @@ class RecorderConfig:
     def __post_init__(self) -> None:
         if self.storage not in bag_io.STORAGE_PLUGINS:
             raise ValueError(f'storage must be one of {sorted(bag_io.STORAGE_PLUGINS)}')
+        bag_io.check_bag_version(self.bag_version)
         for name in ('split_bytes', 'split_seconds', 'buffer_seconds', 'buffer_bytes',
                      'flush_interval_s'):
             if getattr(self, name) < 0:
@@ -181,8 +187,8 @@ class RecorderConfig:
             **{k: values[k] for k in _SAMPLER_FIELDS if k in values},
             seed=None if seed is None or seed < 0 else int(seed),
         )
-        names = ('bag_name', 'storage', 'image_topic', 'split_bytes', 'split_seconds',
-                 'buffer_seconds', 'buffer_bytes', 'flush_interval_s', 'fsync')
+        names = ('bag_name', 'storage', 'bag_version', 'image_topic', 'split_bytes',
+                 'split_seconds', 'buffer_seconds', 'buffer_bytes', 'flush_interval_s', 'fsync')
         kwargs = {k: values[k] for k in names if k in values}
         if 'output_dir' in values:
             kwargs['output_dir'] = Path(values['output_dir'])
@@ -233,6 +239,8 @@ class Recorder:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
+        if writer_factory is SplitWriter:
+            writer_factory = functools.partial(SplitWriter, version=config.bag_version)
         self._writer_factory = writer_factory
         self._clock = clock
         name = config.bag_name or datetime.now(UTC).strftime('recording_%Y%m%d_%H%M%S')

@@ -44,14 +44,18 @@ class BagSink(Protocol):
 class SplitWriter:
     """One split: a rosbags Writer opened on a new directory, connections added on first use."""
 
-    def __init__(self, path: Path, storage: str = 'mcap') -> None:
+    def __init__(self, path: Path, storage: str = 'mcap',
+                 version: int = bag_io.DEFAULT_BAG_VERSION) -> None:
         if storage not in bag_io.STORAGE_PLUGINS:
             raise ValueError(
                 f'storage must be one of {sorted(bag_io.STORAGE_PLUGINS)}, got {storage!r}'
             )
+        bag_io.check_bag_version(version)
         self.path = Path(path)
         self.storage = storage
-        self._writer = Writer(self.path, version=9, storage_plugin=bag_io.STORAGE_PLUGINS[storage])
+        self.version = version
+        self._writer = Writer(self.path, version=version,
+                              storage_plugin=bag_io.STORAGE_PLUGINS[storage])
         self._writer.open()
         self._connections: dict[str, Any] = {}
         self.bytes_written = 0
