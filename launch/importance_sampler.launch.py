@@ -4,9 +4,10 @@
         image_topic:=/front_camera/image_raw output_dir:=/data/recordings keep_ratio:=0.05
 
 Starts detector_node, tracker_node and recorder_node with config/importance_sampler.yaml (or
-params_file:=...), and viz_node with visualize:=true. The launch arguments image_topic,
-output_dir, checkpoint, device and keep_ratio override the YAML only when given (empty = the
-YAML's value). Images are subscribed with sensor-data QoS (best effort) by the nodes.
+params_file:=...), and viz_node with visualize:=true; rviz:=true adds rviz2 with
+config/importance_sampler.rviz (and viz_node, whose topics it shows). The launch arguments
+image_topic, output_dir, checkpoint, device and keep_ratio override the YAML only when given
+(empty = the YAML's value). Images are subscribed with sensor-data QoS (best effort) by the nodes.
 
 Large images: with Fast DDS's default transports most 1242x375 rgb8 frames are lost at 30 Hz;
 FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA delivers them all. The nodes get LARGE_DATA unless the
@@ -30,6 +31,7 @@ from launch import LaunchDescription
 PACKAGE = 'importance_sampler_ros'
 NODES = ('detector_node', 'tracker_node', 'recorder_node')
 VIZ_NODE = 'viz_node'
+RVIZ_CONFIG = ('config', 'importance_sampler.rviz')
 # launch argument -> the (node, parameter) pairs it overrides when not empty
 OVERRIDES = {
     'image_topic': (('detector_node', 'image_topic'), ('recorder_node', 'image_topic'),
@@ -52,7 +54,8 @@ DESCRIPTIONS = {
 def _nodes(context):
     params_file = LaunchConfiguration('params_file').perform(context)
     log_level = LaunchConfiguration('log_level').perform(context)
-    visualize = LaunchConfiguration('visualize').perform(context).lower() in ('true', '1')
+    rviz = LaunchConfiguration('rviz').perform(context).lower() in ('true', '1')
+    visualize = rviz or LaunchConfiguration('visualize').perform(context).lower() in ('true', '1')
     names = NODES + ((VIZ_NODE,) if visualize else ())
     overrides = {name: {} for name in names}
     for argument, targets in OVERRIDES.items():
@@ -63,7 +66,7 @@ def _nodes(context):
         for node, parameter in targets:
             if node in overrides:
                 overrides[node][parameter] = value
-    return [
+    nodes = [
         Node(
             package=PACKAGE,
             executable=name,
@@ -75,6 +78,11 @@ def _nodes(context):
         )
         for name in names
     ]
+    if rviz:
+        config = os.path.join(get_package_share_directory(PACKAGE), *RVIZ_CONFIG)
+        nodes.append(Node(package='rviz2', executable='rviz2', name='rviz2', output='screen',
+                          arguments=['-d', config]))
+    return nodes
 
 
 def generate_launch_description():
@@ -88,6 +96,9 @@ def generate_launch_description():
         DeclareLaunchArgument('visualize', default_value='false', choices=['true', 'false'],
                               description='start viz_node: debug image, markers, '
                                           'frame importance and keep ratio topics'),
+        DeclareLaunchArgument('rviz', default_value='false', choices=['true', 'false'],
+                              description='start rviz2 with config/importance_sampler.rviz '
+                                          '(implies visualize)'),
         DeclareLaunchArgument('log_level', default_value='info',
                               choices=['debug', 'info', 'warn', 'error', 'fatal'],
                               description="the nodes' log level"),

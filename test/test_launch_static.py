@@ -106,7 +106,9 @@ def test_launch_file_parses_and_names_nodes_that_exist():
         assert callable(getattr(importlib.import_module(module_name), function))
         assert (REPO / 'scripts' / name).is_file(), f'scripts/{name} is missing'
         assert f'scripts/{name}\n' in cmake, f'scripts/{name} is not installed by CMakeLists.txt'
-    node_calls = calls(tree, 'Node')
+    node_calls = [c for c in calls(tree, 'Node')
+                  if not any(k.arg == 'package' and getattr(k.value, 'value', None) == 'rviz2'
+                             for k in c.keywords)]
     assert len(node_calls) == 1
     keywords = {k.arg for k in node_calls[0].keywords}
     assert {'package', 'executable', 'name', 'parameters'} <= keywords
@@ -255,3 +257,12 @@ def test_launch_file_overrides_and_visualize(monkeypatch, tmp_path):
         'viz_node': {'image_topic': '/cam/front'},
     }
     assert all(n.kwargs['arguments'][-1] == 'warn' for n in nodes)
+
+
+def test_launch_file_rviz_starts_rviz2_with_the_shipped_config_and_viz_node(monkeypatch, tmp_path):
+    _, nodes = launched_nodes(monkeypatch, tmp_path, rviz='true')
+    assert [n.kwargs['executable'] for n in nodes] == [*launcher.NODE_NAMES, 'viz_node', 'rviz2']
+    rviz = nodes[-1].kwargs
+    assert rviz['package'] == 'rviz2'
+    assert rviz['arguments'] == ['-d', str(tmp_path / 'config' / 'importance_sampler.rviz')]
+    assert (REPO / 'config' / 'importance_sampler.rviz').is_file()  # installed with config/
