@@ -36,6 +36,17 @@ SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
 }
 
 
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends '(default: X)' where it says something: not for flags (False), not for None
+    (the help then says what an absent option means), not where the help names its default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ''
+        if 'default' in text or action.default in (None, False, argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog='importance-sampler',
@@ -56,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     module_name, configure_name, run_name, help_text = SUBCOMMANDS[name]
     module = importlib.import_module(module_name)
     parser = argparse.ArgumentParser(prog=f'importance-sampler {name}', description=help_text,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=DefaultsHelpFormatter)
     getattr(module, configure_name)(parser)
     return int(getattr(module, run_name)(parser.parse_args(rest)) or 0)
 

@@ -645,19 +645,27 @@ def configure_replay_fleet_parser(parser: argparse.ArgumentParser) -> None:
                         help='bags processed at once (local Ray: its CPUs; default: all cores)')
     parser.add_argument('--fleet-keep-ratio', type=float, default=None,
                         help='global budget: keep ratio over the whole fleet, normalised by the '
-                             'fleet-wide mean importance (two passes)')
-    parser.add_argument('--params', type=Path, default=None, help='node parameter YAML')
-    parser.add_argument('--image-topic', default=None, help='image topic of the bags')
+                             'fleet-wide mean importance, two passes (default: none, each bag '
+                             'sampled on its own)')
+    parser.add_argument('--params', type=Path, default=None,
+                        help='ROS 2 parameter YAML for all nodes (default: '
+                             'config/importance_sampler.yaml)')
+    parser.add_argument('--image-topic', default=None,
+                        help="image topic of the bags (default: each bag's only image topic)")
     parser.add_argument('--use-recorded-detections', action='store_true',
                         help='take detections from the bags instead of running the detector')
     parser.add_argument('--detections-topic', default=None,
-                        help='DetectionArray topic for --use-recorded-detections')
+                        help='DetectionArray topic for --use-recorded-detections (default: '
+                             "each bag's only one that is not ground truth)")
     parser.add_argument('--keep-ratio', type=float, default=None,
-                        help='override recorder_node.keep_ratio (per-bag sampling)')
-    parser.add_argument('--checkpoint', default=None, help='override detector_node.checkpoint')
-    parser.add_argument('--device', default=None, help='override detector_node.device')
+                        help="recorder_node.keep_ratio, per bag (default: the parameter file's)")
+    parser.add_argument('--checkpoint', default=None,
+                        help="detector_node.checkpoint (default: the parameter file's)")
+    parser.add_argument('--device', default=None,
+                        help="detector_node.device: cpu, cuda (default: the parameter file's)")
     parser.add_argument('--seed', type=int, default=None,
-                        help='sampling seed (each bag derives its own from it)')
+                        help='sampling seed, each bag derives its own from it (default: the '
+                             "parameter file's recorder_node.seed, -1 = random)")
     parser.add_argument('--gpus-per-task', type=float, default=None,
                         help='GPUs reserved per detector task, fractions share one (default: 1 '
                              'with --device cuda, else 0)')

@@ -150,18 +150,26 @@ def configure_replay_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--out', type=Path, required=True,
                         help='output recording directory (must not exist or be empty)')
     parser.add_argument('--params', type=Path, default=None,
-                        help=f'node parameter YAML (default: {DEFAULT_PARAMS_FILE.name})')
+                        help='ROS 2 parameter YAML for all nodes (default: '
+                             f'config/{DEFAULT_PARAMS_FILE.name})')
     parser.add_argument('--image-topic', default=None,
                         help="image topic (default: the bag's only sensor_msgs/Image topic)")
     parser.add_argument('--use-recorded-detections', action='store_true',
                         help='take detections from the bag instead of running the detector')
     parser.add_argument('--detections-topic', default=None,
-                        help='DetectionArray topic for --use-recorded-detections')
+                        help='DetectionArray topic for --use-recorded-detections (default: '
+                             "the bag's only one that is not ground truth)")
     parser.add_argument('--keep-ratio', type=float, default=None,
-                        help='override recorder_node.keep_ratio')
-    parser.add_argument('--checkpoint', default=None, help='override detector_node.checkpoint')
-    parser.add_argument('--device', default=None, help='override detector_node.device')
-    parser.add_argument('--seed', type=int, default=None, help='override recorder_node.seed')
+                        help='recorder_node.keep_ratio for this run (default: the parameter '
+                             "file's)")
+    parser.add_argument('--checkpoint', default=None,
+                        help="detector_node.checkpoint (default: the parameter file's: the "
+                             'shipped model)')
+    parser.add_argument('--device', default=None,
+                        help="detector_node.device: cpu, cuda (default: the parameter file's)")
+    parser.add_argument('--seed', type=int, default=None,
+                        help='recorder_node.seed of the sampling draws; the same seed gives the '
+                             "same decisions (default: the parameter file's, -1 = random)")
     add_progress_arguments(parser)
 
 
