@@ -132,7 +132,8 @@ def replay_warnings(records: list[FrameRecord], source: FrameSource,
     if not records or any(r.frame_importance > 0.0 for r in records):
         return []
     kept = sum(r.kept for r in records)
-    why = 'the sampler cannot rank the frames and keeps only forced and relabel frames'
+    why = ('the sampler cannot rank the frames and keeps little beyond the warm-up frames '
+           '(q = rho for the first recorder_node.warmup_frames) and relabel frames')
     if use_recorded_detections:
         topic = source.detections_topic
         origin = ('ground truth, which carries no importance'
