@@ -74,10 +74,11 @@ def warm_up(workers: int, params: Path) -> None:
 
     @ray.remote(num_cpus=1)
     def load(params_file: str) -> int:
-        from importance_sampler_ros.detection.detector import Detector, config_from_params
+        from importance_sampler_ros.detection.config import DetectorConfig
+        from importance_sampler_ros.detection.detector import Detector
         from importance_sampler_ros.offline.pipeline import load_parameters
 
-        Detector(config_from_params(load_parameters(params_file)[0]['detector_node']))
+        Detector(load_parameters(params_file)[0]['detector_node'].of(DetectorConfig))
         time.sleep(1.0)  # hold the CPU so that the next warm-up task lands on another worker
         return os.getpid()
 

@@ -16,8 +16,10 @@ environment already sets the variable, or the fastdds_builtin_transports argumen
 bag, foxglove_bridge) must run with the same setting: here a process with the default transports
 never matched LARGE_DATA nodes (8 of 8 tries, 30 s each).
 
-`importance-sampler up` does the same without `ros2 launch` (for a venv without launch_ros);
-test/test_launch_static.py checks that both name the same nodes and parameters.
+`importance-sampler up` does the same without `ros2 launch` (for a venv without launch_ros).
+Both take the nodes, the override table and each argument's type and help from the parameter
+registry (importance_sampler_ros/registry.py); test/test_launch_static.py runs this file against
+stand-ins of launch / launch_ros.
 """
 import os
 
@@ -26,29 +28,15 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironment
 from launch.substitutions import EnvironmentVariable, LaunchConfiguration
 from launch_ros.actions import Node
 
+from importance_sampler_ros import registry
 from launch import LaunchDescription
 
 PACKAGE = 'importance_sampler_ros'
-NODES = ('detector_node', 'tracker_node', 'recorder_node')
-VIZ_NODE = 'viz_node'
+NODES = registry.NODE_NAMES
+VIZ_NODE = registry.VIZ_NODE
 RVIZ_CONFIG = ('config', 'importance_sampler.rviz')
 # launch argument -> the (node, parameter) pairs it overrides when not empty
-OVERRIDES = {
-    'image_topic': (('detector_node', 'image_topic'), ('recorder_node', 'image_topic'),
-                    ('viz_node', 'image_topic')),
-    'output_dir': (('recorder_node', 'output_dir'),),
-    'checkpoint': (('detector_node', 'checkpoint'),),
-    'device': (('detector_node', 'device'),),
-    'keep_ratio': (('recorder_node', 'keep_ratio'),),
-}
-ARGUMENT_TYPES = {'keep_ratio': float}
-DESCRIPTIONS = {
-    'image_topic': 'camera image topic (sensor_msgs/Image); empty = the YAML (/camera/image_raw)',
-    'output_dir': "recorder's output directory; empty = the YAML",
-    'checkpoint': 'detector checkpoint (.pt); empty = the YAML (the shipped model)',
-    'device': 'detector device: cpu, cuda or cuda:N; empty = the YAML',
-    'keep_ratio': 'target keep ratio rho in (0, 1]; empty = the YAML',
-}
+OVERRIDES = registry.OVERRIDES
 
 
 def _nodes(context):
@@ -62,7 +50,7 @@ def _nodes(context):
         text = LaunchConfiguration(argument).perform(context)
         if not text:
             continue
-        value = ARGUMENT_TYPES.get(argument, str)(text)
+        value = registry.parse_override(argument, text)  # ParameterError: one line
         for node, parameter in targets:
             if node in overrides:
                 overrides[node][parameter] = value
@@ -91,7 +79,7 @@ def generate_launch_description():
     arguments = [
         DeclareLaunchArgument('params_file', default_value=default_params,
                               description='ROS 2 parameter YAML for all nodes'),
-        *(DeclareLaunchArgument(name, default_value='', description=DESCRIPTIONS[name])
+        *(DeclareLaunchArgument(name, default_value='', description=registry.override_help(name))
           for name in OVERRIDES),
         DeclareLaunchArgument('visualize', default_value='false', choices=['true', 'false'],
                               description='start viz_node: debug image, markers, '

@@ -19,17 +19,15 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
+from importance_sampler_ros.bags import formats
 from importance_sampler_ros.share import share_path
 
 PACKAGE = 'importance_sampler_ros'
 STORE = Stores.ROS2_KILTED
 STORAGE_PLUGINS = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}
-# rosbag2 metadata versions rosbags writes. 8 is read by `ros2 bag` on Humble, Jazzy and Kilted;
-# 9 (offered_qos_profiles as a YAML list, QoS policies by name) only from Jazzy on: Humble's
-# reader takes offered_qos_profiles as a string and fails with "bad conversion". rosbag2 never
-# refuses a higher version number, it reads the fields it knows. Sources: docs/BAG_FORMAT.md.
-BAG_VERSIONS = (8, 9)
-DEFAULT_BAG_VERSION = 8
+# rosbag2 metadata versions rosbags writes (which ros2 bag reads which: formats.py).
+BAG_VERSIONS = formats.BAG_VERSIONS
+DEFAULT_BAG_VERSION = formats.DEFAULT_BAG_VERSION
 
 # The types of msg/, in dependency order; msgtype names as rosbag2 records them.
 MESSAGE_NAMES = (

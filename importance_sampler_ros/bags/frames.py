@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from importance_sampler_ros import topics
 from importance_sampler_ros.bags import bag_io
 from importance_sampler_ros.bags.messages import detections_from_msg, stamp_to_ns
 from importance_sampler_ros.detection.detections import FrameDetections
 
 DETECTION_ARRAY_TYPE = bag_io.msgtype('DetectionArray')
-GROUND_TRUTH_TOPIC = '/ground_truth/detections'
+GROUND_TRUTH_TOPIC = topics.GROUND_TRUTH
 # Frames an image waits for its detection array (and the reverse) before it is given up on.
 JOIN_WINDOW_FRAMES = 30
 

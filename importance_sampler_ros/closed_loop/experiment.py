@@ -202,16 +202,19 @@ def _evaluation_row(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_closed_loop(settings: ClosedLoopSettings, log: Log = print) -> dict[str, Any]:
-    from importance_sampler_ros.detection.detector import Detector, config_from_params
+    from importance_sampler_ros.detection.config import DetectorConfig
+    from importance_sampler_ros.detection.detector import Detector
     from importance_sampler_ros.offline.pipeline import load_parameters
 
     started = time.perf_counter()
-    params, _ignored = load_parameters(settings.params_file)
-    det_values = dict(params['detector_node'], device=settings.device)
+    from_file, _ignored = load_parameters(settings.params_file)
+    det_overrides: dict[str, Any] = {'device': settings.device, 'candidate_floor': min(
+        CANDIDATE_FLOOR, float(from_file['detector_node']['score_threshold']))}
     if settings.checkpoint:
-        det_values['checkpoint'] = settings.checkpoint
-    det_values['candidate_floor'] = min(CANDIDATE_FLOOR, float(det_values['score_threshold']))
-    detector = Detector(config_from_params(det_values))
+        det_overrides['checkpoint'] = settings.checkpoint
+    params, _ignored = load_parameters(settings.params_file, {'detector_node': det_overrides})
+    det_values = params['detector_node'].values
+    detector = Detector(params['detector_node'].of(DetectorConfig))
     threshold = float(det_values['score_threshold'])
     box_coder = detector.model.roi_heads.box_coder
     n_pool_frames = round(settings.seconds * settings.fps) * len(settings.pool_seeds)
@@ -250,9 +253,9 @@ def run_closed_loop(settings: ClosedLoopSettings, log: Log = print) -> dict[str,
                                 budget, 0) for s in SCORERS]
         oracle = select_top('oracle (true errors)', errors, budget, 0)
         for seed in settings.seeds:
-            overrides = {'recorder_node': {'keep_ratio': budget, 'seed': int(seed)}}
+            overrides = {'recorder_node': {'keep_ratio': budget, 'seed': int(seed)},
+                         'detector_node': det_overrides}
             run_params, _ = load_parameters(settings.params_file, overrides)
-            run_params['detector_node'] = dict(run_params['detector_node'], **det_values)
             sampler = run_product_sampler(pool, run_params)
             own = self_labels(pool, sampler.relabels, threshold)
             selections = [

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from importance_sampler_ros.bags.images import rgb_to_image_msg
 from importance_sampler_ros.closed_loop.head_cache import CachedFrame
 from importance_sampler_ros.detection.detections import rescored
 from importance_sampler_ros.evaluation.errors import frame_errors
+from importance_sampler_ros.registry import NodeConfig
 
 
 @dataclass
@@ -82,7 +83,7 @@ class SamplerRun:
     relabels: list[Any]
 
 
-def run_product_sampler(pool: Sequence[CachedFrame], params: dict[str, dict[str, Any]],
+def run_product_sampler(pool: Sequence[CachedFrame], params: Mapping[str, NodeConfig],
                         scorer: str | None = None, aggregation: str | None = None,
                         candidates_in_frame: bool | None = None) -> SamplerRun:
     """The offline pipeline (the nodes' core objects and policies) over each pool drive.

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-AGGREGATIONS = ('sum', 'max', 'mean')
+from importance_sampler_ros.detection.config import AGGREGATIONS
 
 
 def aggregate_importance(importances: np.ndarray, aggregation: str = 'sum') -> float:

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,32 +33,18 @@ from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
 from torchvision.ops import boxes as box_ops
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
-from importance_sampler_ros.detection.detections import (
-    AGGREGATIONS,
-    FrameDetections,
-    frame_importance,
+from importance_sampler_ros.detection.config import (
+    ARCHITECTURE_SIZES,
+    ARCHITECTURES,
+    DEFAULT_ARCHITECTURE,
+    DEFAULT_CHECKPOINT_NAME,
+    DEFAULT_CLASS_NAMES,
+    SCORERS,
+    DetectorConfig,
 )
-from importance_sampler_ros.detection.importance import SCORERS, uncertainty_scores
+from importance_sampler_ros.detection.detections import FrameDetections, frame_importance
+from importance_sampler_ros.detection.importance import uncertainty_scores
 from importance_sampler_ros.share import share_path
-
-if TYPE_CHECKING:
-    from importance_sampler_ros.params import Param
-
-PACKAGE_NAME = 'importance_sampler_ros'
-DEFAULT_ARCHITECTURE = 'isr_small'
-DEFAULT_CHECKPOINT_NAME = 'isr_small_synth.pt'
-# The synthetic world's classes (docs/ARCHITECTURE.md); class id = index.
-DEFAULT_CLASS_NAMES = ('__background__', 'car', 'van', 'truck', 'pedestrian', 'cyclist')
-
-# architecture -> (min_size, max_size) used when neither the caller nor the checkpoint sets them.
-ARCHITECTURE_SIZES: dict[str, tuple[int, int]] = {
-    'isr_small': (192, 640),
-    'fasterrcnn_mobilenet_v3_large_320_fpn': (320, 640),
-    'fasterrcnn_mobilenet_v3_large_fpn': (800, 1333),
-    'fasterrcnn_resnet50_fpn': (800, 1333),
-    'fasterrcnn_resnet50_fpn_v2': (800, 1333),
-}
-ARCHITECTURES = tuple(ARCHITECTURE_SIZES)
 
 
 class CheckpointError(RuntimeError):
@@ -496,124 +482,6 @@ def _select_final_detections(
 # The detector
 
 
-@dataclass
-class DetectorConfig:
-    """Everything that sets up a Detector (the detector node's parameters, config/detector.yaml).
-
-    architecture / class_names: None takes them from the checkpoint (a bare state_dict then gets
-    isr_small and the synthetic world's classes). checkpoint: None is default_checkpoint_path().
-    min_size / max_size: the resize of the model's input; None takes the checkpoint's.
-    """
-
-    architecture: str | None = None
-    checkpoint: str | Path | None = None
-    class_names: Sequence[str] | None = None
-    score_threshold: float = 0.3
-    nms_threshold: float = 0.5
-    detections_per_image: int = 100
-    device: str = 'cpu'
-    half: bool = False
-    min_size: int | None = None
-    max_size: int | None = None
-    aggregation: str = 'sum'
-    scorer: str = 'gradient_norm'
-    candidate_floor: float = 0.0
-    candidates_in_frame: bool = False
-
-    def __post_init__(self) -> None:
-        if self.architecture is not None and self.architecture not in ARCHITECTURES:
-            raise ValueError(
-                f'architecture must be one of {ARCHITECTURES}, got {self.architecture!r}'
-            )
-        if self.class_names is not None:
-            names = list(self.class_names)
-            if len(names) < 2 or names[0] != '__background__':
-                raise ValueError(
-                    f"class_names must start with '__background__' and name >= 1 class, got {names}"
-                )
-        for name in ('score_threshold', 'nms_threshold'):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f'{name} must be in [0, 1], got {value}')
-        if self.detections_per_image < 1:
-            raise ValueError(f'detections_per_image must be >= 1, got {self.detections_per_image}')
-        if self.aggregation not in AGGREGATIONS:
-            raise ValueError(f'aggregation must be one of {AGGREGATIONS}, got {self.aggregation!r}')
-        if self.scorer not in SCORERS:
-            raise ValueError(f'scorer must be one of {SCORERS}, got {self.scorer!r}')
-        if not 0.0 <= self.candidate_floor <= self.score_threshold:
-            raise ValueError(f'candidate_floor must be in [0, score_threshold '
-                             f'{self.score_threshold}], got {self.candidate_floor}')
-        if self.candidates_in_frame and self.candidate_floor <= 0.0:
-            raise ValueError('candidates_in_frame needs a candidate_floor > 0')
-        if self.device != 'cpu' and not self.device.startswith('cuda'):
-            raise ValueError(f"device must be 'cpu' or 'cuda' (or 'cuda:N'), got {self.device!r}")
-        if self.half and self.device == 'cpu':
-            raise ValueError('half precision is only supported with device cuda')
-        for name in ('min_size', 'max_size'):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f'{name} must be >= 1 or None, got {value}')
-
-
-def detector_params() -> tuple[Param, ...]:
-    """The detector's settings as parameter specs (params.Param), for the node and replay.
-
-    Empty checkpoint = default_checkpoint_path(); min_size/max_size 0 = the checkpoint's. The
-    architecture and class names must agree with what a checkpoint file says about itself.
-    """
-    from importance_sampler_ros.params import Param  # lazily: params needs PyYAML
-
-    return (
-        Param('architecture', DEFAULT_ARCHITECTURE,
-              'Faster R-CNN architecture of the checkpoint', choices=ARCHITECTURES),
-        Param('checkpoint', '',
-              f'model weights file (.pt); empty = the shipped {DEFAULT_CHECKPOINT_NAME}'),
-        Param('class_names', list(DEFAULT_CLASS_NAMES),
-              "the model's classes, index = class id, starting with '__background__'"),
-        Param('score_threshold', 0.3,
-              'minimum class probability of a published detection', 0.0, 1.0),
-        Param('nms_threshold', 0.5, 'IoU above which per-class NMS suppresses a box', 0.0, 1.0),
-        Param('detections_per_image', 100, 'most detections kept per image', 1, 1000),
-        Param('device', 'cpu', 'where inference runs (cuda: fails if no GPU is present)',
-              choices=('cpu', 'cuda')),
-        Param('half', False, 'half precision inference (cuda only)'),
-        Param('min_size', 0, "shorter image side after resizing; 0 = the checkpoint's", 0, 4096),
-        Param('max_size', 0, "cap on the longer side after resizing; 0 = the checkpoint's",
-              0, 8192),
-        Param('aggregation', 'sum', 'frame importance from detection importances',
-              choices=AGGREGATIONS),
-        Param('scorer', 'gradient_norm',
-              'which per-detection score is the importance (all are published in uncertainty)',
-              choices=SCORERS),
-        Param('candidate_floor', 0.0,
-              'publish boxes scoring in [floor, score_threshold) as candidates; 0 = none',
-              0.0, 1.0),
-        Param('candidates_in_frame', False,
-              'include the candidates in the frame importance (needs candidate_floor > 0)'),
-    )
-
-
-def config_from_params(values: Mapping[str, Any]) -> DetectorConfig:
-    """A DetectorConfig from validated detector_params() values (other keys are ignored)."""
-    return DetectorConfig(
-        architecture=values['architecture'] or None,
-        checkpoint=values['checkpoint'] or None,
-        class_names=list(values['class_names']) or None,
-        score_threshold=float(values['score_threshold']),
-        nms_threshold=float(values['nms_threshold']),
-        detections_per_image=int(values['detections_per_image']),
-        device=values['device'],
-        half=bool(values['half']),
-        min_size=int(values['min_size']) or None,
-        max_size=int(values['max_size']) or None,
-        aggregation=values['aggregation'],
-        scorer=values['scorer'],
-        candidate_floor=float(values['candidate_floor']),
-        candidates_in_frame=bool(values['candidates_in_frame']),
-    )
-
-
 def resolve_device(name: str) -> torch.device:
     """torch.device for 'cpu' / 'cuda' / 'cuda:N'; a clear error when CUDA is asked but absent."""
     device = torch.device(name)
@@ -625,7 +493,7 @@ def resolve_device(name: str) -> torch.device:
                 f'device {name!r} requested but only {torch.cuda.device_count()} GPU(s) exist'
             )
     elif device.type != 'cpu':
-        raise DetectorError(f"device must be 'cpu' or 'cuda', got {name!r}")
+        raise DetectorError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {name!r}")
     return device
 
 
@@ -638,10 +506,10 @@ class Detector:
         checkpoint = Path(self.config.checkpoint or default_checkpoint_path())
         loaded = load_checkpoint(
             checkpoint,
-            architecture=self.config.architecture,
+            architecture=self.config.architecture or None,
             class_names=self.config.class_names,
-            min_size=self.config.min_size,
-            max_size=self.config.max_size,
+            min_size=self.config.min_size or None,
+            max_size=self.config.max_size or None,
             score_threshold=self.config.score_threshold,
             nms_threshold=self.config.nms_threshold,
             detections_per_image=self.config.detections_per_image,
@@ -747,9 +615,7 @@ __all__ = [
     'LoadedCheckpoint',
     'apply_state_dict',
     'build_model',
-    'config_from_params',
     'default_checkpoint_path',
-    'detector_params',
     'forward_with_features',
     'load_checkpoint',
     'read_checkpoint',

@@ -67,7 +67,6 @@ def last_layer_gradient_norms(
 
 # --- every scorer, from the same forward pass ---------------------------------------------------
 
-SCORERS = ('gradient_norm', 'prob_residual', 'entropy', 'margin', 'least_confidence')
 SCORER_DESCRIPTIONS = {
     'gradient_norm': "the paper's last-layer gradient norm ||p - e_y|| sqrt(||h||^2 + 1)",
     'prob_residual': '||p - e_y||: the gradient norm without the feature-norm factor',

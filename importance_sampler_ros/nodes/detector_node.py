@@ -3,8 +3,8 @@
 Subscribes sensor_msgs/Image with sensor-data QoS and a queue of one (when inference is slower
 than the camera, old frames are dropped, never queued), runs the Detector, and publishes a
 DetectionArray whose header is the image's. Images that cannot be converted are skipped with a
-rate-limited warning; the node keeps running. Settings: detector.detector_params() plus the topics
-below, all ROS parameters (defaults in config/detector.yaml).
+rate-limited warning; the node keeps running. Parameters: registry.NODES['detector_node']
+(DetectorConfig and DetectorNodeSettings; defaults in config/importance_sampler.yaml).
 """
 from __future__ import annotations
 
@@ -14,26 +14,15 @@ from rclpy.node import Node
 
 from importance_sampler_ros.bags.images import ImageError, image_to_rgb
 from importance_sampler_ros.bags.messages import detections_to_msg, stamp_to_ns
-from importance_sampler_ros.detection.detector import (
-    CheckpointError,
-    Detector,
-    DetectorError,
-    config_from_params,
-    detector_params,
-)
+from importance_sampler_ros.detection.config import DetectorConfig
+from importance_sampler_ros.detection.detector import CheckpointError, Detector, DetectorError
 from importance_sampler_ros.nodes.message_types import rclpy_types
 from importance_sampler_ros.nodes.parameters import declare_parameters, run_node
 from importance_sampler_ros.nodes.qos import image_qos
-from importance_sampler_ros.params import Param, ParameterError
+from importance_sampler_ros.params import ParameterError
+from importance_sampler_ros.registry import NODES, DetectorNodeSettings
 
 NODE_NAME = 'detector_node'
-TOPIC_PARAMS = (
-    Param('image_topic', '/camera/image_raw', 'sensor_msgs/Image topic to detect on'),
-    Param('detections_topic', '/importance_sampler/detections',
-          'where the DetectionArray of every processed image is published'),
-    Param('warning_period_s', 5.0,
-          'at most one warning per this many seconds about skipped images', 0.0, 3600.0),
-)
 # Best effort and a queue of one: a slow detector drops old frames instead of queueing them.
 IMAGE_QOS = image_qos('best_effort', depth=1)
 
@@ -43,9 +32,10 @@ class DetectorNode(Node):
 
     def __init__(self, **node_options) -> None:
         super().__init__(NODE_NAME, **node_options)
-        self.params = declare_parameters(self, (*detector_params(), *TOPIC_PARAMS))
+        config = declare_parameters(self, NODES[NODE_NAME])
+        self.params = config.of(DetectorNodeSettings)
         try:
-            self.detector = Detector(config_from_params(vars(self.params)))
+            self.detector = Detector(config.of(DetectorConfig))
         except (CheckpointError, DetectorError, ValueError) as error:
             raise ParameterError(f'detector cannot start: {error}') from error
         self.types = rclpy_types()

@@ -6,11 +6,19 @@ line options written to a second parameter file that overrides the first (a file
 `-p name:=value`, so that values keep their types: an output directory named `yes` stays a
 string). It is the same YAML the launch file (launch/importance_sampler.launch.py) passes.
 
+Before any node starts, the parameter file and the options are checked exactly as the nodes
+check them (registry.load): a value that does not fit is one line naming the node and the
+parameter, and nothing is started.
+
 Signals: SIGINT and SIGTERM are forwarded to every node (the nodes run in their own sessions, so
 a Ctrl-C in the terminal reaches them once, through here); nodes still running after
---shutdown-timeout are killed. Exit status: 0 after a requested shutdown that every node
-survived cleanly, 1 when a node died on its own (the others are then stopped) or failed to stop
-cleanly, 2 for bad options.
+--shutdown-timeout are killed. A node ignores SIGINT until it has set up its own handling
+(parameters.run_node), so one stopped while still importing ends quietly (SIGTERM, half-way
+through the timeout) instead of with a KeyboardInterrupt traceback.
+
+Exit status: 0 after a requested shutdown that every node survived cleanly; 1 when a node died on
+its own (the others are then stopped) or failed to stop cleanly; 2 for bad options or parameters
+(nothing started).
 
 Large images: Fast DDS's default transports lose most 1242x375 frames at 30 Hz, so the nodes get
 FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA unless the environment already sets it. Every process that
@@ -33,29 +41,19 @@ from typing import Any
 
 import yaml
 
-from importance_sampler_ros.share import share_path
+from importance_sampler_ros import registry
+from importance_sampler_ros.params import ParameterError
+from importance_sampler_ros.registry import NODE_NAMES, VIZ_NODE, default_params_file
 
 PACKAGE = 'importance_sampler_ros'
-NODE_NAMES = ('detector_node', 'tracker_node', 'recorder_node')
-VIZ_NODE = 'viz_node'
 TRANSPORT_VARIABLE = 'FASTDDS_BUILTIN_TRANSPORTS'
 TRANSPORT_DEFAULT = 'LARGE_DATA'
+EXIT_NODE_FAILED = 1
+EXIT_BAD_OPTIONS = 2
 
-# launcher option -> the (node, parameter) pairs it sets; test_launch_static.py checks that every
-# pair is a parameter the node declares, and the launch file sets the same ones.
-OPTION_PARAMETERS: dict[str, tuple[tuple[str, str], ...]] = {
-    'image_topic': (('detector_node', 'image_topic'), ('recorder_node', 'image_topic'),
-                    ('viz_node', 'image_topic')),
-    'output_dir': (('recorder_node', 'output_dir'),),
-    'checkpoint': (('detector_node', 'checkpoint'),),
-    'device': (('detector_node', 'device'),),
-    'keep_ratio': (('recorder_node', 'keep_ratio'),),
-}
-
-
-def default_params_file() -> Path:
-    """config/importance_sampler.yaml of the source tree, or of share/ on a ROS install."""
-    return share_path('config', 'importance_sampler.yaml')
+# launcher option -> the (node, parameter) pairs it sets: the launch file's table too.
+OPTION_PARAMETERS = registry.OVERRIDES
+__all__ = ['NODE_NAMES', 'OPTION_PARAMETERS', 'VIZ_NODE', 'default_params_file']
 
 
 def node_environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -68,15 +66,7 @@ def node_environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
 
 def parameter_overrides(options: Mapping[str, Any], nodes: Sequence[str]) -> dict[str, dict]:
     """node -> {parameter: value} for the options that are set (not None), for `nodes` only."""
-    overrides: dict[str, dict] = {}
-    for option, targets in OPTION_PARAMETERS.items():
-        value = options.get(option)
-        if value is None:
-            continue
-        for node, parameter in targets:
-            if node in nodes:
-                overrides.setdefault(node, {})[parameter] = value
-    return overrides
+    return registry.overrides_from_args(argparse.Namespace(**options), OPTION_PARAMETERS, nodes)
 
 
 def write_overrides_file(overrides: Mapping[str, Mapping[str, Any]], directory: Path) -> Path:
@@ -127,7 +117,7 @@ class Graph:
                 break
             # Own session: a terminal's Ctrl-C reaches the node once, forwarded from here.
             process = subprocess.Popen(command, env=self.env, start_new_session=True,
-                                       preexec_fn=_default_interrupt)
+                                       preexec_fn=_ignore_interrupt_until_ready)
             self.nodes.append(RunningNode(name, process))
             _log(f'started {name} (pid {process.pid}): {" ".join(command)}')
 
@@ -155,7 +145,7 @@ class Graph:
             self._signal_all(signal.SIGINT)
         status = self._reap()
         if died is not None and self.stop_requested is None:
-            return 1
+            return EXIT_NODE_FAILED
         return status
 
     def _reap(self) -> int:
@@ -179,21 +169,23 @@ class Graph:
                 _log(f'{node.name} did not stop within {self.shutdown_timeout_s:g} s; killing it')
                 node.process.kill()
                 node.process.wait()
-                status = 1
+                status = EXIT_NODE_FAILED
                 continue
             code = node.process.returncode
             # A node that exits on the forwarded signal without handling it is still a clean stop.
             if code not in (0, -signal.SIGINT, -signal.SIGTERM):
                 _log(f'{node.name} exited with status {code}')
-                status = 1
+                status = EXIT_NODE_FAILED
         return status
 
 
-def _default_interrupt() -> None:
-    """In the child before exec: SIGINT back to its default. A launcher started in the
-    background by a non-interactive shell (CI, nohup, systemd units) inherits SIGINT ignored, and
-    a node would inherit that and never stop on the forwarded signal."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+def _ignore_interrupt_until_ready() -> None:
+    """In the child before exec: SIGINT ignored. Python then installs no KeyboardInterrupt
+    handler, so a SIGINT while the node is still importing (the launcher stopping the graph
+    because a sibling failed) is no traceback; run_node sets the node's own SIGINT handling before
+    rclpy starts, which also covers a launcher that was itself started with SIGINT ignored (CI,
+    nohup). A node stopped before that point gets SIGTERM from `Graph._reap`."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _log(message: str) -> None:
@@ -204,11 +196,7 @@ def configure_up_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--params', type=Path, default=None,
                         help='ROS 2 parameter YAML for all nodes '
                              '(default: config/importance_sampler.yaml)')
-    parser.add_argument('--image-topic', help='camera image topic (sensor_msgs/Image)')
-    parser.add_argument('--output-dir', help="recorder's output directory")
-    parser.add_argument('--checkpoint', help='detector checkpoint (.pt)')
-    parser.add_argument('--device', help='detector device: cpu, cuda or cuda:N')
-    parser.add_argument('--keep-ratio', type=float, help='target keep ratio rho in (0, 1]')
+    registry.add_override_arguments(parser, OPTION_PARAMETERS)
     parser.add_argument('--visualize', action='store_true',
                         help='also start viz_node (debug image, markers, plottable topics)')
     parser.add_argument('--skip', action='append', default=[], choices=NODE_NAMES,
@@ -224,22 +212,22 @@ def run_up(args: argparse.Namespace) -> int:
     params_file = (args.params or default_params_file()).resolve()
     if not params_file.is_file():
         _log(f'parameter file {params_file} does not exist')
-        return 2
-    try:
-        yaml.safe_load(params_file.read_text())
-    except yaml.YAMLError as error:
-        _log(f'parameter file {params_file} is not valid YAML: {error}')
-        return 2
+        return EXIT_BAD_OPTIONS
     nodes = [name for name in NODE_NAMES if name not in args.skip]
     if args.visualize:
         nodes.append(VIZ_NODE)
     if not nodes:
         _log('no node left to start')
-        return 2
-    options = {'image_topic': args.image_topic, 'output_dir': args.output_dir,
-               'checkpoint': args.checkpoint, 'device': args.device,
-               'keep_ratio': args.keep_ratio}
-    overrides = parameter_overrides(options, nodes)
+        return EXIT_BAD_OPTIONS
+    overrides = registry.overrides_from_args(args, OPTION_PARAMETERS, nodes)
+    try:
+        _, unknown = registry.load(params_file, overrides, nodes)
+    except ParameterError as error:
+        _log(f'invalid parameter: {error}')
+        return EXIT_BAD_OPTIONS
+    if unknown:
+        _log(f'{params_file.name} sets parameters no node declares (ignored): '
+             f'{", ".join(unknown)}')
     env = node_environment()
     _log(f'{TRANSPORT_VARIABLE}={env[TRANSPORT_VARIABLE]}; parameters from {params_file}'
          + (f'; overrides {overrides}' if overrides else ''))

@@ -1,64 +1,72 @@
-"""Declare a node's parameters (params.Param specs) as ROS parameters, read once, validated.
+"""Declare a node's parameters (registry.NodeParameters) as ROS parameters, read once, checked.
 
 Usage in a node's __init__:
 
-    self.params = declare_parameters(self, DETECTOR_PARAMS)   # a SimpleNamespace
-    self.params.score_threshold
+    config = declare_parameters(self, registry.NODES['detector_node'])   # a registry.NodeConfig
+    config.of(DetectorConfig).score_threshold
 
-A value that breaks its spec raises params.ParameterError naming the parameter; `run_node`
-turns that into one clear log line and exit status 2.
+Each parameter is first declared dynamically typed, so that a value of another type reaches the
+one validation (params.check, through the settings classes) instead of rclpy's type check: a
+lossless one (`-p keep_ratio:=1`) is converted, any other is refused with one line naming the
+parameter. Then it is declared again, read-only, with the converted value and its type and range
+in the descriptor (`ros2 param describe`). A refused value raises params.ParameterError;
+`run_node` turns that into one log line and exit status 2.
 """
 from __future__ import annotations
 
 import signal
 import sys
-from collections.abc import Callable, Iterable
-from types import SimpleNamespace
+from collections.abc import Callable
 
 import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy._rclpy_pybind11 import RCLError
-from rclpy.exceptions import InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from importance_sampler_ros.params import Param, ParameterError, validate
+from importance_sampler_ros.params import Param, ParameterError
+from importance_sampler_ros.registry import NodeConfig, NodeParameters
+
+EXIT_BAD_PARAMETER = 2
 
 
 def _descriptor(spec: Param) -> ParameterDescriptor:
-    description = f'{spec.description} ({spec.describe_range()})' if (
-        spec.choices or spec.min_value is not None or spec.max_value is not None
-    ) else spec.description
-    descriptor = ParameterDescriptor(description=description, read_only=True)
-    descriptor.type = Parameter.Type.from_parameter_value(spec.default).value
-    if spec.choices:
-        descriptor.additional_constraints = f'one of: {", ".join(spec.choices)}'
-    if isinstance(spec.default, bool):
+    limits = spec.describe_range()
+    descriptor = ParameterDescriptor(
+        description=f'{spec.description} ({limits})' if limits else spec.description,
+        read_only=True)
+    descriptor.type = Parameter.Type.from_parameter_value(spec.ros_default()).value
+    if spec.choices or spec.pattern:
+        descriptor.additional_constraints = limits
+    if spec.type is bool or spec.type is str or spec.type is tuple:
         return descriptor
-    low = spec.min_value
-    high = spec.max_value
-    if isinstance(spec.default, int) and (low is not None or high is not None):
+    low, high = spec.min_value, spec.max_value
+    if spec.type is int and (low is not None or high is not None):
         descriptor.integer_range = [IntegerRange(
             from_value=int(low if low is not None else -(2**63)),
             to_value=int(high if high is not None else 2**63 - 1), step=0)]
-    elif isinstance(spec.default, float) and (low is not None or high is not None):
+    elif spec.type is float and (low is not None or high is not None):
         descriptor.floating_point_range = [FloatingPointRange(
             from_value=float(low if low is not None else -sys.float_info.max),
             to_value=float(high if high is not None else sys.float_info.max), step=0.0)]
     return descriptor
 
 
-def declare_parameters(node: Node, specs: Iterable[Param]) -> SimpleNamespace:
-    """Declare every spec on `node`, then read and validate the values once."""
-    values = {}
-    for spec in specs:
-        try:
-            node.declare_parameter(spec.name, spec.default, _descriptor(spec))
-        except InvalidParameterValueException as error:
-            raise ParameterError(f'parameter {spec.name!r}: {error}') from None
-        values[spec.name] = validate(spec, node.get_parameter(spec.name).value)
-    return SimpleNamespace(**values)
+def declare_parameters(node: Node, parameters: NodeParameters) -> NodeConfig:
+    """Declare every parameter of the node, read the values given, check them once."""
+    given = {}
+    for spec in parameters.specs():
+        node.declare_parameter(spec.name, spec.ros_default(),
+                               ParameterDescriptor(dynamic_typing=True))
+        given[spec.name] = node.get_parameter(spec.name).value
+    config = parameters.build(given)  # ParameterError: one line naming the parameter
+    for spec in parameters.specs():
+        value = config[spec.name]
+        node.undeclare_parameter(spec.name)
+        node.declare_parameter(spec.name, list(value) if isinstance(value, tuple) else value,
+                               _descriptor(spec), ignore_override=True)
+    return config
 
 
 def run_node(make_node: Callable[[], Node], args: list[str] | None = None) -> int:
@@ -77,7 +85,7 @@ def run_node(make_node: Callable[[], Node], args: list[str] | None = None) -> in
         rclpy.spin(node)
     except ParameterError as error:
         print(f'[ERROR] invalid parameter: {error}', file=sys.stderr)
-        return 2
+        return EXIT_BAD_PARAMETER
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except RCLError:

@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from importance_sampler_ros import topics
 from importance_sampler_ros.bags import bag_io
 from importance_sampler_ros.bags.frames import (
     GROUND_TRUTH_TOPIC,
@@ -41,7 +42,7 @@ from importance_sampler_ros.bags.frames import (
 )
 
 DETECTION_ARRAY_TYPE = bag_io.msgtype('DetectionArray')
-DEFAULT_PACE_TOPIC = '/importance_sampler/tracked_detections'
+DEFAULT_PACE_TOPIC = topics.TRACKED_DETECTIONS
 # Message types whose CDR starts with a std_msgs/Header (stamp first): these can be restamped.
 HEADER_FIRST_TYPES = frozenset({
     bag_io.IMAGE_TYPE, 'sensor_msgs/msg/CompressedImage', 'sensor_msgs/msg/CameraInfo',
@@ -181,7 +182,7 @@ class Player:
                  rate: float = 1.0, as_fast_as_possible: bool = False, loop: bool = False,
                  restamp: bool = False, image_reliable: bool = True,
                  pace_topic: str = DEFAULT_PACE_TOPIC, pace_timeout_s: float = 5.0) -> None:
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from importance_sampler_ros.nodes.qos import VIEW_QOS, image_qos
 
         self.node = node
         self.bag = bag
@@ -194,13 +195,12 @@ class Player:
         self.pace_timeout_s = pace_timeout_s
         self.stats = PlayStats()
         self.stopped = False
-        image_qos = QoSProfile(depth=5, reliability=(
-            ReliabilityPolicy.RELIABLE if image_reliable else ReliabilityPolicy.BEST_EFFORT))
-        other_qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        images = image_qos('reliable' if image_reliable else 'best_effort', depth=5)
+        other_qos = VIEW_QOS
         self.publishers: dict[str, list[Any]] = {}
         for entry in plan:
             cls = message_class(entry.msgtype)
-            qos = image_qos if entry.bag_topic == image_topic else other_qos
+            qos = images if entry.bag_topic == image_topic else other_qos
             self.publishers[entry.bag_topic] = [
                 node.create_publisher(cls, out, qos) for out in entry.out_topics]
         self.image_publisher = self.publishers[image_topic][0]

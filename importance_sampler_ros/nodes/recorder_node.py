@@ -17,7 +17,8 @@ header stamp; either waits at most `join_timeout_s` for the other, then it is co
 and dropped. Bad input is logged (throttled) and skipped. A write error (disk full, I/O error)
 stops recording with one error line; the node keeps running and counting. SIGINT / SIGTERM:
 the frames still in the ring buffer are decided and written, the open split is closed, and the
-statistics go to the log and to <recording>/stats.json. All settings: recorder.RECORDER_PARAMS.
+statistics go to the log and to <recording>/stats.json. Parameters: registry.NODES['recorder_node']
+(RecorderConfig with its SamplerConfig, and RecorderNodeSettings).
 """
 from __future__ import annotations
 
@@ -31,14 +32,14 @@ from rclpy.node import Node
 from importance_sampler_ros.nodes.message_types import rclpy_types
 from importance_sampler_ros.nodes.parameters import declare_parameters, run_node
 from importance_sampler_ros.nodes.qos import FRAME_QOS, image_qos
+from importance_sampler_ros.recording.config import RecorderConfig
 from importance_sampler_ros.recording.recorder import (
-    RECORDER_PARAMS,
     Recorder,
-    RecorderConfig,
     RecorderError,
     RecordingStoppedError,
 )
 from importance_sampler_ros.recording.splits import header_from_cdr
+from importance_sampler_ros.registry import NODES, RecorderNodeSettings
 
 NODE_NAME = 'recorder_node'
 _MAX_PENDING = 1000  # per side of the join, whatever join_timeout_s says
@@ -50,9 +51,10 @@ class RecorderNode(Node):
 
     def __init__(self, **node_options: Any) -> None:
         super().__init__(NODE_NAME, **node_options)
-        self.params = declare_parameters(self, RECORDER_PARAMS)
-        p = self.params
-        self.recorder = Recorder(RecorderConfig.from_params(vars(p)))
+        config = declare_parameters(self, NODES[NODE_NAME])
+        self.params = p = config.of(RecorderNodeSettings)
+        recording = config.of(RecorderConfig)
+        self.recorder = Recorder(recording)
         self.types = rclpy_types()
         # stamp -> (CDR bytes, monotonic arrival time), oldest first
         self.pending_images: OrderedDict[int, tuple[bytes, float]] = OrderedDict()
@@ -65,7 +67,7 @@ class RecorderNode(Node):
 
         self.decisions_pub = self.create_publisher(
             self.types.SampleDecision, p.decisions_topic, FRAME_QOS)
-        self.create_subscription(self.types.Image, p.image_topic, self.on_image,
+        self.create_subscription(self.types.Image, recording.image_topic, self.on_image,
                                  image_qos(p.image_reliability, p.image_queue_depth), raw=True)
         self.create_subscription(self.types.DetectionArray, p.detections_topic,
                                  self.on_detections, FRAME_QOS, raw=True)
@@ -75,9 +77,11 @@ class RecorderNode(Node):
         if p.stats_period_s > 0:
             self.create_timer(p.stats_period_s, self.log_stats)
         self.get_logger().info(
-            f'recording {p.image_topic} + {p.detections_topic} (+ {p.relabels_topic}) into '
-            f'{self.recorder.recording_dir} ({p.storage}), keep ratio {p.keep_ratio}'
-            + (f', budget {p.bytes_per_hour:.3g} B/h' if p.bytes_per_hour else '')
+            f'recording {recording.image_topic} + {p.detections_topic} (+ {p.relabels_topic}) '
+            f'into {self.recorder.recording_dir} ({recording.storage}), keep ratio '
+            f'{recording.sampler.keep_ratio}'
+            + (f', budget {recording.sampler.bytes_per_hour:.3g} B/h'
+               if recording.sampler.bytes_per_hour else '')
             + f'; decisions on {p.decisions_topic}')
 
     # -- inputs

@@ -8,7 +8,7 @@ three carry the frame's header. Frames whose stamp is not newer than the last pr
 skipped, except after a jump back of `reset_on_jump_back_s` or more (a restarted bag or
 simulation), which resets the tracker; detections with NaN or inverted boxes are not tracked
 (track id 0). Skips are logged at most once per `warning_period_s`; the node keeps running.
-Settings: relabel.TRACKER_NODE_PARAMS plus the topics below, all ROS parameters.
+Parameters: registry.NODES['tracker_node'] (TrackerConfig, RelabelConfig, TrackerNodeSettings).
 """
 from __future__ import annotations
 
@@ -21,27 +21,11 @@ from importance_sampler_ros.bags.tracking_messages import relabels_to_msg, track
 from importance_sampler_ros.nodes.message_types import rclpy_types
 from importance_sampler_ros.nodes.parameters import declare_parameters, run_node
 from importance_sampler_ros.nodes.qos import FRAME_QOS
-from importance_sampler_ros.params import Param
-from importance_sampler_ros.tracking.relabel import (
-    TRACKER_NODE_PARAMS,
-    RelabelingTracker,
-    StaleFrameError,
-)
+from importance_sampler_ros.registry import NODES, TrackerNodeSettings
+from importance_sampler_ros.tracking.config import RelabelConfig, TrackerConfig
+from importance_sampler_ros.tracking.relabel import RelabelingTracker, StaleFrameError
 
 NODE_NAME = 'tracker_node'
-TOPIC_PARAMS = (
-    Param('detections_topic', '/importance_sampler/detections', 'DetectionArray input'),
-    Param('tracks_topic', '/importance_sampler/tracks', 'TrackArray output'),
-    Param('tracked_detections_topic', '/importance_sampler/tracked_detections',
-          'DetectionArray output with track ids filled in'),
-    Param('relabels_topic', '/importance_sampler/relabels', 'RelabelArray output, every frame'),
-    Param('reset_on_jump_back_s', 5.0,
-          'a frame stamped this many seconds or more before the previous one resets the tracker '
-          '(a restarted bag or simulation) instead of being skipped; 0 = never reset',
-          0.0, 1e9),
-    Param('warning_period_s', 5.0,
-          'at most one warning per this many seconds about skipped input', 0.0, 3600.0),
-)
 
 
 class TrackerNode(Node):
@@ -49,8 +33,10 @@ class TrackerNode(Node):
 
     def __init__(self, **node_options) -> None:
         super().__init__(NODE_NAME, **node_options)
-        self.params = declare_parameters(self, (*TRACKER_NODE_PARAMS, *TOPIC_PARAMS))
-        self.tracker = RelabelingTracker.from_params(vars(self.params))
+        config = declare_parameters(self, NODES[NODE_NAME])
+        self.params = config.of(TrackerNodeSettings)
+        sort = config.of(TrackerConfig)
+        self.tracker = RelabelingTracker(sort, config.of(RelabelConfig))
         self.types = rclpy_types()
         self.frames_processed = 0
         self.frames_skipped = 0
@@ -66,8 +52,8 @@ class TrackerNode(Node):
             self.types.DetectionArray, p.detections_topic, self.on_detections, FRAME_QOS)
         self.get_logger().info(
             f'{p.detections_topic} -> {p.tracks_topic}, {p.tracked_detections_topic}, '
-            f'{p.relabels_topic} (iou_threshold {p.iou_threshold}, max_age {p.max_age}, '
-            f'min_hits {p.min_hits})')
+            f'{p.relabels_topic} (iou_threshold {sort.iou_threshold}, max_age {sort.max_age}, '
+            f'min_hits {sort.min_hits})')
 
     def on_detections(self, msg) -> None:
         stamp_ns = stamp_to_ns(msg.header)

@@ -30,26 +30,29 @@ from typing import Any
 from builtin_interfaces.msg import Duration, Time
 from geometry_msgs.msg import Point, Pose, Quaternion, Vector3
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import ColorRGBA, Float32, Header
 from visualization_msgs.msg import Marker, MarkerArray, MeshFile
 
+from importance_sampler_ros import topics
 from importance_sampler_ros.bags import images, messages
 from importance_sampler_ros.detection.detections import FrameDetections
 from importance_sampler_ros.msg import DetectionArray, RelabelArray, SampleDecision
 from importance_sampler_ros.nodes.message_types import rclpy_types
 from importance_sampler_ros.nodes.parameters import declare_parameters, run_node
-from importance_sampler_ros.nodes.qos import image_qos
+from importance_sampler_ros.nodes.qos import VIEW_QOS, image_qos, reliable_qos
+from importance_sampler_ros.registry import NODES
 from importance_sampler_ros.viz import drawing as visualization
+from importance_sampler_ros.viz.config import VizConfig
 
-TRACKED_DETECTIONS_TOPIC = '/importance_sampler/tracked_detections'
-RELABELS_TOPIC = '/importance_sampler/relabels'
-DECISIONS_TOPIC = '/importance_sampler/decisions'
-DEBUG_IMAGE_TOPIC = '/importance_sampler/debug_image'
-MARKERS_TOPIC = '/importance_sampler/markers'
-FRAME_IMPORTANCE_TOPIC = '/importance_sampler/frame_importance'
-KEEP_RATIO_TOPIC = '/importance_sampler/keep_ratio'
+TRACKED_DETECTIONS_TOPIC = topics.TRACKED_DETECTIONS
+RELABELS_TOPIC = topics.RELABELS
+DECISIONS_TOPIC = topics.DECISIONS
+DEBUG_IMAGE_TOPIC = topics.DEBUG_IMAGE
+MARKERS_TOPIC = topics.MARKERS
+FRAME_IMPORTANCE_TOPIC = topics.FRAME_IMPORTANCE
+KEEP_RATIO_TOPIC = topics.KEEP_RATIO
 
 
 def marker_types() -> SimpleNamespace:
@@ -73,7 +76,7 @@ class _PendingFrame:
 class VizNode(Node):
     def __init__(self) -> None:
         super().__init__('viz_node')
-        self.params = declare_parameters(self, visualization.VIZ_PARAMS)
+        self.params = declare_parameters(self, NODES['viz_node']).of(VizConfig)
         self.scale = visualization.ImportanceScale(
             self.params.importance_color_max, self.params.importance_decay)
         self.keep_ratio = visualization.RunningKeepRatio(self.params.keep_ratio_window)
@@ -83,10 +86,10 @@ class VizNode(Node):
         self.last_decision = ''
         self.frames_drawn = 0
 
-        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        reliable = VIEW_QOS
         camera_qos = image_qos(self.params.image_reliability, qos_profile_sensor_data.depth)
         self.debug_image_pub = self.create_publisher(
-            Image, DEBUG_IMAGE_TOPIC, QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE))
+            Image, DEBUG_IMAGE_TOPIC, reliable_qos(2))
         self.markers_pub = self.create_publisher(MarkerArray, MARKERS_TOPIC, reliable)
         self.frame_importance_pub = self.create_publisher(Float32, FRAME_IMPORTANCE_TOPIC, reliable)
         self.keep_ratio_pub = self.create_publisher(Float32, KEEP_RATIO_TOPIC, reliable)

@@ -54,6 +54,7 @@ from typing import Any
 
 import numpy as np
 
+from importance_sampler_ros import registry
 from importance_sampler_ros.offline.fleet_report import (
     STATUS_FAILED,
     STATUS_OK,
@@ -214,12 +215,13 @@ def _detect_and_cache(bag: FleetBag, options: FleetOptions) -> FirstPass:
     from importance_sampler_ros.bags.frames import GROUND_TRUTH_TOPIC, FrameSource
     from importance_sampler_ros.bags.images import image_to_rgb
     from importance_sampler_ros.bags.messages import detections_to_msg
-    from importance_sampler_ros.detection.detector import Detector, config_from_params
+    from importance_sampler_ros.detection.config import DetectorConfig
+    from importance_sampler_ros.detection.detector import Detector
     from importance_sampler_ros.offline.pipeline import load_parameters
 
     params, _ = load_parameters(options.params_file, options.overrides)
     source = FrameSource(bag.path, image_topic=options.image_topic)
-    detector = Detector(config_from_params(params['detector_node']))
+    detector = Detector(params['detector_node'].of(DetectorConfig))
     cache = options.out_dir / CACHE_DIR / bag.name
     if cache.exists():
         shutil.rmtree(cache)
@@ -657,15 +659,12 @@ def configure_replay_fleet_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--detections-topic', default=None,
                         help='DetectionArray topic for --use-recorded-detections (default: '
                              "each bag's only one that is not ground truth)")
-    parser.add_argument('--keep-ratio', type=float, default=None,
-                        help="recorder_node.keep_ratio, per bag (default: the parameter file's)")
-    parser.add_argument('--checkpoint', default=None,
-                        help="detector_node.checkpoint (default: the parameter file's)")
-    parser.add_argument('--device', default=None,
-                        help="detector_node.device: cpu, cuda (default: the parameter file's)")
-    parser.add_argument('--seed', type=int, default=None,
-                        help='sampling seed, each bag derives its own from it (default: the '
-                             "parameter file's recorder_node.seed, -1 = random)")
+    registry.add_override_arguments(parser, registry.OFFLINE_OVERRIDES, helps={
+        'keep_ratio': "target keep ratio, per bag (default: the parameter file's)",
+        'checkpoint': "model weights (.pt) (default: the parameter file's)",
+        'device': "cpu, cuda or cuda:N (default: the parameter file's)",
+        'seed': 'sampling seed, each bag derives its own from it (default: the parameter '
+                "file's recorder_node.seed, -1 = random)"})
     parser.add_argument('--gpus-per-task', type=float, default=None,
                         help='GPUs reserved per detector task, fractions share one (default: 1 '
                              'with --device cuda, else 0)')

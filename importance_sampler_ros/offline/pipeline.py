@@ -6,9 +6,11 @@ by the same specs. So replay measures what the car does.
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
 from collections import OrderedDict, defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,31 +18,38 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from importance_sampler_ros import registry
 from importance_sampler_ros.bags import bag_io
 from importance_sampler_ros.bags.frames import InputFrame
 from importance_sampler_ros.bags.images import image_to_rgb
 from importance_sampler_ros.bags.messages import detections_to_msg
 from importance_sampler_ros.bags.tracking_messages import relabels_to_msg
+from importance_sampler_ros.detection.config import DetectorConfig
 from importance_sampler_ros.detection.detections import FrameDetections
 from importance_sampler_ros.offline.report import FrameRecord, RelabelExample
-from importance_sampler_ros.params import Param, load_node_parameters, resolve
-from importance_sampler_ros.recording.recorder import (
-    RECORDER_PARAMS,
-    FrameResult,
-    Recorder,
-    RecorderConfig,
+from importance_sampler_ros.params import load_node_parameters, own_specs, specs
+from importance_sampler_ros.recording.config import RecorderConfig
+from importance_sampler_ros.recording.recorder import FrameResult, Recorder
+from importance_sampler_ros.registry import (
+    NODE_NAMES,
+    DetectorNodeSettings,
+    NodeConfig,
+    RecorderNodeSettings,
+    TrackerNodeSettings,
 )
-from importance_sampler_ros.share import share_path
+from importance_sampler_ros.tracking.config import RelabelConfig, TrackerConfig
 from importance_sampler_ros.tracking.relabel import (
-    TRACKER_NODE_PARAMS,
     RelabelEvent,
     RelabelingTracker,
     StaleFrameError,
 )
 from importance_sampler_ros.tracking.sort import iou_matrix
 
-NODE_NAMES = ('detector_node', 'tracker_node', 'recorder_node')
-DEFAULT_PARAMS_FILE = share_path('config', 'importance_sampler.yaml')
+DEFAULT_PARAMS_FILE = registry.default_params_file()
+# The nodes' ROS-only settings: replay reads them from the file (and checks them) but has no use.
+ROS_ONLY = (DetectorNodeSettings, TrackerNodeSettings, RecorderNodeSettings)
+NODE_CORE_NAMES = {node: {s.name for cls in registry.NODES[node].groups if cls not in ROS_ONLY
+                          for s in specs(cls)} for node in NODE_NAMES}
 # Ground truth farther than this (metres) counts as far field in the report.
 FAR_DISTANCE_M = 40.0
 DISTANCE_BINS_M = (0.0, 20.0, 40.0, 60.0, 80.0, float('inf'))
@@ -51,38 +60,22 @@ CROP_TRACKS = 64  # tracks whose recent crops are held for the relabel strip (le
 EXAMPLE_LIMIT = 6
 
 
-def node_specs(node: str) -> tuple[Param, ...]:
-    if node == 'detector_node':
-        from importance_sampler_ros.detection.detector import (
-            detector_params,  # torch: import when needed
-        )
+def load_parameters(params_file: str | Path | None,
+                    overrides: Mapping[str, Mapping[str, Any]] | None = None
+                    ) -> tuple[dict[str, NodeConfig], list[str]]:
+    """Each node's config from a node-parameter YAML file (default: the one the launcher uses)
+    plus overrides, checked as the nodes check them (registry.load; ParameterError, one line).
 
-        return detector_params()
-    return {'tracker_node': TRACKER_NODE_PARAMS, 'recorder_node': RECORDER_PARAMS}[node]
-
-
-NodeValues = dict[str, dict[str, Any]]
-
-
-def load_parameters(params_file: str | Path | None, overrides: NodeValues | None = None
-                    ) -> tuple[NodeValues, list[str]]:
-    """Validated core parameters per node from a node-parameter YAML file, plus overrides.
-
-    Keys in the file that only the ROS nodes have (topics, log rates) are returned as the second
-    value, so callers can say what they ignored.
+    The second value names the keys of the file that replay does not use: the nodes' ROS-only
+    parameters (topics, QoS, log periods) and names no node declares.
     """
+    configs, unknown = registry.load(params_file, overrides, NODE_NAMES)
     path = Path(params_file) if params_file else DEFAULT_PARAMS_FILE
-    values: dict[str, dict[str, Any]] = {}
-    ignored: list[str] = []
-    for node in NODE_NAMES:
-        specs = node_specs(node)
-        names = {spec.name for spec in specs}
-        from_file = load_node_parameters(path, node) if path.exists() else {}
-        ignored += [f'{node}.{key}' for key in from_file if key not in names]
-        given = {k: v for k, v in from_file.items() if k in names}
-        given.update((overrides or {}).get(node, {}))
-        values[node] = resolve(specs, given)
-    return values, ignored
+    ros_only = {spec.name for cls in ROS_ONLY for spec in own_specs(cls)}
+    used = [f'{node}.{key}' for node in NODE_NAMES
+            for key in (load_node_parameters(path, node) if path.is_file() else {})
+            if key in ros_only and key not in NODE_CORE_NAMES[node]]
+    return configs, used + unknown
 
 
 @dataclass
@@ -158,19 +151,20 @@ class GroundTruthTally:
 class Pipeline:
     """Run frames through detector (or recorded detections), tracker and recorder."""
 
-    def __init__(self, params: dict[str, dict[str, Any]], output_dir: Path,
+    def __init__(self, params: Mapping[str, NodeConfig], output_dir: Path,
                  need_detector: bool) -> None:
         self.params = params
         self.types = bag_io.msg_types()
         self.detector = None
         if need_detector:
-            from importance_sampler_ros.detection.detector import Detector, config_from_params
+            from importance_sampler_ros.detection.detector import Detector  # torch: when needed
 
-            self.detector = Detector(config_from_params(params['detector_node']))
-        self.tracker = RelabelingTracker.from_params(params['tracker_node'])
-        recorder_values = dict(params['recorder_node'],
-                               output_dir=str(output_dir.parent), bag_name=output_dir.name)
-        self.recorder = Recorder(RecorderConfig.from_params(recorder_values))
+            self.detector = Detector(params['detector_node'].of(DetectorConfig))
+        tracker = params['tracker_node']
+        self.tracker = RelabelingTracker(tracker.of(TrackerConfig), tracker.of(RelabelConfig))
+        recording = params['recorder_node'].of(RecorderConfig)
+        self.recorder = Recorder(dataclasses.replace(
+            recording, output_dir=str(output_dir.parent), bag_name=output_dir.name))
         self.stage_seconds: dict[str, float] = defaultdict(float)
         self.records: OrderedDict[int, FrameRecord] = OrderedDict()
         self.finished: list[FrameRecord] = []

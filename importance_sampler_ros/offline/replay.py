@@ -1,7 +1,13 @@
 """`importance-sampler replay`: a recorded drive through detector, tracker and recorder, offline.
 
 Writes the sampled bag exactly as the recorder node would (the same Recorder core), and a report
-(report.json + plots) into the output directory.
+(report.json + plots) into the output directory. Parameters come from the same YAML file as the
+nodes' and are checked the same way (registry.load): a value that does not fit is refused with one
+line naming the node and the parameter.
+
+Exit status: 0 done; 1 the replay could not start or finish (unreadable bag, output not empty,
+recording stopped); 2 a bad parameter or option (nothing written); 3 the input bag is truncated
+(replayed up to the damage, report written).
 """
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from importance_sampler_ros import registry
 from importance_sampler_ros.bags.frames import GROUND_TRUTH_TOPIC, FrameSource, FrameSourceError
 from importance_sampler_ros.offline.pipeline import DEFAULT_PARAMS_FILE, Pipeline, load_parameters
 from importance_sampler_ros.offline.report import (
@@ -28,6 +35,7 @@ from importance_sampler_ros.sampling.sampler import relative_variance_curve
 
 LOG = logging.getLogger('importance_sampler.replay')
 EXIT_ERROR = 1
+EXIT_BAD_PARAMETER = 2
 EXIT_TRUNCATED = 3
 
 
@@ -40,6 +48,14 @@ class ReplayResult:
 
 class ReplayError(RuntimeError):
     """A replay that cannot start or cannot finish; the message is the one line users see."""
+
+    exit_code = EXIT_ERROR
+
+
+class ReplayParameterError(ReplayError):
+    """A parameter value (file or option) that does not fit: nothing was written."""
+
+    exit_code = EXIT_BAD_PARAMETER
 
 
 def replay_bag(input_bag: str | Path, output: str | Path, *,
@@ -54,13 +70,17 @@ def replay_bag(input_bag: str | Path, output: str | Path, *,
     input_bag, output = Path(input_bag), Path(output)
     try:
         params, ignored = load_parameters(params_file, overrides)
+    except ParameterError as error:
+        raise ReplayParameterError(str(error)) from None
+    try:
         source = FrameSource(input_bag, image_topic=image_topic,
                              detections_topic=detections_topic,
                              use_recorded_detections=use_recorded_detections)
-    except (FrameSourceError, ParameterError, OSError) as error:
+    except (FrameSourceError, OSError) as error:
         raise ReplayError(str(error)) from None
     if ignored:
-        LOG.debug('node-only parameters not used by replay: %s', ', '.join(ignored))
+        LOG.debug('parameters replay does not use (ROS-only or undeclared): %s',
+                  ', '.join(ignored))
     if output.exists() and any(output.iterdir()):
         raise ReplayError(f'{output} exists and is not empty; choose another --out')
     if output.exists():
@@ -160,29 +180,18 @@ def configure_replay_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--detections-topic', default=None,
                         help='DetectionArray topic for --use-recorded-detections (default: '
                              "the bag's only one that is not ground truth)")
-    parser.add_argument('--keep-ratio', type=float, default=None,
-                        help='recorder_node.keep_ratio for this run (default: the parameter '
-                             "file's)")
-    parser.add_argument('--checkpoint', default=None,
-                        help="detector_node.checkpoint (default: the parameter file's: the "
-                             'shipped model)')
-    parser.add_argument('--device', default=None,
-                        help="detector_node.device: cpu, cuda (default: the parameter file's)")
-    parser.add_argument('--seed', type=int, default=None,
-                        help='recorder_node.seed of the sampling draws; the same seed gives the '
-                             "same decisions (default: the parameter file's, -1 = random)")
+    registry.add_override_arguments(parser, registry.OFFLINE_OVERRIDES, helps={
+        'keep_ratio': "target keep ratio for this run (default: the parameter file's)",
+        'checkpoint': "model weights (.pt) (default: the parameter file's: the shipped model)",
+        'device': "cpu, cuda or cuda:N (default: the parameter file's)",
+        'seed': 'seed of the sampling draws; the same seed gives the same decisions (default: '
+                "the parameter file's, -1 = random)"})
     add_progress_arguments(parser)
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    overrides: dict[str, dict[str, Any]] = {'detector_node': {}, 'recorder_node': {}}
-    for node, key, value in (('recorder_node', 'keep_ratio', args.keep_ratio),
-                             ('recorder_node', 'seed', args.seed),
-                             ('detector_node', 'checkpoint', args.checkpoint),
-                             ('detector_node', 'device', args.device)):
-        if value is not None:
-            overrides[node][key] = value
-    return overrides
+    """{node: {parameter: value}} of the override options given."""
+    return registry.overrides_from_args(args, registry.OFFLINE_OVERRIDES)
 
 
 def run_replay(args: argparse.Namespace) -> int:
@@ -195,7 +204,7 @@ def run_replay(args: argparse.Namespace) -> int:
             progress=progress_mode(args))
     except ReplayError as error:
         print(f'importance-sampler replay: error: {error}', file=sys.stderr)
-        return EXIT_ERROR
+        return error.exit_code
     for line in result.report.summary_lines():
         print(line)
     print(f'sampled bag: {result.report.output_bag}')

@@ -42,10 +42,11 @@ from typing import Any
 
 import numpy as np
 
+from importance_sampler_ros import topics
 from importance_sampler_ros.bags import bag_io
 from importance_sampler_ros.bags.messages import detections_to_msg, header_msg, stamp_to_ns
 from importance_sampler_ros.detection.detections import FrameDetections
-from importance_sampler_ros.params import Param
+from importance_sampler_ros.recording.config import RecorderConfig
 from importance_sampler_ros.recording.splits import (
     BagSink,
     SplitWriter,
@@ -57,95 +58,20 @@ from importance_sampler_ros.sampling.sampler import (
     Decision,
     ImportanceSampler,
     RelativeVarianceTally,
-    SamplerConfig,
 )
 
 log = logging.getLogger(__name__)
 
-IMAGE_TOPIC = '/camera/image_raw'
-DETECTIONS_TOPIC = '/importance_sampler/detections'
-RELABELS_TOPIC = '/importance_sampler/relabels'
-DECISIONS_TOPIC = '/importance_sampler/decisions'
+# The bag's topics: images under RecorderConfig.image_topic, the rest under these.
+IMAGE_TOPIC = topics.IMAGE
+DETECTIONS_TOPIC = topics.DETECTIONS
+RELABELS_TOPIC = topics.RELABELS
+DECISIONS_TOPIC = topics.DECISIONS
 _DETECTION_ARRAY = bag_io.msgtype('DetectionArray')
 _RELABEL_ARRAY = bag_io.msgtype('RelabelArray')
 _SAMPLE_DECISION = bag_io.msgtype('SampleDecision')
 _NS = 1_000_000_000
 _DEPARTED_MEMORY = 100_000  # departed frames remembered to classify late relabels
-
-RECORDER_PARAMS = (
-    # topics (the node's; the bag uses image_topic for images and the fixed output topics)
-    Param('image_topic', IMAGE_TOPIC, 'Camera image topic (sensor_msgs/Image), subscribed raw; '
-          'kept images are written to the bag under this name'),
-    Param('image_reliability', 'best_effort', 'Reliability of the image subscription (sensor '
-          'data QoS otherwise: volatile, depth 5)', choices=('best_effort', 'reliable')),
-    Param('image_queue_depth', 10, 'Queue depth of the image subscription: images the node can '
-          'fall behind by before the oldest is dropped', min_value=1, max_value=1000),
-    Param('detections_topic', '/importance_sampler/tracked_detections',
-          'DetectionArray topic with track ids filled (from the tracker)'),
-    Param('relabels_topic', RELABELS_TOPIC, 'RelabelArray topic (from the tracker)'),
-    Param('decisions_topic', DECISIONS_TOPIC, 'Where a SampleDecision is published for every '
-          'frame once its decision is final'),
-    Param('stats_period_s', 30.0, 'Seconds between log lines with the recording statistics; '
-          '0 = only at shutdown', min_value=0.0),
-    Param('join_timeout_s', 2.0, 'Seconds an image waits for the detection array with the same '
-          'header stamp (and the other way round) before it is counted unmatched and dropped',
-          min_value=0.0, max_value=60.0),
-    # recording
-    Param('output_dir', 'recordings', 'Directory the recording directory is created in'),
-    Param('bag_name', '', 'Name of the recording directory (and prefix of its splits); empty = '
-          'recording_<UTC time>'),
-    Param('storage', 'mcap', 'rosbag2 storage of each split', choices=('mcap', 'sqlite3')),
-    Param('bag_version', bag_io.DEFAULT_BAG_VERSION, 'rosbag2 metadata version of each split: '
-          '8 = ros2 bag of Humble, Jazzy and Kilted reads it; 9 = Jazzy and later only',
-          min_value=min(bag_io.BAG_VERSIONS), max_value=max(bag_io.BAG_VERSIONS)),
-    Param('split_bytes', 1 << 30, 'Start a new split once the open one holds this many bytes; '
-          '0 = no size limit', min_value=0),
-    Param('split_seconds', 0.0, 'Start a new split once the open one spans this many seconds of '
-          'header stamps; 0 = no duration limit', min_value=0.0),
-    Param('buffer_seconds', 8.0, 'Ring buffer length by header stamps: how long a frame waits '
-          'for relabels before its decision is final', min_value=0.0, max_value=3600.0),
-    Param('buffer_bytes', 512 << 20, 'Ring buffer bound in bytes (image + detections)',
-          min_value=0),
-    Param('flush_interval_s', 1.0, 'Wall-clock seconds between flushes of written data to the '
-          'file (what a SIGKILL can lose at most); 0 = after every kept frame', min_value=0.0),
-    Param('fsync', True, 'fsync at every flush and when a split closes (survives power loss)'),
-    # sampling (sampling.SamplerConfig)
-    Param('keep_ratio', 0.1, 'Target keep ratio rho (the start value in byte-budget mode)',
-          min_value=1e-6, max_value=1.0),
-    Param('mean_window', 300, 'Frames in the window estimating the mean frame importance',
-          min_value=1, max_value=1_000_000),
-    Param('warmup_frames', 30, 'Frames during which q is not allowed below rho', min_value=0),
-    Param('fixed_importance_mean', 0.0, 'Fixed normaliser g_mean instead of the sliding window '
-          '(e.g. a fleet-wide mean from a first pass); 0 = sliding window', min_value=0.0),
-    Param('floor_probability', 0.0, 'Lowest keep probability of any frame (frames with zero '
-          'importance included); 0 = off', min_value=0.0, max_value=1.0),
-    Param('keep_all', False, "Keep every frame (reason 'forced')"),
-    Param('bytes_per_hour', 0.0, 'Byte budget per hour of stream time; rho adapts to it; '
-          '0 = keep-ratio mode', min_value=0.0),
-    Param('budget_horizon_s', 60.0, 'Seconds over which the byte budget spends a surplus or '
-          'recovers a deficit', min_value=1e-3),
-    Param('budget_burst_s', 30.0, 'Start credit of the byte budget in seconds of budget; beyond '
-          "it frames are dropped with reason 'budget'", min_value=0.0),
-    Param('min_keep_ratio', 0.001, 'Lowest rho the byte budget may choose', min_value=1e-6,
-          max_value=1.0),
-    Param('min_gap_s', 0.0, 'Redundancy control: a frame whose tracks were all kept less than '
-          'this many seconds ago is suppressed; 0 = off', min_value=0.0),
-    Param('redundancy_importance_ratio', 2.0, 'A suppressed frame is kept after all when a '
-          'track is this many times more important than at its last keep', min_value=1.0),
-    Param('redundancy_scale', 0.0, 'Factor on q of a suppressed frame (0 = never keep it)',
-          min_value=0.0, max_value=1.0),
-    Param('sharpness', 1.0, 'Sharpening exponent a: q = min(1, rho g^a / mean(g^a)); 1 = the '
-          "paper's rule", min_value=0.01, max_value=8.0),
-    Param('seed', -1, 'Seed of the sampling draws; -1 = random', min_value=-1),
-)
-
-_SAMPLER_FIELDS = (
-    'keep_ratio', 'mean_window', 'warmup_frames', 'fixed_importance_mean', 'floor_probability',
-    'keep_all',
-    'bytes_per_hour', 'budget_horizon_s', 'budget_burst_s', 'min_keep_ratio', 'min_gap_s',
-    'redundancy_importance_ratio', 'redundancy_scale', 'sharpness',
-)
-
 
 class RecorderError(RuntimeError):
     """The recorder cannot start (e.g. the output directory cannot be created)."""
@@ -153,46 +79,6 @@ class RecorderError(RuntimeError):
 
 class RecordingStoppedError(RecorderError):
     """Writing failed (disk full, I/O error): recording has stopped; closed splits are intact."""
-
-
-@dataclass(frozen=True)
-class RecorderConfig:
-    output_dir: Path = Path('recordings')
-    bag_name: str = ''
-    storage: str = 'mcap'
-    bag_version: int = bag_io.DEFAULT_BAG_VERSION
-    image_topic: str = IMAGE_TOPIC
-    split_bytes: int = 1 << 30
-    split_seconds: float = 0.0
-    buffer_seconds: float = 8.0
-    buffer_bytes: int = 512 << 20
-    flush_interval_s: float = 1.0
-    fsync: bool = True
-    sampler: SamplerConfig = field(default_factory=SamplerConfig)
-
-    def __post_init__(self) -> None:
-        if self.storage not in bag_io.STORAGE_PLUGINS:
-            raise ValueError(f'storage must be one of {sorted(bag_io.STORAGE_PLUGINS)}')
-        bag_io.check_bag_version(self.bag_version)
-        for name in ('split_bytes', 'split_seconds', 'buffer_seconds', 'buffer_bytes',
-                     'flush_interval_s'):
-            if getattr(self, name) < 0:
-                raise ValueError(f'{name} must be >= 0')
-
-    @classmethod
-    def from_params(cls, values: dict[str, Any]) -> RecorderConfig:
-        """From resolved RECORDER_PARAMS values (node parameters or the replay's YAML)."""
-        seed = values.get('seed', -1)
-        sampler = SamplerConfig(
-            **{k: values[k] for k in _SAMPLER_FIELDS if k in values},
-            seed=None if seed is None or seed < 0 else int(seed),
-        )
-        names = ('bag_name', 'storage', 'bag_version', 'image_topic', 'split_bytes',
-                 'split_seconds', 'buffer_seconds', 'buffer_bytes', 'flush_interval_s', 'fsync')
-        kwargs = {k: values[k] for k in names if k in values}
-        if 'output_dir' in values:
-            kwargs['output_dir'] = Path(values['output_dir'])
-        return cls(**kwargs, sampler=sampler)
 
 
 @dataclass

@@ -49,77 +49,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from importance_sampler_ros.sampling.config import SamplerConfig
+
 # The REASON_* constants of msg/SampleDecision.msg.
 REASON_SAMPLED = 'sampled'
 REASON_RELABEL = 'relabel'
 REASON_FORCED = 'forced'
 REASON_DROPPED = 'dropped'
 REASON_BUDGET = 'budget'
-REASONS = (REASON_SAMPLED, REASON_RELABEL, REASON_FORCED, REASON_DROPPED, REASON_BUDGET)
 
 _NS = 1_000_000_000
-
-
-@dataclass(frozen=True)
-class SamplerConfig:
-    """Parameters of the importance sampler (the recorder node declares them one to one)."""
-
-    # Target keep ratio rho in (0, 1]; the starting value in byte-budget mode.
-    keep_ratio: float = 0.1
-    # Frames in the sliding window that estimates the mean importance g_mean.
-    mean_window: int = 300
-    # Frames over which q is not allowed below rho while g_mean is learnt.
-    warmup_frames: int = 30
-    # A fixed normaliser g_mean (e.g. the fleet-wide mean of a first pass) instead of the
-    # window; 0 = use the window. With it there is no warm-up: q is exactly the paper's formula.
-    fixed_importance_mean: float = 0.0
-    # Lower bound on q for every frame (lets frames with g = 0 be kept); 0 = off.
-    floor_probability: float = 0.0
-    # Keep every frame (reason 'forced', q = 1).
-    keep_all: bool = False
-    # Byte budget per hour of stream time that rho adapts to; 0 = keep-ratio mode.
-    bytes_per_hour: float = 0.0
-    # Seconds over which the budget controller plans to spend a surplus or recover a deficit.
-    budget_horizon_s: float = 60.0
-    # Credit at start, in seconds of budget; spending beyond the allowance plus this credit drops
-    # frames with reason 'budget'.
-    budget_burst_s: float = 30.0
-    # Lowest rho the budget controller may choose.
-    min_keep_ratio: float = 0.001
-    # Redundancy control: a frame whose tracks were all kept less than min_gap_s ago is suppressed
-    # unless its importance exceeds redundancy_importance_ratio times theirs at that keep; 0 = off.
-    min_gap_s: float = 0.0
-    redundancy_importance_ratio: float = 2.0
-    # q is multiplied by this for a suppressed frame: 0 = hard suppression (q = 0, never kept);
-    # a value in (0, 1) keeps such frames rarely, with the matching larger weight.
-    redundancy_scale: float = 0.0
-    # Sharpening exponent a: q = min(1, rho * g^a / mean(g^a)); 1 = the paper's rule, larger
-    # concentrates the keeps on the most important frames.
-    sharpness: float = 1.0
-    # Seed of the random draws; None = nondeterministic.
-    seed: int | None = None
-
-    def __post_init__(self) -> None:
-        checks = [
-            (0.0 < self.keep_ratio <= 1.0, 'keep_ratio must be in (0, 1]'),
-            (self.mean_window >= 1, 'mean_window must be >= 1'),
-            (self.warmup_frames >= 0, 'warmup_frames must be >= 0'),
-            (math.isfinite(self.fixed_importance_mean) and self.fixed_importance_mean >= 0.0,
-             'fixed_importance_mean must be finite and >= 0'),
-            (0.0 <= self.floor_probability <= 1.0, 'floor_probability must be in [0, 1]'),
-            (self.bytes_per_hour >= 0.0, 'bytes_per_hour must be >= 0'),
-            (self.budget_horizon_s > 0.0, 'budget_horizon_s must be > 0'),
-            (self.budget_burst_s >= 0.0, 'budget_burst_s must be >= 0'),
-            (0.0 < self.min_keep_ratio <= 1.0, 'min_keep_ratio must be in (0, 1]'),
-            (self.min_gap_s >= 0.0, 'min_gap_s must be >= 0'),
-            (self.redundancy_importance_ratio >= 1.0, 'redundancy_importance_ratio must be >= 1'),
-            (0.0 <= self.redundancy_scale <= 1.0, 'redundancy_scale must be in [0, 1]'),
-            (math.isfinite(self.sharpness) and 0.0 < self.sharpness <= 8.0,
-             'sharpness must be in (0, 8]'),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
 
 
 @dataclass(frozen=True)
@@ -215,7 +154,7 @@ class ImportanceSampler:
 
     def __init__(self, config: SamplerConfig | None = None) -> None:
         self.config = config or SamplerConfig()
-        self._rng = np.random.default_rng(self.config.seed)
+        self._rng = np.random.default_rng(None if self.config.seed < 0 else self.config.seed)
         self._mean = _WindowMean(self.config.mean_window)
         self._budget = _ByteBudget(self.config) if self.config.bytes_per_hour > 0 else None
         self._frames_seen = 0

@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from importance_sampler_ros import topics
 from importance_sampler_ros.detection.detections import FrameDetections
+from importance_sampler_ros.synth.classes import CLASS_IDS, CLASS_NAMES
 from importance_sampler_ros.synth.render import (
     Background,
     Camera,
@@ -45,8 +47,6 @@ from importance_sampler_ros.synth.sprites import (
     sample_vehicle_look,
 )
 
-CLASS_NAMES: tuple[str, ...] = ('__background__', 'car', 'van', 'truck', 'pedestrian', 'cyclist')
-CLASS_IDS = {name: i for i, name in enumerate(CLASS_NAMES)}
 VEHICLES = ('car', 'van', 'truck')
 GROUND_TRUTH_MODEL = 'ground_truth'
 DEFAULT_START_NS = 1_700_000_000_000_000_000
@@ -443,6 +443,6 @@ def _add_prop(plan: _Plan, rng: np.random.Generator, kind: str, z0: float, x0: f
 
 # --- topics of a synthetic drive's bag -----------------------------------------------------------
 
-IMAGE_TOPIC = '/camera/image_raw'
-GROUND_TRUTH_TOPIC = '/ground_truth/detections'
+IMAGE_TOPIC = topics.IMAGE
+GROUND_TRUTH_TOPIC = topics.GROUND_TRUTH
 CAMERA_FRAME_ID = 'camera'

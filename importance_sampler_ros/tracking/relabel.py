@@ -31,69 +31,9 @@ from typing import Any
 import numpy as np
 
 from importance_sampler_ros.detection.detections import FrameDetections
-from importance_sampler_ros.params import Param
-from importance_sampler_ros.tracking.sort import TRACKER_PARAMS, SortTracker, TrackerConfig
-
-NEAR_RULES = ('and', 'or')
-
-RELABEL_PARAMS = (
-    Param('near_min_height_px', 60.0, 'Box height in pixels from which an observation can be '
-          'near-field', min_value=0.0),
-    Param('near_min_score', 0.9, 'Detection score from which an observation can be near-field',
-          min_value=0.0, max_value=1.0),
-    Param('near_rule', 'and', "How the two near-field tests combine: 'and' (both) or 'or' "
-          '(either)', choices=NEAR_RULES),
-    Param('near_window', 5, 'Latest near-field observations of a track that vote on its class',
-          min_value=1, max_value=1000),
-    Param('near_min_votes', 3, 'Near-field observations needed before the vote counts',
-          min_value=1, max_value=1000),
-    Param('near_min_agreement', 0.6, 'Share of the near-field votes the winning class needs',
-          min_value=0.0, max_value=1.0),
-    Param('relabel_min_confidence', 0.5, 'Smallest confidence (winning share x mean score of '
-          'its votes) for a relabel', min_value=0.0, max_value=1.0),
-    Param('relabel_min_observations', 5, 'Observations a track needs before it can relabel '
-          '(h in the paper)', min_value=1, max_value=100000),
-    Param('relabel_near_field', False, 'Also relabel near-field observations that disagree with '
-          'the vote (off: only far observations are corrected; near ones are the evidence)'),
-    Param('segment_min_iou', 0.5, 'IoU between consecutive boxes of a track below which the track '
-          'is taken to have jumped to another object: its earlier observations are dropped and '
-          'never relabelled by later votes (0 = off)', min_value=0.0, max_value=1.0),
-    Param('relabel_history_size', 300, 'Observations kept per track (older ones cannot be '
-          'relabelled any more)', min_value=1, max_value=100000),
-)
-
-TRACKER_NODE_PARAMS = TRACKER_PARAMS + RELABEL_PARAMS
-
-
-@dataclass(frozen=True)
-class RelabelConfig:
-    """Near-field rule and vote (see RELABEL_PARAMS for the meaning of each field)."""
-
-    near_min_height_px: float = 60.0
-    near_min_score: float = 0.9
-    near_rule: str = 'and'
-    near_window: int = 5
-    near_min_votes: int = 3
-    near_min_agreement: float = 0.6
-    relabel_min_confidence: float = 0.5
-    relabel_min_observations: int = 5
-    relabel_history_size: int = 300
-    relabel_near_field: bool = False
-    segment_min_iou: float = 0.5
-
-    def __post_init__(self) -> None:
-        if self.near_rule not in NEAR_RULES:
-            raise ValueError(f'near_rule must be one of {NEAR_RULES}, got {self.near_rule!r}')
-        if self.near_min_votes > self.near_window:
-            raise ValueError(f'near_min_votes ({self.near_min_votes}) cannot exceed near_window '
-                             f'({self.near_window})')
-        for name in ('near_window', 'near_min_votes', 'relabel_min_observations',
-                     'relabel_history_size'):
-            if getattr(self, name) < 1:
-                raise ValueError(f'{name} must be >= 1, got {getattr(self, name)}')
-        for name in ('near_min_agreement', 'relabel_min_confidence', 'near_min_score'):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f'{name} must be in [0, 1], got {getattr(self, name)}')
+from importance_sampler_ros.params import build
+from importance_sampler_ros.tracking.config import RelabelConfig, TrackerConfig
+from importance_sampler_ros.tracking.sort import SortTracker
 
 
 class Observation:
@@ -399,10 +339,8 @@ class RelabelingTracker:
 
     @classmethod
     def from_params(cls, values: Mapping[str, Any]) -> RelabelingTracker:
-        """From resolved TRACKER_NODE_PARAMS values (other keys are ignored)."""
-        tracker = TrackerConfig(**{p.name: values[p.name] for p in TRACKER_PARAMS})
-        relabel = RelabelConfig(**{p.name: values[p.name] for p in RELABEL_PARAMS})
-        return cls(tracker, relabel)
+        """From tracker_node parameter values (registry.py; other keys are ignored)."""
+        return cls(build(TrackerConfig, values), build(RelabelConfig, values))
 
     def reset(self) -> None:
         """Forget every track and history (after a jump back in time); ids keep counting up."""

@@ -35,44 +35,10 @@ from filterpy.kalman import KalmanFilter
 from scipy.optimize import linear_sum_assignment
 
 from importance_sampler_ros.detection.detections import FrameDetections
-from importance_sampler_ros.params import Param
+from importance_sampler_ros.tracking.config import TrackerConfig
 
 STATE_DIM = 7
 MEASUREMENT_DIM = 4
-
-TRACKER_PARAMS = (
-    Param('iou_threshold', 0.3, 'Smallest IoU between a detection and a track prediction that '
-          'may be matched', min_value=0.0, max_value=1.0),
-    Param('max_age', 3, 'Frames a track survives without a matched detection', min_value=0,
-          max_value=1000),
-    Param('min_hits', 3, 'Detections (the first included) after which a track is confirmed and '
-          'published', min_value=1, max_value=1000),
-    Param('association_padding_px', 2.0, 'Pixels added on every side of detection and predicted '
-          'boxes before the IoU of the association (keeps tiny far boxes matchable; 0 = plain '
-          'IoU)', min_value=0.0, max_value=100.0),
-)
-
-
-@dataclass(frozen=True)
-class TrackerConfig:
-    """SORT parameters (see TRACKER_PARAMS for their meaning)."""
-
-    iou_threshold: float = 0.3
-    max_age: int = 3
-    min_hits: int = 3
-    association_padding_px: float = 2.0
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.iou_threshold <= 1.0:
-            raise ValueError(f'iou_threshold must be in [0, 1], got {self.iou_threshold}')
-        if self.max_age < 0:
-            raise ValueError(f'max_age must be >= 0, got {self.max_age}')
-        if self.min_hits < 1:
-            raise ValueError(f'min_hits must be >= 1, got {self.min_hits}')
-        if not self.association_padding_px >= 0.0:
-            raise ValueError(
-                f'association_padding_px must be >= 0, got {self.association_padding_px}')
-
 
 def boxes_to_measurements(boxes: np.ndarray) -> np.ndarray:
     """(N, 4) boxes x1, y1, x2, y2 -> (N, 4) measurements cx, cy, area, aspect (w / h)."""

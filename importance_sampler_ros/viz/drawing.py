@@ -24,44 +24,6 @@ from PIL import Image, ImageDraw, ImageFont
 
 from importance_sampler_ros.bags.messages import header_msg
 from importance_sampler_ros.detection.detections import FrameDetections
-from importance_sampler_ros.params import Param
-
-VIZ_PARAMS: tuple[Param, ...] = (
-    # drawing
-    Param('importance_color_max', 0.0,
-          'detection importance drawn in full red; 0 = automatic (decaying maximum of the '
-          'importances seen)', min_value=0.0),
-    Param('importance_decay', 0.99,
-          'per-frame decay of the automatic importance maximum (ignored when '
-          'importance_color_max > 0)', min_value=0.0, max_value=1.0),
-    Param('line_width', 2, 'box outline width in the debug image, in pixels',
-          min_value=1, max_value=20),
-    Param('font_size', 12, 'label text height in the debug image, in pixels',
-          min_value=6, max_value=64),
-    # markers
-    Param('marker_lifetime_s', 0.5,
-          'lifetime of the markers, in seconds (short, so that stale ones vanish)',
-          min_value=0.01, max_value=60.0),
-    Param('focal_length_px', 721.5,
-          'camera focal length in pixels, to place markers in the camera optical frame',
-          min_value=1.0),
-    Param('marker_depth_m', 10.0,
-          'depth at which markers of detections with unknown distance are drawn, in metres',
-          min_value=0.1, max_value=1000.0),
-    # pairing and topics
-    Param('image_topic', '/camera/image_raw', 'sensor_msgs/Image topic to draw on'),
-    Param('cache_frames', 30,
-          'images (and detections) held while waiting for the matching message',
-          min_value=1, max_value=1000),
-    Param('relabel_wait_s', 0.2,
-          'how long a frame with detections waits for its RelabelArray before it is drawn '
-          'without one, in seconds', min_value=0.0, max_value=10.0),
-    Param('keep_ratio_window', 0,
-          'decisions over which keep_ratio is computed; 0 = since start', min_value=0),
-    Param('image_reliability', 'best_effort',
-          'QoS reliability of the image subscription (sensor data QoS: best_effort, depth 1)',
-          choices=('best_effort', 'reliable')),
-)
 
 LOW_COLOR = np.array([0.15, 0.45, 1.0])
 MID_COLOR = np.array([1.0, 0.85, 0.0])

@@ -1,0 +1,45 @@
+"""The recorder core's parameters: where and how the sampled bag is written, and the sampler.
+
+The recorder node's ROS-only parameters (subscriptions, log period) are in registry.py.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from importance_sampler_ros import topics
+from importance_sampler_ros.bags.formats import BAG_VERSIONS, DEFAULT_BAG_VERSION, STORAGES
+from importance_sampler_ros.params import Settings, nested, param
+from importance_sampler_ros.sampling.config import SamplerConfig
+
+
+@dataclass(frozen=True)
+class RecorderConfig(Settings):
+    """Where and how the sampled bag is written.
+
+    Layout: <output_dir>/<bag_name>/<bag_name>_NNNN/, each split a complete rosbag2 bag.
+    """
+
+    image_topic: str = param(topics.IMAGE, 'Camera image topic (sensor_msgs/Image), subscribed '
+                             'raw; kept images are written to the bag under this name')
+    output_dir: str = param('recordings', 'Directory the recording directory is created in')
+    bag_name: str = param('', 'Name of the recording directory (and prefix of its splits); '
+                          'empty = recording_<UTC time>')
+    storage: str = param('mcap', 'rosbag2 storage of each split', choices=STORAGES)
+    bag_version: int = param(DEFAULT_BAG_VERSION, 'rosbag2 metadata version of each split: 8 = '
+                             'ros2 bag of Humble, Jazzy and Kilted reads it; 9 = Jazzy and later '
+                             'only', min_value=min(BAG_VERSIONS), max_value=max(BAG_VERSIONS))
+    split_bytes: int = param(1 << 30, 'Start a new split once the open one holds this many '
+                             'bytes; 0 = no size limit', min_value=0)
+    split_seconds: float = param(0.0, 'Start a new split once the open one spans this many '
+                                 'seconds of header stamps; 0 = no duration limit', min_value=0.0)
+    buffer_seconds: float = param(8.0, 'Ring buffer length by header stamps: how long a frame '
+                                  'waits for relabels before its decision is final',
+                                  min_value=0.0, max_value=3600.0)
+    buffer_bytes: int = param(512 << 20, 'Ring buffer bound in bytes (image + detections)',
+                              min_value=0)
+    flush_interval_s: float = param(1.0, 'Wall-clock seconds between flushes of written data to '
+                                    'the file (what a SIGKILL can lose at most); 0 = after '
+                                    'every kept frame', min_value=0.0)
+    fsync: bool = param(True, 'fsync at every flush and when a split closes (survives power '
+                        'loss)')
+    sampler: SamplerConfig = nested(SamplerConfig)

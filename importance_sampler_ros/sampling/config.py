@@ -1,0 +1,47 @@
+"""The importance sampler's parameters (recorder_node declares them; sampler.py documents the
+method: q = min(1, keep_ratio * g / g_mean), weight 1/q)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from importance_sampler_ros.params import Settings, finite, param
+
+
+@dataclass(frozen=True)
+class SamplerConfig(Settings):
+    """The importance sampler: q = min(1, keep_ratio * g / g_mean), weight 1/q."""
+
+    keep_ratio: float = param(0.1, 'Target keep ratio rho (the start value in byte-budget mode)',
+                              min_value=1e-6, max_value=1.0)
+    mean_window: int = param(300, 'Frames in the window estimating the mean frame importance',
+                             min_value=1, max_value=1_000_000)
+    warmup_frames: int = param(30, 'Frames during which q is not allowed below rho while g_mean '
+                               'is learnt', min_value=0)
+    fixed_importance_mean: float = param(
+        0.0, 'Fixed normaliser g_mean instead of the sliding window (e.g. a fleet-wide mean from '
+        'a first pass; no warm-up then); 0 = sliding window', min_value=0.0, check=finite)
+    floor_probability: float = param(0.0, 'Lowest keep probability of any frame (frames with '
+                                     'zero importance included); 0 = off',
+                                     min_value=0.0, max_value=1.0)
+    keep_all: bool = param(False, "Keep every frame (reason 'forced', q = 1)")
+    bytes_per_hour: float = param(0.0, 'Byte budget per hour of stream time; rho adapts to it; '
+                                  '0 = keep-ratio mode', min_value=0.0, check=finite)
+    budget_horizon_s: float = param(60.0, 'Seconds over which the byte budget spends a surplus '
+                                    'or recovers a deficit', min_value=1e-3)
+    budget_burst_s: float = param(30.0, 'Start credit of the byte budget in seconds of budget; '
+                                  "beyond it frames are dropped with reason 'budget'",
+                                  min_value=0.0)
+    min_keep_ratio: float = param(0.001, 'Lowest rho the byte budget may choose',
+                                  min_value=1e-6, max_value=1.0)
+    min_gap_s: float = param(0.0, 'Redundancy control: a frame whose tracks were all kept less '
+                             'than this many seconds ago is suppressed; 0 = off', min_value=0.0)
+    redundancy_importance_ratio: float = param(
+        2.0, 'A suppressed frame is kept after all when a track is this many times more '
+        'important than at its last keep', min_value=1.0)
+    redundancy_scale: float = param(0.0, 'Factor on q of a suppressed frame: 0 = never keep it; '
+                                    'in (0, 1) rarely, with the matching larger weight',
+                                    min_value=0.0, max_value=1.0)
+    sharpness: float = param(1.0, "Sharpening exponent a: q = min(1, rho g^a / mean(g^a)); 1 = the "
+                             "paper's rule, larger concentrates the keeps on the most important "
+                             'frames', min_value=0.01, max_value=8.0)
+    seed: int = param(-1, 'Seed of the sampling draws; -1 = random', min_value=-1)

@@ -1,0 +1,61 @@
+"""The tracker node's core parameters: SORT (sort.py) and the near-to-far relabels (relabel.py)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from importance_sampler_ros.params import ParameterError, Settings, param
+
+NEAR_RULES = ('and', 'or')
+
+
+@dataclass(frozen=True)
+class TrackerConfig(Settings):
+    """SORT parameters."""
+
+    iou_threshold: float = param(0.3, 'Smallest IoU between a detection and a track prediction '
+                                 'that may be matched', min_value=0.0, max_value=1.0)
+    max_age: int = param(3, 'Frames a track survives without a matched detection',
+                         min_value=0, max_value=1000)
+    min_hits: int = param(3, 'Detections (the first included) after which a track is confirmed '
+                          'and published', min_value=1, max_value=1000)
+    association_padding_px: float = param(
+        2.0, 'Pixels added on every side of detection and predicted boxes before the IoU of the '
+        'association (keeps tiny far boxes matchable; 0 = plain IoU)',
+        min_value=0.0, max_value=100.0)
+
+
+@dataclass(frozen=True)
+class RelabelConfig(Settings):
+    """Near-field rule and vote of the near-to-far relabels."""
+
+    near_min_height_px: float = param(60.0, 'Box height in pixels from which an observation can '
+                                      'be near-field', min_value=0.0)
+    near_min_score: float = param(0.9, 'Detection score from which an observation can be '
+                                  'near-field', min_value=0.0, max_value=1.0)
+    near_rule: str = param('and', "How the two near-field tests combine: 'and' (both) or 'or' "
+                           '(either)', choices=NEAR_RULES)
+    near_window: int = param(5, 'Latest near-field observations of a track that vote on its '
+                             'class', min_value=1, max_value=1000)
+    near_min_votes: int = param(3, 'Near-field observations needed before the vote counts (at '
+                                'most near_window)', min_value=1, max_value=1000)
+    near_min_agreement: float = param(0.6, 'Share of the near-field votes the winning class '
+                                      'needs', min_value=0.0, max_value=1.0)
+    relabel_min_confidence: float = param(0.5, 'Smallest confidence (winning share x mean score '
+                                          'of its votes) for a relabel',
+                                          min_value=0.0, max_value=1.0)
+    relabel_min_observations: int = param(5, 'Observations a track needs before it can relabel '
+                                          '(h in the paper)', min_value=1, max_value=100000)
+    relabel_history_size: int = param(300, 'Observations kept per track (older ones cannot be '
+                                      'relabelled any more)', min_value=1, max_value=100000)
+    relabel_near_field: bool = param(False, 'Also relabel near-field observations that disagree '
+                                     'with the vote (off: only far observations are corrected; '
+                                     'near ones are the evidence)')
+    segment_min_iou: float = param(0.5, 'IoU between consecutive boxes of a track below which '
+                                   'the track is taken to have jumped to another object: its '
+                                   'earlier observations are dropped and never relabelled by '
+                                   'later votes (0 = off)', min_value=0.0, max_value=1.0)
+
+    def _check_together(self) -> None:
+        if self.near_min_votes > self.near_window:
+            raise ParameterError(f'parameter near_min_votes ({self.near_min_votes}) cannot exceed '
+                                 f'near_window ({self.near_window})')
