@@ -1,12 +1,11 @@
 """The launch file, the launcher and the one parameter YAML agree with what the nodes declare.
 
-`launch` / `launch_ros` are not installable here, so the launch file is checked as source: it
-parses, every executable it names is a console script (setup.py) and an installed program
-(CMakeLists.txt), every parameter it sets is declared by its node, and the YAML holds exactly the
+`launch` / `launch_ros` are not installable here, so the launch file runs against small stand-ins
+of the launch / launch_ros classes that only record their arguments: every executable it names is
+a console script (setup.py) and an installed program (CMakeLists.txt), its override table is the
+registry's, and every parameter it sets is declared by its node. The YAML holds exactly the
 parameters each node declares, with values that pass their specs. What a node declares is read
 by constructing it with `declare_parameters` intercepted (no model is loaded, nothing spins).
-The launch file's own logic (which nodes, which overrides with which types) runs against small
-stand-ins of the launch / launch_ros classes that only record their arguments.
 """
 import ast
 import importlib
@@ -18,8 +17,9 @@ import yaml
 from live_graph_fixtures import REPO, domain_id
 from rclpy.node import Node
 
+from importance_sampler_ros import registry
 from importance_sampler_ros.nodes import launcher
-from importance_sampler_ros.params import resolve
+from importance_sampler_ros.params import ParameterError, resolve
 
 LAUNCH_FILE = REPO / 'launch' / 'importance_sampler.launch.py'
 CONFIG_FILE = REPO / 'config' / 'importance_sampler.yaml'
@@ -28,14 +28,6 @@ ALL_NODES = (*launcher.NODE_NAMES, launcher.VIZ_NODE)
 
 def launch_tree() -> ast.Module:
     return ast.parse(LAUNCH_FILE.read_text(), filename=str(LAUNCH_FILE))
-
-
-def module_constant(tree: ast.Module, name: str):
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(
-                isinstance(t, ast.Name) and t.id == name for t in node.targets):
-            return ast.literal_eval(node.value)
-    raise AssertionError(f'{name} is not a literal module constant of {LAUNCH_FILE.name}')
 
 
 def calls(tree: ast.AST, function: str) -> list[ast.Call]:
@@ -73,8 +65,8 @@ def declared():
             assert len(classes) == 1, f'{name}: expected one Node subclass, got {classes}'
             specs = {}
 
-            def capture(node, node_specs, specs=specs):
-                specs.update({spec.name: spec for spec in node_specs})
+            def capture(node, node_parameters, specs=specs):
+                specs.update({spec.name: spec for spec in node_parameters.specs()})
                 node.destroy_node()
                 raise _DeclaredError
 
@@ -93,9 +85,10 @@ def declared():
     return result
 
 
-def test_launch_file_parses_and_names_nodes_that_exist():
+def test_launch_file_parses_and_names_nodes_that_exist(monkeypatch, tmp_path):
     tree = launch_tree()
-    names = (*module_constant(tree, 'NODES'), module_constant(tree, 'VIZ_NODE'))
+    namespace = launch_namespace(monkeypatch, tmp_path)
+    names = (*namespace['NODES'], namespace['VIZ_NODE'])
     assert names == ALL_NODES
     scripts = console_scripts()
     cmake = (REPO / 'CMakeLists.txt').read_text()
@@ -114,10 +107,10 @@ def test_launch_file_parses_and_names_nodes_that_exist():
     assert {'package', 'executable', 'name', 'parameters'} <= keywords
 
 
-def test_launch_arguments_are_declared_and_overrides_match_the_launcher():
+def test_launch_arguments_are_declared_and_overrides_match_the_launcher(monkeypatch, tmp_path):
     tree = launch_tree()
-    overrides = module_constant(tree, 'OVERRIDES')
-    assert overrides == launcher.OPTION_PARAMETERS
+    overrides = launch_namespace(monkeypatch, tmp_path)['OVERRIDES']
+    assert overrides == launcher.OPTION_PARAMETERS == registry.OVERRIDES
     literal_arguments = {c.args[0].value for c in calls(tree, 'DeclareLaunchArgument')
                          if c.args and isinstance(c.args[0], ast.Constant)}
     declared_arguments = literal_arguments | set(overrides)
@@ -126,7 +119,12 @@ def test_launch_arguments_are_declared_and_overrides_match_the_launcher():
     assert used <= declared_arguments, f'undeclared launch arguments: {used - declared_arguments}'
     assert {'params_file', 'visualize', 'image_topic', 'output_dir', 'checkpoint', 'device',
             'keep_ratio'} <= declared_arguments
-    assert set(module_constant(tree, 'DESCRIPTIONS')) == set(overrides)
+    declared, _ = launched_nodes(monkeypatch, tmp_path)
+    descriptions = {e.args[0]: e.kwargs['description'] for e in declared_arguments_of(
+        monkeypatch, tmp_path)}
+    for argument in overrides:
+        assert declared[argument] == ''
+        assert registry.override_spec(argument).description in descriptions[argument]
 
 
 def test_launch_file_sets_the_large_data_transport_overridably():
@@ -218,12 +216,23 @@ def _stub_modules(monkeypatch, share_dir):
         monkeypatch.setitem(sys.modules, name, module)
 
 
-def launched_nodes(monkeypatch, tmp_path, **arguments):
-    """Run the launch file against stand-ins of launch / launch_ros: the Node actions it makes."""
+def launch_namespace(monkeypatch, tmp_path) -> dict:
+    """The launch file's module namespace, run against stand-ins of launch / launch_ros."""
     import runpy
 
     _stub_modules(monkeypatch, tmp_path)
-    namespace = runpy.run_path(str(LAUNCH_FILE))
+    return runpy.run_path(str(LAUNCH_FILE))
+
+
+def declared_arguments_of(monkeypatch, tmp_path) -> list:
+    description = launch_namespace(monkeypatch, tmp_path)['generate_launch_description']()
+    (entities,) = description.args
+    return [e for e in entities if type(e).__name__ == 'DeclareLaunchArgument']
+
+
+def launched_nodes(monkeypatch, tmp_path, **arguments):
+    """Run the launch file against stand-ins of launch / launch_ros: the Node actions it makes."""
+    namespace = launch_namespace(monkeypatch, tmp_path)
     description = namespace['generate_launch_description']()
     (entities,) = description.args
     declared = {e.args[0]: e.kwargs.get('default_value') for e in entities
@@ -266,3 +275,17 @@ def test_launch_file_rviz_starts_rviz2_with_the_shipped_config_and_viz_node(monk
     assert rviz['package'] == 'rviz2'
     assert rviz['arguments'] == ['-d', str(tmp_path / 'config' / 'importance_sampler.rviz')]
     assert (REPO / 'config' / 'importance_sampler.rviz').is_file()  # installed with config/
+
+
+def test_launch_arguments_are_typed_and_checked_by_the_registry(monkeypatch, tmp_path):
+    _, nodes = launched_nodes(monkeypatch, tmp_path, keep_ratio='1', device='cuda:1')
+    by_name = {n.kwargs['executable']: n.kwargs['parameters'][1] for n in nodes}
+    assert by_name['recorder_node'] == {'keep_ratio': 1.0}
+    assert type(by_name['recorder_node']['keep_ratio']) is float
+    assert by_name['detector_node'] == {'device': 'cuda:1'}
+    for arguments, message in (({'keep_ratio': '5'}, "'keep_ratio' = 5.0: must be in"),
+                               ({'keep_ratio': 'abc'}, 'keep_ratio.*expected float'),
+                               ({'device': 'tpu'}, "'device' = 'tpu'")):
+        with pytest.raises(ParameterError, match=message) as error:
+            launched_nodes(monkeypatch, tmp_path, **arguments)
+        assert '\n' not in str(error.value)

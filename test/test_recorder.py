@@ -24,12 +24,10 @@ from rosbags.highlevel import AnyReader
 from importance_sampler_ros.bags import bag_io
 from importance_sampler_ros.bags.messages import detections_from_msg, header_msg, time_msg
 from importance_sampler_ros.cli import main as cli_main
-from importance_sampler_ros.params import load_node_parameters, resolve
 from importance_sampler_ros.recording.recorder import (
     DECISIONS_TOPIC,
     DETECTIONS_TOPIC,
     IMAGE_TOPIC,
-    RECORDER_PARAMS,
     RELABELS_TOPIC,
     Recorder,
     RecorderConfig,
@@ -460,15 +458,6 @@ def test_repair_of_a_truncated_mcap_stops_at_the_damage(tmp_path: Path) -> None:
     bag = read_bag([split])
     assert set(bag[IMAGE_TOPIC]) == {stamp(i) for i in range(9)}
     assert result.messages == 4 * 9
-
-
-def test_config_file_lists_every_parameter_with_its_default() -> None:
-    path = Path(__file__).resolve().parent.parent / 'config' / 'recorder.yaml'
-    values = load_node_parameters(path, 'recorder_node')
-    assert values == {p.name: p.default for p in RECORDER_PARAMS}
-    config = RecorderConfig.from_params(resolve(RECORDER_PARAMS, values))
-    assert config.sampler.seed is None and config.storage == 'mcap'
-    assert config.sampler == SamplerConfig(seed=None)
 
 
 if __name__ == '__main__' and sys.argv[1:2] == ['child']:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from importance_sampler_ros.params import ParameterError, resolve
-from importance_sampler_ros.recording.recorder import RECORDER_PARAMS, RecorderConfig
+from importance_sampler_ros.params import ParameterError
+from importance_sampler_ros.recording.config import RecorderConfig
+from importance_sampler_ros.registry import NODES
 from importance_sampler_ros.sampling.sampler import ImportanceSampler, SamplerConfig
 
 FRAMES = 4000
@@ -52,12 +53,13 @@ def test_fixed_mean_does_not_follow_a_scene_change():
 
 
 def test_recorder_parameter_reaches_the_sampler():
-    values = resolve(RECORDER_PARAMS, {'fixed_importance_mean': 2.5, 'keep_ratio': 0.3})
-    config = RecorderConfig.from_params(values)
+    recorder = NODES['recorder_node']
+    values = {'fixed_importance_mean': 2.5, 'keep_ratio': 0.3}
+    config = recorder.build(values).of(RecorderConfig)
     assert config.sampler.fixed_importance_mean == 2.5
-    assert RecorderConfig.from_params(resolve(RECORDER_PARAMS)).sampler.fixed_importance_mean == 0
+    assert recorder.build({}).of(RecorderConfig).sampler.fixed_importance_mean == 0
     with pytest.raises(ParameterError):
-        resolve(RECORDER_PARAMS, {'fixed_importance_mean': -1.0})
+        recorder.build({'fixed_importance_mean': -1.0})
 
 
 @pytest.mark.parametrize('value', [-0.5, float('nan'), float('inf')])

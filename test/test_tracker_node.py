@@ -194,17 +194,3 @@ def test_invalid_parameter_ends_the_node_with_status_2():
         timeout=60)
     assert result.returncode == 2
     assert 'near_rule' in result.stderr
-
-
-def test_config_file_lists_every_parameter_with_its_default():
-    from pathlib import Path
-
-    from importance_sampler_ros.nodes.tracker_node import TOPIC_PARAMS
-    from importance_sampler_ros.params import load_node_parameters
-    from importance_sampler_ros.tracking.relabel import TRACKER_NODE_PARAMS
-
-    path = Path(__file__).parent.parent / 'config' / 'tracker.yaml'
-    if not path.exists():
-        pytest.skip('config/tracker.yaml merged elsewhere')
-    specs = (*TRACKER_NODE_PARAMS, *TOPIC_PARAMS)
-    assert load_node_parameters(path, 'tracker_node') == {p.name: p.default for p in specs}

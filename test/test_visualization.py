@@ -8,10 +8,9 @@ from visualization_msgs.msg import MarkerArray
 
 from importance_sampler_ros.bags import bag_io
 from importance_sampler_ros.detection.detections import FrameDetections
-from importance_sampler_ros.params import resolve
+from importance_sampler_ros.viz.config import VizConfig
 from importance_sampler_ros.viz.drawing import (
     RELABEL_COLOR,
-    VIZ_PARAMS,
     CameraModel,
     ImportanceScale,
     RelabelMark,
@@ -161,8 +160,8 @@ def test_marker_array_builds_with_rclpy_classes():
 
 
 def test_viz_params_defaults_are_valid():
-    values = resolve(VIZ_PARAMS)
-    assert values['image_reliability'] == 'best_effort' and values['marker_lifetime_s'] > 0
+    values = VizConfig()
+    assert values.image_reliability == 'best_effort' and values.marker_lifetime_s > 0
 
 
 # --- viz_node in this process: inputs published here, outputs checked here -------------------
