@@ -47,13 +47,13 @@ from pathlib import Path
 import numpy as np
 
 from importance_sampler_ros.detection.detections import FrameDetections
+from importance_sampler_ros.synth.classes import CLASS_NAMES
 from importance_sampler_ros.tracking.relabel import RelabelConfig, RelabelingTracker
 from importance_sampler_ros.tracking.sort import TrackerConfig, iou_matrix
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CACHE = REPO / 'build' / 'tracking_eval_cache'
 REFERENCE_SDIST = 'sort-track==0.0.8'
-CLASS_NAMES = ('__background__', 'car', 'van', 'truck', 'pedestrian', 'cyclist')
 # class -> (height m, width m) and the class a far detector confuses it with
 OBJECT_SIZES = {1: (1.5, 1.8), 2: (2.1, 2.0), 3: (3.4, 2.5), 4: (1.75, 0.6), 5: (1.7, 0.7)}
 LOOK_ALIKES = {1: (2,), 2: (1, 3), 3: (2,), 4: (5,), 5: (4,)}

@@ -20,13 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from importance_sampler_ros.offline.pipeline import FAR_DISTANCE_M, GroundTruthTally
-from importance_sampler_ros.params import resolve
-from importance_sampler_ros.tracking.relabel import (
-    RELABEL_PARAMS,
-    TRACKER_NODE_PARAMS,
-    RelabelingTracker,
-)
-from importance_sampler_ros.tracking.sort import TRACKER_PARAMS
+from importance_sampler_ros.registry import NODES, NodeConfig
+from importance_sampler_ros.tracking.config import RelabelConfig, TrackerConfig
+from importance_sampler_ros.tracking.relabel import RelabelingTracker
 
 CACHE = Path('build/tune_relabel_cache')
 
@@ -46,12 +42,12 @@ def detections_of_drive(seed: int, seconds: float) -> list:
     return frames
 
 
-def evaluate(drives: list[list], values: dict) -> dict:
+def evaluate(drives: list[list], config: NodeConfig) -> dict:
     events = observations = 0
     tally = GroundTruthTally()
     frames = 0
     for drive in drives:
-        tracker = RelabelingTracker.from_params(values)
+        tracker = RelabelingTracker(config.of(TrackerConfig), config.of(RelabelConfig))
         for detections, truth in drive:
             tracked = tracker.update(detections)
             tally.add_frame(tracked.detections, truth)
@@ -98,10 +94,9 @@ def main() -> int:
         overrides = dict(zip(names, combo, strict=True))
         if overrides['near_window'] == 9:
             overrides['near_min_votes'] = 5
-        values = resolve(TRACKER_NODE_PARAMS, overrides)
-        rows.append((overrides, evaluate(drives, values)))
+        rows.append((overrides, evaluate(drives, NODES['tracker_node'].build(overrides))))
     rows.sort(key=lambda row: row[1]['all_after'] - row[1]['all_before'], reverse=True)
-    defaults = evaluate(drives, resolve(TRACKER_NODE_PARAMS, {}))
+    defaults = evaluate(drives, NODES['tracker_node'].build({}))
     header = ' '.join(f'{n[:12]:>12}' for n in names)
     print(f'{header} {"ev/min":>7} {"obs":>6} {"far b->a":>13} {"all b->a":>13} '
           f'{"fixed":>6} {"broken":>6}')
@@ -113,7 +108,6 @@ def main() -> int:
               f'{m["far_before"]:.3f}->{m["far_after"]:.3f} '
               f'{m["all_before"]:.3f}->{m["all_after"]:.3f} {m["corrected"]:6d} '
               f'{m["made_wrong"]:6d}')
-    _ = RELABEL_PARAMS, TRACKER_PARAMS
     return 0
 
 

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from importance_sampler_ros.detection.detections import FrameDetections
+from importance_sampler_ros.registry import NODES
 from importance_sampler_ros.tracking.relabel import (
     NearToFarRelabeler,
     RelabelConfig,
@@ -198,7 +199,8 @@ def test_config_validation():
               'near_min_agreement': 0.5, 'relabel_min_confidence': 0.3,
               'relabel_min_observations': 3, 'relabel_history_size': 50,
               'relabel_near_field': True, 'segment_min_iou': 0.0, 'other': 'ignored'}
-    tracker = RelabelingTracker.from_params(values)
+    config = NODES['tracker_node'].build(values)
+    tracker = RelabelingTracker(config.of(TrackerConfig), config.of(RelabelConfig))
     assert tracker.tracker.config.min_hits == 2
     assert tracker.relabeler.config.near_rule == 'or'
     assert tracker.relabeler.config.relabel_near_field

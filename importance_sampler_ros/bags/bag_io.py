@@ -122,7 +122,6 @@ class BagWriter:
         self.path = Path(path)
         self._writer = Writer(self.path, version=version, storage_plugin=STORAGE_PLUGINS[storage])
         self._connections: dict[str, Any] = {}
-        self.messages_written = 0
         self.bytes_written = 0
 
     def open(self) -> BagWriter:
@@ -146,7 +145,6 @@ class BagWriter:
         is_cdr = isinstance(message, (bytes, bytearray, memoryview))
         data = message if is_cdr else serialize(message)
         self._writer.write(connection, int(stamp_ns), data)
-        self.messages_written += 1
         self.bytes_written += len(data)
 
 

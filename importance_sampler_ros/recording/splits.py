@@ -59,7 +59,6 @@ class SplitWriter:
         self._writer.open()
         self._connections: dict[str, Any] = {}
         self.bytes_written = 0
-        self.messages_written = 0
 
     def write(self, topic: str, msgtype: str, stamp_ns: int, data: bytes) -> None:
         connection = self._connections.get(topic)
@@ -68,7 +67,6 @@ class SplitWriter:
             self._connections[topic] = connection
         self._writer.write(connection, int(stamp_ns), data)
         self.bytes_written += len(data)
-        self.messages_written += 1
 
     def flush(self, sync: bool) -> None:
         """Put everything written so far into the file (and on the disk when `sync`)."""

@@ -24,14 +24,12 @@ from __future__ import annotations
 
 import copy
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from importance_sampler_ros.detection.detections import FrameDetections
-from importance_sampler_ros.params import build
 from importance_sampler_ros.tracking.config import RelabelConfig, TrackerConfig
 from importance_sampler_ros.tracking.sort import SortTracker
 
@@ -337,11 +335,6 @@ class RelabelingTracker:
         self.relabeler = NearToFarRelabeler(relabel)
         self.last_stamp_ns: int | None = None
 
-    @classmethod
-    def from_params(cls, values: Mapping[str, Any]) -> RelabelingTracker:
-        """From tracker_node parameter values (registry.py; other keys are ignored)."""
-        return cls(build(TrackerConfig, values), build(RelabelConfig, values))
-
     def reset(self) -> None:
         """Forget every track and history (after a jump back in time); ids keep counting up."""
         self.relabeler.forget(self.tracker.reset())
@@ -369,7 +362,7 @@ class RelabelingTracker:
             tracks.append(TrackSummary(
                 track_id, tuple(box), current[0], current[1],
                 self.relabeler.class_history(track_id), age, hits, since, score))
-        detections = copy.copy(frame)  # FrameDetections.with_track_ids re-validates every array
+        detections = copy.copy(frame)  # a shallow copy: the arrays are not validated again
         detections.track_ids = step.track_ids
         return TrackedFrame(
             detections=detections,
