@@ -22,7 +22,7 @@ import fnmatch
 import math
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -211,21 +211,6 @@ def flat_values(instance: Any) -> dict[str, Any]:
         elif _NESTED in f.metadata:
             out.update(flat_values(getattr(instance, f.name)))
     return out
-
-
-def resolve(param_specs: Iterable[Param], overrides: Mapping[str, Any] | None = None
-            ) -> dict[str, Any]:
-    """Defaults with `overrides` applied, each checked; an unknown name is an error.
-
-    For loose specs (tests, tools); a node's parameters go through registry.NodeParameters.
-    """
-    by_name = {spec.name: spec for spec in param_specs}
-    overrides = dict(overrides or {})
-    unknown = sorted(set(overrides) - set(by_name))
-    if unknown:
-        raise ParameterError(f'unknown parameter(s): {", ".join(unknown)}')
-    return {name: check(spec, overrides.get(name, spec.default))
-            for name, spec in by_name.items()}
 
 
 def _section_matches(key: str, node_name: str) -> bool:

@@ -19,7 +19,7 @@ from rclpy.node import Node
 
 from importance_sampler_ros import registry
 from importance_sampler_ros.nodes import launcher
-from importance_sampler_ros.params import ParameterError, resolve
+from importance_sampler_ros.params import ParameterError
 
 LAUNCH_FILE = REPO / 'launch' / 'importance_sampler.launch.py'
 CONFIG_FILE = REPO / 'config' / 'importance_sampler.yaml'
@@ -153,7 +153,7 @@ def test_yaml_holds_exactly_the_declared_parameters_with_valid_values(declared):
         missing = sorted(set(specs) - set(values))
         assert not unknown, f'{node}: {CONFIG_FILE.name} sets undeclared parameters {unknown}'
         assert not missing, f'{node}: {CONFIG_FILE.name} lacks declared parameters {missing}'
-        resolve(specs.values(), values)  # raises ParameterError naming a bad value
+        registry.NODES[node].build(values)  # raises ParameterError naming a bad value
 
 
 def test_every_declared_parameter_has_a_description(declared):

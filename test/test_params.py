@@ -11,12 +11,12 @@ from importance_sampler_ros.params import (
     Param,
     ParameterError,
     Settings,
+    check,
     load_node_parameters,
     param,
-    resolve,
     specs,
 )
-from importance_sampler_ros.registry import NodeParameters
+from importance_sampler_ros.registry import NodeParameters, load
 
 SPECS = (
     Param('keep_ratio', 0.01, 'target keep ratio', min_value=0.0, max_value=1.0),
@@ -41,8 +41,13 @@ class Example(Settings):
 EXAMPLE_NODE = NodeParameters('example_node', (Example,))
 
 
+def resolve(overrides: dict) -> dict:
+    """SPECS' defaults with `overrides`, each through params.check."""
+    return {s.name: check(s, overrides.get(s.name, s.default)) for s in SPECS}
+
+
 def test_defaults_and_overrides():
-    values = resolve(SPECS, {'keep_ratio': 1, 'aggregation': 'max'})
+    values = resolve({'keep_ratio': 1, 'aggregation': 'max'})
     assert values['keep_ratio'] == 1.0 and isinstance(values['keep_ratio'], float)
     assert values['aggregation'] == 'max' and values['max_age'] == 3
 
@@ -59,16 +64,15 @@ def test_defaults_and_overrides():
     ({'class_names': ['a', 1]}, "'class_names': expected string list"),
     ({'device': 'tpu'}, "'device' = 'tpu': must be matching"),
     ({'device': 'cuda:x'}, 'device'),
-    ({'typo': 1}, 'unknown parameter\\(s\\): typo'),
 ])
 def test_bad_values_name_the_parameter_in_one_line(overrides, message):
     with pytest.raises(ParameterError, match=message) as error:
-        resolve(SPECS, overrides)
+        resolve(overrides)
     assert '\n' not in str(error.value)
 
 
 def test_lossless_values_of_another_type_are_converted():
-    values = resolve(SPECS, {'keep_ratio': 1, 'max_age': 4.0, 'class_names': ['x', 'y'],
+    values = resolve({'keep_ratio': 1, 'max_age': 4.0, 'class_names': ['x', 'y'],
                              'device': 'cuda:1'})
     assert values['keep_ratio'] == 1.0 and type(values['keep_ratio']) is float
     assert values['max_age'] == 4 and type(values['max_age']) is int
@@ -85,6 +89,11 @@ def test_settings_classes_convert_and_check_on_construction():
         Example(keep_ratio=2)
     with pytest.raises(ParameterError, match="example_node: parameter 'max_age'"):
         EXAMPLE_NODE.build({'max_age': 'many'})
+
+
+def test_an_unknown_override_is_refused():
+    with pytest.raises(ParameterError, match='recorder_node: unknown parameter\\(s\\): typo'):
+        load(None, {'recorder_node': {'typo': 1}})
 
 
 def test_yaml_section(tmp_path):
