@@ -163,8 +163,9 @@ def test_up_exits_nonzero_naming_a_bad_parameter(tmp_path, env):
     finally:
         if up.poll() is None:
             up.kill()
-    assert up.returncode == 1
-    assert "'keep_ratio'" in err and 'recorder_node exited with status 2' in err
+    assert up.returncode == 2  # refused before any node started (registry.load)
+    assert "recorder_node: parameter 'keep_ratio' = 5.0: must be in" in err
+    assert 'started' not in err and 'Traceback' not in err
 
 
 def test_up_rejects_a_missing_params_file(tmp_path, env):

@@ -156,3 +156,12 @@ def test_recorder_node_refuses_a_bad_value_in_one_line(tmp_path, argument, messa
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_the_registry_imports_no_numpy_torch_or_rclpy():
+    """The launch file imports it on a ROS install; it must stay light."""
+    code = ('import sys, importance_sampler_ros.registry; '
+            "print(sorted(m for m in ('numpy', 'torch', 'rclpy', 'scipy') if m in sys.modules))")
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                            env={**os.environ, 'PYTHONPATH': str(REPO)}, timeout=60)
+    assert result.stdout.strip() == '[]', result.stderr

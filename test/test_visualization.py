@@ -272,5 +272,6 @@ def test_viz_node_rejects_a_bad_parameter_naming_it():
          '-p', 'line_width:=0'], env=ros_env(domain_id(4)), capture_output=True, text=True,
         timeout=60)
     assert done.returncode == 2
-    assert "invalid parameter: parameter 'line_width'" in done.stderr
-    assert 'Min: 1, Max: 20' in done.stderr
+    assert "invalid parameter: viz_node: parameter 'line_width' = 0: must be in [1, 20]" in (
+        done.stderr)
+    assert len(done.stderr.strip().splitlines()) == 1
