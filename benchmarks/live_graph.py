@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from importance_sampler_ros import topics
 from importance_sampler_ros.bags import bag_io
 from importance_sampler_ros.bags.images import rgb_to_image_msg
 from importance_sampler_ros.bags.messages import detections_to_msg
@@ -55,8 +56,8 @@ from importance_sampler_ros.nodes.player import header_stamp_ns
 REPO = Path(__file__).resolve().parent.parent
 T0 = 1_700_000_000 * 1_000_000_000
 RECORDED = '/recorded/detections'
-DECISIONS = '/importance_sampler/decisions'
-TRACKED = '/importance_sampler/tracked_detections'
+DECISIONS = topics.DECISIONS
+TRACKED = topics.TRACKED_DETECTIONS
 
 
 def write_drive(path: Path, frames: int, width: int, height: int, rate_hz: float) -> None:
@@ -73,7 +74,7 @@ def write_drive(path: Path, frames: int, width: int, height: int, rate_hz: float
                 stamp_ns=stamp, frame_id='camera', boxes=boxes, class_ids=np.ones(4),
                 class_names=['car'] * 4, scores=np.full(4, 0.9), importances=importances,
                 frame_importance=float(importances.sum()), model_name='recorded')
-            writer.write('/camera/image_raw', bag_io.IMAGE_TYPE, stamp,
+            writer.write(topics.IMAGE, bag_io.IMAGE_TYPE, stamp,
                          rgb_to_image_msg(pixels[i % len(pixels)], stamp, 'camera', types))
             writer.write(RECORDED, bag_io.msgtype('DetectionArray'), stamp,
                          detections_to_msg(det, types))
@@ -110,12 +111,13 @@ class DecisionListener:
         import rclpy
         from importance_sampler_ros.msg import DetectionArray, SampleDecision
         from rclpy.executors import SingleThreadedExecutor
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+        from importance_sampler_ros.nodes.qos import reliable_qos
 
         self.node = rclpy.create_node('live_graph_benchmark')
         self.received: dict[int, tuple[float, bool]] = {}
         self.tracked: set[int] = set()
-        qos = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
+        qos = reliable_qos(1000)
         self.node.create_subscription(SampleDecision, DECISIONS, self.on_decision, qos)
         # raw: only the stamp is read (header first: sec, nanosec after the 4-byte CDR header)
         self.node.create_subscription(DetectionArray, TRACKED, self.on_tracked, qos, raw=True)
@@ -173,7 +175,7 @@ def run_graph(label: str, recorder_overrides: dict, drive: Path, work: Path,
         before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         player = cli('play', str(drive), '--restamp', '--wait-subscribers', '1', '--settle', '2',
                      '--wait-timeout', '60',
-                     '--topics', RECORDED, '--detections-as', '/importance_sampler/detections',
+                     '--topics', RECORDED, '--detections-as', topics.DETECTIONS,
                      '--detections-source', RECORDED, '--linger', '1',
                      '--summary-json', str(summary_path), env=env)
         try:

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 from rosbags.rosbag2 import StoragePlugin, Writer
 
+from importance_sampler_ros import topics
 from importance_sampler_ros.bags import bag_io
 from importance_sampler_ros.bags.messages import header_msg
 from importance_sampler_ros.recording.recorder import Recorder, RecorderConfig
@@ -81,7 +82,7 @@ def generation_only(n: int, image: bytes, array: object) -> tuple[float, int]:
 def bare_rosbags(out: Path, n: int, image: bytes, array: object) -> tuple[float, int]:
     start = time.perf_counter()
     with Writer(out, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
-        connection = writer.add_connection('/camera/image_raw', bag_io.IMAGE_TYPE,
+        connection = writer.add_connection(topics.IMAGE, bag_io.IMAGE_TYPE,
                                            typestore=bag_io.typestore())
         written = 0
         for stamp_ns, data, _ in frames(n, image, array):

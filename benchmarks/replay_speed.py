@@ -17,6 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from importance_sampler_ros import topics
 from importance_sampler_ros.offline.replay import replay_bag
 
 
@@ -45,7 +46,7 @@ def main() -> int:
                   f'{1000 * seconds / report.frames_in:7.2f} ms/frame')
         split = next(p for p in (scratch / 'detected').iterdir() if p.is_dir())
         recorded = replay_bag(split, scratch / 'recorded', use_recorded_detections=True,
-                              detections_topic='/importance_sampler/detections',
+                              detections_topic=topics.DETECTIONS,
                               overrides={'recorder_node': {'keep_ratio': args.keep_ratio,
                                                            'seed': 1}})
         report = recorded.report
