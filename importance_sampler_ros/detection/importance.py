@@ -28,6 +28,9 @@ from __future__ import annotations
 
 import torch
 
+# The scorer names live beside the detector parameters (no torch there); importable from here too.
+from importance_sampler_ros.detection.config import SCORERS as SCORERS
+
 
 def probability_residuals(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """p - onehot(label) per row, computed stably in float32 (or the logits' wider dtype).
