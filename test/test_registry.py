@@ -22,7 +22,7 @@ CONFIG_FILE = REPO / 'config' / 'importance_sampler.yaml'
 def test_the_yaml_file_is_the_registry_rendered():
     assert CONFIG_FILE.read_text() == registry.render_yaml(), (
         'regenerate: python -m importance_sampler_ros.registry > config/importance_sampler.yaml')
-    assert sorted(p.name for p in (REPO / 'config').iterdir()) == ['importance_sampler.yaml']
+    assert sorted(p.name for p in (REPO / 'config').glob('*.yaml')) == ['importance_sampler.yaml']
 
 
 def test_each_node_section_holds_every_default_once():
@@ -77,7 +77,7 @@ def test_replay_refuses_a_bad_yaml_value_in_one_line(tmp_path, capsys, document,
     params = tmp_path / 'p.yaml'
     params.write_text(document)
     code = cli_main(['replay', str(tmp_path / 'no_bag'), '--out', str(tmp_path / 'out'),
-                     '--params', str(params), '--no-progress'])
+                     '--params', str(params), '--progress', 'off'])
     err = capsys.readouterr().err
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1, err
@@ -93,7 +93,7 @@ def test_replay_takes_lossless_values_and_refuses_a_bad_option(tmp_path, capsys)
     assert configs['recorder_node']['keep_ratio'] == 1.0
     assert configs['recorder_node']['seed'] == 3
     code = cli_main(['replay', str(tmp_path / 'no_bag'), '--out', str(tmp_path / 'out'),
-                     '--keep-ratio', '5', '--no-progress'])
+                     '--keep-ratio', '5', '--progress', 'off'])
     err = capsys.readouterr().err
     assert code == 2 and "parameter 'keep_ratio' = 5.0: must be in" in err
     assert len(err.strip().splitlines()) == 1
