@@ -14,8 +14,9 @@ from replay_bags import write_drive
 
 from importance_sampler_ros.bags import bag_io
 from importance_sampler_ros.offline.replay import replay_bag
-from importance_sampler_ros.recording.recorder import RECORDER_PARAMS, RecorderConfig
+from importance_sampler_ros.recording.config import RecorderConfig
 from importance_sampler_ros.recording.splits import SplitWriter
+from importance_sampler_ros.registry import spec
 
 OVERRIDES = {'keep_ratio': 0.5, 'seed': 1, 'split_bytes': 200_000}
 
@@ -59,7 +60,7 @@ def mcap_metadata(split):
 
 def test_default_splits_are_version_8_and_every_distro_reads_them(tmp_path):
     assert RecorderConfig().bag_version == bag_io.DEFAULT_BAG_VERSION == 8
-    assert {p.name: p.default for p in RECORDER_PARAMS}['bag_version'] == 8
+    assert spec('recorder_node', 'bag_version').default == 8
     for split in replayed_splits(tmp_path):
         info = yaml.safe_load((split / 'metadata.yaml').read_text())['rosbag2_bagfile_information']
         assert info['version'] == 8

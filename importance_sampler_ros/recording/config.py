@@ -12,6 +12,12 @@ from importance_sampler_ros.params import Settings, nested, param
 from importance_sampler_ros.sampling.config import SamplerConfig
 
 
+def _bag_version(version: int) -> str | None:
+    if version in BAG_VERSIONS:
+        return None
+    return f'rosbag2 metadata version must be one of {BAG_VERSIONS}'
+
+
 @dataclass(frozen=True)
 class RecorderConfig(Settings):
     """Where and how the sampled bag is written.
@@ -27,7 +33,7 @@ class RecorderConfig(Settings):
     storage: str = param('mcap', 'rosbag2 storage of each split', choices=STORAGES)
     bag_version: int = param(DEFAULT_BAG_VERSION, 'rosbag2 metadata version of each split: 8 = '
                              'ros2 bag of Humble, Jazzy and Kilted reads it; 9 = Jazzy and later '
-                             'only', min_value=min(BAG_VERSIONS), max_value=max(BAG_VERSIONS))
+                             'only', check=_bag_version)
     split_bytes: int = param(1 << 30, 'Start a new split once the open one holds this many '
                              'bytes; 0 = no size limit', min_value=0)
     split_seconds: float = param(0.0, 'Start a new split once the open one spans this many '
