@@ -152,3 +152,32 @@ def test_train_writes_a_checkpoint_that_loads(tmp_path: Path) -> None:
     assert loaded.architecture == 'isr_small'
     assert list(loaded.class_names) == list(CLASS_NAMES)
     assert loaded.meta['training']['iterations'] == 2
+
+
+def test_train_warm_starts_from_a_checkpoint_and_records_mix_and_source(tmp_path: Path) -> None:
+    from importance_sampler_ros.detection.detector import load_checkpoint, read_checkpoint
+
+    first = tmp_path / 'first.pt'
+    train(TrainSettings(out=first, iterations=1, batch_size=1, width=160, height=96,
+                        log_every=1, save_every=0, mix='default', warmup=1),
+          log=lambda line: None)
+    second = tmp_path / 'second.pt'
+    lines: list[str] = []
+    train(TrainSettings(out=second, iterations=1, batch_size=1, width=160, height=96,
+                        log_every=1, save_every=0, lr=1e-12, warmup=1, init_from=first),
+          log=lines.append)
+    assert any('warm start' in line for line in lines)
+    a, _ = read_checkpoint(first)
+    b, _ = read_checkpoint(second)
+    # a learning rate of 1e-12 leaves the warm-started weights where they were (the first run
+    # moved them by ~1e-3 from the seed's initial weights, which a cold start would give)
+    weights = [k for k in a if 'running_' not in k and 'num_batches' not in k]  # not BN stats
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-7) for k in weights)
+    meta = load_checkpoint(second).meta['training']
+    assert meta['mix'] == 'common' and meta['init_from'] == str(first)
+    assert load_checkpoint(first).meta['training']['mix'] == 'default'
+
+
+def test_settings_reject_an_unknown_mix() -> None:
+    with pytest.raises(ValueError, match='--mix'):
+        TrainSettings(out=Path('x.pt'), iterations=1, mix='rare')

@@ -10,6 +10,7 @@ from importance_sampler_ros.bags.images import rgb_to_image_msg
 from importance_sampler_ros.bags.messages import detections_to_msg
 from importance_sampler_ros.progress import add_progress_arguments, progress_mode
 from importance_sampler_ros.progress import progress as iterate
+from importance_sampler_ros.synth.situations import ALL_TAGS, MIXES, parse_situations
 from importance_sampler_ros.synth.world import (
     CAMERA_FRAME_ID,
     GROUND_TRUTH_TOPIC,
@@ -24,8 +25,9 @@ def write_drive_bag(config: SynthConfig, out: str | Path, storage: str = 'mcap',
     """Render the drive of `config` into a new bag at `out`; returns the number of frames.
 
     Each frame gives one sensor_msgs/Image (rgb8, frame_id 'camera') on /camera/image_raw and one
-    DetectionArray (the ground truth) on /ground_truth/detections, both logged at the frame's
-    stamp. The bag's bytes depend only on the config (and the versions of rosbags and numpy).
+    DetectionArray (the ground truth, with the frame's situation tags in `situations`) on
+    /ground_truth/detections, both logged at the frame's stamp. The bag's bytes depend only on
+    the config (and the versions of rosbags and numpy).
     `progress` is a mode of `importance_sampler_ros.progress.Progress`.
     """
     out = Path(out)
@@ -57,12 +59,19 @@ def configure_synth_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--storage', choices=('mcap', 'sqlite3'), default='mcap',
                         help='rosbag2 storage plugin')
     add_progress_arguments(parser)
+    parser.add_argument('--situations', nargs='+', default=None, metavar='TAG',
+                        help='force situation tags on every frame (TAG) or exclude them (no-TAG); '
+                             "'common' excludes every rare tag. Tags: " + ', '.join(ALL_TAGS))
+    parser.add_argument('--mix', choices=sorted(MIXES), default='default',
+                        help="frequencies of rare situations: 'default' (the long tail) or "
+                             "'common' (a tenth of that)")
 
 
 def run_synth(args: argparse.Namespace) -> int:
     try:
         config = SynthConfig(width=args.width, height=args.height, fps=args.fps,
-                             seconds=args.seconds, seed=args.seed)
+                             seconds=args.seconds, seed=args.seed,
+                             situations=parse_situations(args.situations), mix=args.mix)
     except ValueError as exc:
         print(f'importance-sampler synth: {exc}', file=sys.stderr)
         return 2

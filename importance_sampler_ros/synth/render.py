@@ -8,7 +8,7 @@ pixel (alpha >= 0.4), from which the ground-truth boxes of the visible parts are
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -66,21 +66,48 @@ class Lighting:
 
 
 def sample_lighting(rng: np.random.Generator) -> Lighting:
+    """A drive-wide light level as the world drew it before episodes: day, dusk or night."""
     u = rng.random()
+    name = 'day' if u < 0.55 else 'dusk' if u < 0.8 else 'night'
+    return episode_lighting(name, 'clear', rng)
+
+
+def episode_lighting(name: str, weather: str, rng: np.random.Generator) -> Lighting:
+    """The light of an episode: `name` 'day' / 'dusk' / 'night', `weather` 'clear' / 'rain' /
+    'fog'. Rain darkens, lowers visibility to 150-350 m and lengthens the exposure; fog brings
+    visibility down to 45-90 m (Koschmieder), so contrast fades within tens of metres."""
     k = float(rng.uniform(0.85, 1.15))
-    if u < 0.55:
-        foggy = rng.random() < 0.15
-        return Lighting('day', (k, k, k * 0.98), (0.35, 0.55, 0.85), (0.78, 0.82, 0.86),
-                        (0.74, 0.77, 0.8), float(rng.uniform(120, 220) if foggy
-                                                 else rng.uniform(300, 1500)),
-                        0.012, 0.15, 0.0, 0.5)
-    if u < 0.8:
-        return Lighting('dusk', (0.62 * k, 0.5 * k, 0.45 * k), (0.22, 0.22, 0.42),
-                        (0.85, 0.52, 0.32), (0.62, 0.47, 0.42), float(rng.uniform(200, 900)),
-                        0.02, 0.35, 0.3, 0.3)
-    return Lighting('night', (0.16 * k, 0.16 * k, 0.2 * k), (0.01, 0.01, 0.03),
-                    (0.06, 0.06, 0.09), (0.06, 0.06, 0.08), float(rng.uniform(250, 900)),
-                    0.028, 0.6, 0.9, 0.1)
+    if name == 'day':
+        light = Lighting('day', (k, k, k * 0.98), (0.35, 0.55, 0.85), (0.78, 0.82, 0.86),
+                         (0.74, 0.77, 0.8), float(rng.uniform(300, 1500)), 0.012, 0.15, 0.0,
+                         0.5)
+    elif name == 'dusk':
+        light = Lighting('dusk', (0.62 * k, 0.5 * k, 0.45 * k), (0.22, 0.22, 0.42),
+                         (0.85, 0.52, 0.32), (0.62, 0.47, 0.42), float(rng.uniform(200, 900)),
+                         0.02, 0.35, 0.3, 0.3)
+    elif name == 'night':
+        light = Lighting('night', (0.16 * k, 0.16 * k, 0.2 * k), (0.01, 0.01, 0.03),
+                         (0.06, 0.06, 0.09), (0.06, 0.06, 0.08), float(rng.uniform(250, 900)),
+                         0.028, 0.6, 0.9, 0.1)
+    else:
+        raise ValueError(f'unknown lighting {name!r}')
+    if weather == 'rain':
+        grey = float(rng.uniform(0.55, 0.75))
+        amb = tuple(a * grey for a in light.ambient)
+        haze = tuple(0.5 * h + 0.5 * a * 0.6 for h, a in zip(light.haze, amb, strict=True))
+        light = replace(light, ambient=amb, sky_top=haze, sky_horizon=haze, haze=haze,
+                        visibility_m=float(rng.uniform(150, 350)),
+                        noise_sigma=light.noise_sigma * 1.6, exposure=min(0.8, light.exposure * 2),
+                        sun_shadow=0.1)
+    elif weather == 'fog':
+        level = float(np.mean(light.ambient))
+        haze = tuple(min(1.0, 0.78 * level + 0.04) for _ in range(3))
+        light = replace(light, ambient=tuple(a * 0.85 for a in light.ambient), sky_top=haze,
+                        sky_horizon=haze, haze=haze, visibility_m=float(rng.uniform(45, 90)),
+                        sun_shadow=0.05)
+    elif weather != 'clear':
+        raise ValueError(f'unknown weather {weather!r}')
+    return light
 
 
 def pixel_span(start: float, length: float, lo: int, hi: int) -> tuple[int, int]:

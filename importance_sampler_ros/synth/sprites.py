@@ -226,8 +226,14 @@ def _vehicle_canvas(look: VehicleLook, extra_width: float = 0.0) -> Canvas:
     return Canvas(look.width_m + extra_width, look.height_m, ppm)
 
 
-def draw_vehicle(cls: str, view: str, look: VehicleLook, glow: float) -> Sprite:
-    """A car, van or truck seen from behind ('rear') or ahead ('front')."""
+def draw_vehicle(cls: str, view: str, look: VehicleLook, glow: float, variant: str = '',
+                 unlit: bool = False) -> Sprite:
+    """A car, van or truck seen from behind ('rear') or ahead ('front'); variant
+    'car_transporter' (a truck) carries cars on two open decks; unlit: lamps do not glow."""
+    if unlit:
+        glow = 0.0
+    if variant == 'car_transporter':
+        return _draw_car_transporter(view, look, glow)
     w, h, j = look.width_m, look.height_m, look.jitter
     mirrors = view == 'front' and cls in ('van', 'truck')
     c = _vehicle_canvas(look, 0.22 if mirrors else 0.0)
@@ -289,8 +295,22 @@ def draw_vehicle(cls: str, view: str, look: VehicleLook, glow: float) -> Sprite:
     return c.sprite()
 
 
-def draw_person(cls: str, view: str, look: PersonLook, phase: float, glow: float) -> Sprite:
-    """A pedestrian or a cyclist seen from behind/ahead ('rear'/'front') or crossing ('side')."""
+def draw_person(cls: str, view: str, look: PersonLook, phase: float, glow: float,
+                variant: str = '') -> Sprite:
+    """A pedestrian or a cyclist seen from behind/ahead ('rear'/'front') or crossing ('side').
+
+    Variants: 'pedestrian_umbrella' (a canopy above the head, wider and taller than the person),
+    'pedestrian_pushchair' (a pushchair beside the person), 'cyclist_trailer' (a child trailer
+    and its flag: in front of the legs seen from behind, its wheels beside them from ahead, behind
+    the bike from the side). The sprite's extent is person_extent()."""
+    if variant == 'pedestrian_pushchair':
+        return _hstack(draw_person(cls, view, look, phase, glow), _pushchair(look))
+    if variant == 'cyclist_trailer' and view == 'side':
+        return _hstack(_trailer_side(look, glow), draw_person(cls, view, look, phase, glow))
+    if variant == 'pedestrian_umbrella':
+        return _with_umbrella(draw_person(cls, view, look, phase, glow), look)
+    if variant == 'cyclist_trailer':
+        return _with_trailer(draw_person(cls, view, look, phase, glow), view, look, glow)
     if view == 'side':
         return _draw_person_side(cls, look, phase, glow)
     hp = look.height_m
@@ -308,7 +328,8 @@ def draw_person(cls: str, view: str, look: PersonLook, phase: float, glow: float
         c.mirrored_rect(0.2 * s, 0.42 * hp, 0.26 * s, 0.45 * hp, look.skin)  # hands
     else:
         shoulder = hip + 0.28 * hp
-        c.rect(-0.022 * s, 0.0, 0.022 * s, 0.68 * s, TYRE)  # the wheel, edge-on
+        c.rect(-0.03 * s, 0.0, 0.03 * s, 0.68 * s, TYRE)  # the wheel, edge-on
+        c.rect(-0.05 * s, 0.6 * s, 0.05 * s, 0.7 * s, (0.12, 0.12, 0.13))  # mudguard and rack
         pedal = 0.12 * s * np.sin(phase)
         for side, foot in ((-1, 0.22 * s + pedal), (1, 0.22 * s - pedal)):
             c.rect(side * 0.035 * s, foot, side * 0.14 * s, hip, look.trousers)
@@ -412,4 +433,192 @@ def draw_prop(kind: str, rng: np.random.Generator) -> Sprite:
     c.ellipse(0, height - crown_r, crown_r, crown_r, green)
     c.ellipse(0.3 * crown_r, height - 1.2 * crown_r, 0.6 * crown_r, 0.6 * crown_r,
               _shade(green, 0.75))
+    return c.sprite()
+
+
+# --- rare variants -------------------------------------------------------------------------------
+
+UMBRELLA_PALETTE: tuple[Colour, ...] = (
+    (0.05, 0.05, 0.06), (0.1, 0.15, 0.45), (0.6, 0.08, 0.1), (0.12, 0.35, 0.15), (0.8, 0.7, 0.1),
+)
+TRAILER_PALETTE: tuple[Colour, ...] = ((0.85, 0.6, 0.05), (0.2, 0.35, 0.7), (0.75, 0.1, 0.1))
+UMBRELLA_RADIUS_M, UMBRELLA_RISE_M = 0.55, 0.38
+PUSHCHAIR_WIDTH_M = 0.62
+TRAILER_WIDTH_M, TRAILER_LENGTH_M = 0.85, 1.3
+HIVIS: Colour = (0.95, 0.62, 0.05)
+
+
+def person_extent(cls: str, view: str, height_m: float, variant: str = '') -> tuple[float, float]:
+    """(width, height) in metres that draw_person's sprite covers."""
+    s = height_m / 1.75
+    width = (0.9 * s if cls == 'pedestrian' else 1.8 * s) if view == 'side' else 0.72 * s
+    height = height_m if cls == 'pedestrian' else 0.93 * height_m
+    if variant == 'pedestrian_umbrella':
+        return max(width, 2 * UMBRELLA_RADIUS_M), height + UMBRELLA_RISE_M
+    if variant == 'pedestrian_pushchair':
+        return width + PUSHCHAIR_WIDTH_M, height
+    if variant == 'cyclist_trailer':
+        return (width + TRAILER_LENGTH_M if view == 'side' else max(width, TRAILER_WIDTH_M + 0.1),
+                height)
+    return width, height
+
+
+def _hstack(left: Sprite, right: Sprite) -> Sprite:
+    """Two sprites of the same height side by side (resampled to the taller pixel grid)."""
+    rows = max(left.stack.shape[0], right.stack.shape[0])
+    parts = []
+    for sp in (left, right):
+        if sp.stack.shape[0] != rows:
+            idx = np.minimum((np.arange(rows) * sp.stack.shape[0]) // rows,
+                             sp.stack.shape[0] - 1)
+            parts.append(sp.stack[idx])
+        else:
+            parts.append(sp.stack)
+    return Sprite(np.ascontiguousarray(np.concatenate(parts, axis=1)),
+                  left.width_m + right.width_m, left.height_m)
+
+
+def _widen(sprite: Sprite, width_m: float, height_m: float) -> Canvas:
+    """A canvas of the given extent with the sprite pasted bottom-centre (same resolution)."""
+    ppm = sprite.stack.shape[0] / sprite.height_m
+    c = Canvas(width_m, height_m, ppm)
+    r, w = sprite.stack.shape[:2]
+    col0 = max(0, (c.cols - w) // 2)
+    w = min(w, c.cols - col0)
+    row0 = c.rows - r
+    st = sprite.stack[max(0, -row0):, :w]
+    a = st[..., 3]
+    rows = slice(max(0, row0), c.rows)
+    cols = slice(col0, col0 + w)
+    safe = np.maximum(a, 1e-6)[..., None]
+    c.rgb[rows, cols] = st[..., 0:3] / safe
+    c.alpha[rows, cols] = a
+    c.emit[rows, cols] = st[..., 4:7]
+    return c
+
+
+def _with_umbrella(sprite: Sprite, look: PersonLook) -> Sprite:
+    width = max(sprite.width_m, 2 * UMBRELLA_RADIUS_M)
+    c = _widen(sprite, width, sprite.height_m + UMBRELLA_RISE_M)
+    colour = UMBRELLA_PALETTE[int(look.shirt[0] * 97 + look.trousers[1] * 53) % 5]
+    top = sprite.height_m + UMBRELLA_RISE_M
+    c.ellipse(0.0, top - UMBRELLA_RISE_M * 0.95, UMBRELLA_RADIUS_M, UMBRELLA_RISE_M * 0.95,
+              colour, upper_only=True)
+    c.segment(0.0, top - UMBRELLA_RISE_M, 0.0, sprite.height_m * 0.62, 0.025, (0.1, 0.1, 0.1))
+    c.mirrored_rect(0.04, sprite.height_m * 0.6, 0.12, sprite.height_m * 0.66, look.skin)
+    return c.sprite()
+
+
+def _pushchair(look: PersonLook) -> Sprite:
+    hp = look.height_m
+    c = Canvas(PUSHCHAIR_WIDTH_M, hp, 110.0 / hp)
+    body = TRAILER_PALETTE[int(look.shirt[2] * 89) % 3]
+    c.mirrored_rect(0.18, 0.0, 0.27, 0.2, TYRE)
+    c.rect(-0.26, 0.2, 0.26, 0.32, (0.15, 0.15, 0.16))
+    c.rect(-0.24, 0.32, 0.24, 0.82, body)
+    c.ellipse(0.0, 0.82, 0.27, 0.2, _shade(body, 0.7), upper_only=True)  # hood
+    c.rect(-0.3, 0.95, 0.3, 0.99, (0.1, 0.1, 0.1))  # push bar
+    return c.sprite()
+
+
+def _with_trailer(sprite: Sprite, view: str, look: PersonLook, glow: float) -> Sprite:
+    width = max(sprite.width_m, TRAILER_WIDTH_M + 0.1)
+    c = _widen(sprite, width, sprite.height_m)
+    fabric = TRAILER_PALETTE[int(look.shirt[1] * 71) % 3]
+    half = TRAILER_WIDTH_M / 2
+    c.segment(-half + 0.05, 0.3, -half + 0.05, 1.55, 0.02, (0.2, 0.2, 0.2))  # flag pole
+    c.rect(-half + 0.05, 1.4, -half + 0.3, 1.55, (0.95, 0.4, 0.05), 0.3 * glow)
+    c.mirrored_rect(half - 0.05, 0.0, half + 0.05, 0.45, TYRE)
+    if view == 'rear':  # the trailer is nearer than the rider: it hides the legs and wheel
+        c.rect(-half + 0.06, 0.12, half - 0.06, 0.8, fabric)
+        c.trapezoid(0.8, 0.95, half - 0.06, half - 0.2, _shade(fabric, 0.75))
+        c.mirrored_rect(half - 0.2, 0.3, half - 0.1, 0.36, TAIL_LIGHT, 0.8 * glow)
+    return c.sprite()
+
+
+def _trailer_side(look: PersonLook, glow: float) -> Sprite:
+    hp = look.height_m
+    c = Canvas(TRAILER_LENGTH_M, 0.93 * hp, 110.0 / hp)
+    fabric = TRAILER_PALETTE[int(look.shirt[1] * 71) % 3]
+    c.ring(-0.1, 0.23, 0.22, 0.05, TYRE)
+    c.trapezoid(0.15, 0.85, 0.45, 0.3, fabric, xc=-0.1)
+    c.segment(0.35, 0.35, 0.65, 0.38, 0.03, (0.15, 0.15, 0.15))  # tow bar
+    c.segment(-0.5, 0.4, -0.5, 1.5, 0.02, (0.2, 0.2, 0.2))
+    c.rect(-0.5, 1.35, -0.3, 1.5, (0.95, 0.4, 0.05), 0.3 * glow)
+    return c.sprite()
+
+
+def _small_car(c: Canvas, y0: float, width: float, height: float, body: Colour, glass: Colour,
+               view: str) -> None:
+    """A car's back (or front) drawn on a transporter deck starting at height y0."""
+    c.rect(-width / 2, y0 + 0.1 * height, width / 2, y0 + 0.56 * height, body)
+    c.trapezoid(y0 + 0.56 * height, y0 + height, 0.47 * width, 0.36 * width, body)
+    c.trapezoid(y0 + 0.6 * height, y0 + 0.93 * height, 0.41 * width, 0.3 * width, glass)
+    c.mirrored_rect(0.28 * width, y0, 0.46 * width, y0 + 0.14 * height, TYRE)
+    lamp = TAIL_LIGHT if view == 'rear' else HEAD_LIGHT
+    c.mirrored_rect(0.3 * width, y0 + 0.42 * height, 0.47 * width, y0 + 0.5 * height, lamp)
+
+
+def _draw_car_transporter(view: str, look: VehicleLook, glow: float) -> Sprite:
+    w, h = look.width_m, look.height_m
+    c = _vehicle_canvas(look)
+    steel = _shade(look.body, 0.9)
+    j = look.jitter
+    cars = [(_shade(BODY_PALETTE[int(abs(v) * 9.99)], 1.0)) for v in j]
+    c.rect(-0.42 * w, 0, 0.42 * w, 0.2 * h, UNDERBODY)
+    c.mirrored_rect(0.2 * w, 0, 0.49 * w, 0.13 * h, TYRE)
+    c.rect(-0.4 * w, 0.05 * h, 0.4 * w, 0.075 * h, (0.3, 0.3, 0.3))  # under-run bar
+    lower, upper = 0.22 * h, 0.58 * h
+    if view == 'front':  # the cab, with the upper deck's car overhanging it
+        c.rect(-w / 2, 0.12 * h, w / 2, 0.6 * h, look.body)
+        c.rect(-0.44 * w, 0.38 * h, 0.44 * w, 0.56 * h, look.glass)
+        c.rect(-0.3 * w, 0.18 * h, 0.3 * w, 0.33 * h, UNDERBODY)
+        c.mirrored_rect(0.34 * w, 0.17 * h, 0.46 * w, 0.22 * h, HEAD_LIGHT, glow)
+        c.rect(-w / 2, 0.6 * h, w / 2, 0.63 * h, steel)
+        _small_car(c, 0.63 * h, 0.72 * w, 0.35 * h, cars[0], look.glass, 'front')
+        return c.sprite()
+    c.rect(-w / 2, lower - 0.03 * h, w / 2, lower, steel)  # deck beams
+    c.rect(-w / 2, upper - 0.03 * h, w / 2, upper, steel)
+    c.mirrored_rect(0.46 * w, lower, 0.5 * w, h, steel)  # side posts
+    _small_car(c, lower, 0.74 * w, 0.33 * h, cars[1], look.glass, 'rear')
+    _small_car(c, upper, 0.74 * w, 0.36 * h, cars[2], look.glass, 'rear')
+    c.mirrored_rect(0.36 * w, 0.14 * h, 0.46 * w, 0.18 * h, TAIL_LIGHT, 0.8 * glow)
+    return c.sprite()
+
+
+def draw_roadworks_prop(kind: str, rng: np.random.Generator) -> Sprite:
+    """Roadworks: a traffic cone, a striped barrier, or an odd machine (excavator or roller)."""
+    if kind == 'cone':
+        c = Canvas(0.36, 0.75, 120.0)
+        orange = (0.95, 0.35, 0.05)
+        c.rect(-0.18, 0.0, 0.18, 0.04, (0.1, 0.1, 0.1))
+        c.trapezoid(0.04, 0.75, 0.15, 0.03, orange)
+        c.trapezoid(0.35, 0.45, 0.1, 0.085, (0.92, 0.92, 0.9), glow=0.0)
+        c.trapezoid(0.55, 0.62, 0.07, 0.06, (0.92, 0.92, 0.9))
+        return c.sprite()
+    if kind == 'barrier':
+        c = Canvas(1.8, 1.15, 80.0)
+        c.mirrored_rect(0.75, 0.0, 0.8, 1.0, (0.3, 0.3, 0.3))
+        for k in range(6):
+            colour = (0.85, 0.08, 0.06) if k % 2 == 0 else (0.93, 0.93, 0.9)
+            c.rect(-0.9 + 0.3 * k, 0.65, -0.6 + 0.3 * k, 0.95, colour)
+        c.ellipse(-0.75, 1.05, 0.08, 0.08, (0.95, 0.7, 0.05), glow=0.8)  # warning lamp
+        return c.sprite()
+    yellow = _shade((0.9, 0.68, 0.08), float(rng.uniform(0.8, 1.1)))
+    if rng.random() < 0.5:  # excavator: tracks, body, cab, arm and bucket
+        c = Canvas(3.6, 3.4, 40.0)
+        c.rect(-1.3, 0.0, 1.3, 0.7, (0.12, 0.12, 0.12))
+        c.rect(-1.2, 0.7, 1.2, 1.7, yellow)
+        c.rect(-1.1, 1.7, 0.1, 2.9, yellow)
+        c.rect(-0.95, 1.95, -0.05, 2.75, (0.1, 0.12, 0.14))
+        c.segment(0.5, 1.6, 1.4, 3.2, 0.28, yellow)
+        c.segment(1.4, 3.2, 1.7, 1.2, 0.22, yellow)
+        c.trapezoid(0.5, 1.2, 0.15, 0.3, (0.2, 0.2, 0.2), xc=1.65)
+        return c.sprite()
+    c = Canvas(2.4, 2.9, 45.0)  # road roller: a wide drum, body and a canopy on posts
+    c.rect(-1.15, 0.0, 1.15, 1.1, (0.25, 0.25, 0.27))
+    c.rect(-1.0, 1.1, 1.0, 1.8, yellow)
+    c.mirrored_rect(0.8, 1.8, 0.88, 2.7, (0.15, 0.15, 0.15))
+    c.rect(-1.0, 2.7, 1.0, 2.85, yellow)
+    c.ellipse(0.0, 2.9, 0.1, 0.08, (0.95, 0.6, 0.05), glow=0.8)
     return c.sprite()

@@ -1,14 +1,19 @@
 """Training the default detector on synthetic frames, and evaluating a checkpoint by distance.
 
 `importance-sampler train` trains the 'isr_small' Faster R-CNN (detector.build_model) from
-scratch on frames rendered on the fly (synth.random_frame: one random frame of a fresh drive per
+scratch, or from a checkpoint's weights (--init-from), on frames rendered on the fly
+(synth.random_frame of the situation mix --mix, by default 'common': rare situations at a tenth of
+their share, as under-represented as in a fleet's first model; one random frame of a fresh drive per
 sample; training drive seeds are TRAIN_SEED_BASE + seed * 10^7 + sample index, so they never
 meet the small held-out seeds that `evaluate` uses). AdamW, linear warm-up, then cosine decay over
 the iteration count (--iterations) or over the wall-clock budget (--minutes). Fully offline.
 
 `importance-sampler evaluate` runs a checkpoint over held-out drives and reports mAP@0.5 (VOC
-all-point interpolated AP per class, averaged over the classes present) per box-height bin and
-per distance bin, and how often matched objects get the wrong class (near vs far).
+all-point interpolated AP per class, averaged over the classes present) per box-height bin, per
+distance bin and per situation tag, the per-frame errors (false positives, missed, wrong class)
+at the published score threshold overall and per tag, the oracle's top-10 % error enrichment, and
+how often matched objects get the wrong class (near vs far). The matching and AP arithmetic live
+in importance_sampler_ros.evaluation (one home).
 
 Only numpy, torch, torchvision and this package are imported (no rosbags). Both commands report
 progress through `importance_sampler_ros.progress` (steps of train, frames of evaluate).
@@ -31,13 +36,10 @@ import numpy as np
 import torch
 
 from importance_sampler_ros.detection.detections import FrameDetections
-from importance_sampler_ros.evaluation.detection_map import (
-    DISTANCE_BINS,
-    HEIGHT_BINS,
-    class_confusion,
-    mean_average_precision,
-)
+from importance_sampler_ros.evaluation.detection_map import class_confusion, evaluate_detections
+from importance_sampler_ros.evaluation.errors import enrichment, errors_by_tag, frame_errors
 from importance_sampler_ros.progress import Progress, add_progress_arguments, progress_mode
+from importance_sampler_ros.synth.situations import MIXES, parse_situations
 from importance_sampler_ros.synth.world import CLASS_NAMES, Drive, SynthConfig, random_frame
 
 ARCHITECTURE = 'isr_small'
@@ -65,6 +67,8 @@ class TrainSettings:
     log_every: int = 20
     save_every: int = 200
     command: str = ''
+    mix: str = 'common'  # situation mix of the training drives (synth.situations.MIXES)
+    init_from: Path | None = None  # warm start: weights of this checkpoint (same architecture)
 
     def __post_init__(self) -> None:
         if self.iterations is None and self.minutes is None:
@@ -75,6 +79,8 @@ class TrainSettings:
             raise ValueError(f'--minutes must be > 0, got {self.minutes}')
         if self.batch_size < 1:
             raise ValueError(f'--batch-size must be >= 1, got {self.batch_size}')
+        if self.mix not in MIXES:
+            raise ValueError(f'--mix must be one of {sorted(MIXES)}, got {self.mix!r}')
 
 
 def training_seed(seed: int, index: int) -> int:
@@ -84,14 +90,17 @@ def training_seed(seed: int, index: int) -> int:
 class SyntheticFrames(torch.utils.data.Dataset):
     """Sample i: a random frame of training drive training_seed(seed, i), as (image, target)."""
 
-    def __init__(self, seed: int, length: int, width: int, height: int) -> None:
+    def __init__(self, seed: int, length: int, width: int, height: int,
+                 mix: str = 'common') -> None:
         self.seed, self.length, self.width, self.height = seed, length, width, height
+        self.mix = mix
 
     def __len__(self) -> int:
         return self.length
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        frame = random_frame(training_seed(self.seed, index), self.width, self.height)
+        frame = random_frame(training_seed(self.seed, index), self.width, self.height,
+                             mix=self.mix)
         image = torch.from_numpy(frame.image).permute(2, 0, 1).float().div_(255.0)
         target = {
             'boxes': torch.from_numpy(frame.truth.boxes.astype(np.float32)).reshape(-1, 4),
@@ -118,14 +127,26 @@ def train(settings: TrainSettings, log: Any = print, progress: str = 'off') -> d
     `progress`: a mode of `importance_sampler_ros.progress.Progress` counting steps (total
     --iterations when given)."""
     from importance_sampler_ros.detection.detector import (
+        apply_state_dict,
         build_model,
+        read_checkpoint,
         resolve_device,
         save_checkpoint,
     )
 
     device = resolve_device(settings.device)
     torch.manual_seed(settings.seed)
-    model = build_model(ARCHITECTURE, len(CLASS_NAMES), MIN_SIZE, MAX_SIZE).to(device)
+    model = build_model(ARCHITECTURE, len(CLASS_NAMES), MIN_SIZE, MAX_SIZE)
+    if settings.init_from is not None:
+        state_dict, meta = read_checkpoint(settings.init_from)
+        if meta.get('architecture', ARCHITECTURE) != ARCHITECTURE or list(
+                meta.get('class_names', CLASS_NAMES)) != list(CLASS_NAMES):
+            raise ValueError(f'--init-from {settings.init_from}: not an {ARCHITECTURE} model '
+                             f'of classes {list(CLASS_NAMES)}')
+        apply_state_dict(model, state_dict, source=str(settings.init_from),
+                         architecture=ARCHITECTURE)
+        log(f'warm start from {settings.init_from}')
+    model = model.to(device)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr,
                                   weight_decay=settings.weight_decay)
@@ -136,13 +157,13 @@ def train(settings: TrainSettings, log: Any = print, progress: str = 'off') -> d
     max_iterations = settings.iterations if settings.iterations is not None else 10**9
     dataset = SyntheticFrames(settings.seed, max_iterations * settings.batch_size
                               if settings.iterations is not None else 10**9,
-                              settings.width, settings.height)
+                              settings.width, settings.height, settings.mix)
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=settings.batch_size, shuffle=False, num_workers=workers,
         collate_fn=_collate, persistent_workers=workers > 0,
         prefetch_factor=4 if workers > 0 else None)
     log(f'training {ARCHITECTURE} on {device} (workers {workers}, batch {settings.batch_size}, '
-        f'iterations {settings.iterations}, minutes {settings.minutes})')
+        f'iterations {settings.iterations}, minutes {settings.minutes}, mix {settings.mix})')
     start = time.perf_counter()
     step, recent, summary_loss = 0, [], math.nan
     batches: Iterator = iter(loader)
@@ -202,6 +223,9 @@ def _save(settings: TrainSettings, model: torch.nn.Module, step: int, wall_s: fl
                         else 'cpu'),
         'batch_size': settings.batch_size, 'lr': settings.lr, 'final_loss': loss,
         'torch': str(torch.__version__), 'train_seed_base': TRAIN_SEED_BASE,
+        'mix': settings.mix,
+        'init_from': str(settings.init_from) if settings.init_from is not None else None,
+        'threads': torch.get_num_threads(),
     }
     save_checkpoint(settings.out, model, architecture=ARCHITECTURE, class_names=CLASS_NAMES,
                     min_size=MIN_SIZE, max_size=MAX_SIZE, extra={'training': summary})
@@ -225,6 +249,11 @@ def configure_train_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--log-every', type=int, default=20,
                         help='print the loss every n iterations')
     add_progress_arguments(parser)
+    parser.add_argument('--mix', choices=sorted(MIXES), default='common',
+                        help="situation mix of the training drives: 'common' (rare situations "
+                             "at a tenth of their share, a fleet's first model) or 'default'")
+    parser.add_argument('--init-from', default=None,
+                        help='warm start from the weights of this checkpoint')
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -237,6 +266,7 @@ def run_train(args: argparse.Namespace) -> int:
             out=Path(args.out), iterations=args.iterations, minutes=args.minutes,
             seed=args.seed, device=args.device, batch_size=args.batch_size, lr=args.lr,
             warmup=args.warmup, workers=args.workers, log_every=args.log_every,
+            mix=args.mix, init_from=Path(args.init_from) if args.init_from else None,
             command='importance-sampler train ' + shlex.join(sys.argv[2:]))
         train(settings, log=lambda line: print(line, flush=True), progress=progress_mode(args))
     except (ValueError, RuntimeError) as error:
@@ -247,10 +277,47 @@ def run_train(args: argparse.Namespace) -> int:
 
 # --- evaluation ------------------------------------------------------------------------------
 
+DEFAULT_SCORE_THRESHOLD = 0.3  # the detector node's default; errors are counted at this score
+THRESHOLD_SWEEP = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+def _frames_of(seed: int, seconds: float, stride: int, situations: Sequence[str] | None,
+               mix: str) -> tuple[Drive, list]:
+    drive = Drive(SynthConfig(seconds=seconds, seed=seed, mix=mix,
+                              situations=parse_situations(situations)))
+    return drive, [drive.render(k) for k in range(0, len(drive), stride)]
+
+
+def error_summary(truths: Sequence[FrameDetections], detections: Sequence[FrameDetections],
+                  drives: Sequence[int], score_threshold: float) -> dict[str, Any]:
+    """Per-frame errors at `score_threshold` (evaluation.errors): errors per frame, the share of
+    published detections that are false positives, the oracle's top-10 % enrichment (ranked
+    within each drive), and errors per frame by situation tag."""
+    errors = [frame_errors(d, t, score_threshold)
+              for t, d in zip(truths, detections, strict=True)]
+    totals = np.array([e.total for e in errors], np.float64)
+    published = sum(e.n_detections for e in errors)
+    fp = sum(e.false_positives for e in errors)
+    return {
+        'score_threshold': score_threshold,
+        'errors_per_frame': float(totals.mean()) if len(totals) else math.nan,
+        'false_positives_per_frame': fp / max(1, len(errors)),
+        'missed_per_frame': sum(e.missed for e in errors) / max(1, len(errors)),
+        'wrong_class_per_frame': sum(e.wrong_class for e in errors) / max(1, len(errors)),
+        'published_per_frame': published / max(1, len(errors)),
+        'false_positive_share': fp / published if published else math.nan,
+        'oracle_enrichment': enrichment(totals, totals, 0.1, np.asarray(drives)),
+        'by_tag': errors_by_tag(errors, truths),
+    }
+
+
 def evaluate(checkpoint: str | Path, seeds: Sequence[int], seconds: float, stride: int,
              device: str = 'cpu', batch: int = 4, log: Any = print,
-             progress: str = 'off') -> dict[str, Any]:
-    """Run a checkpoint on held-out drives; mAP by height and distance bin, and confusions.
+             progress: str = 'off', situations: Sequence[str] | None = None, mix: str = 'default',
+             score_threshold: float = DEFAULT_SCORE_THRESHOLD) -> dict[str, Any]:
+    """Run a checkpoint on held-out drives (of the given situations / mix): mAP@0.5 by height
+    bin, distance bin and situation tag (evaluation.detection_map), confusions, and the per-frame
+    errors at score_threshold (overall, per tag, and swept over THRESHOLD_SWEEP).
 
     `progress`: a mode of `importance_sampler_ros.progress.Progress` counting frames."""
     from importance_sampler_ros.detection.detector import Detector, DetectorConfig
@@ -259,6 +326,7 @@ def evaluate(checkpoint: str | Path, seeds: Sequence[int], seconds: float, strid
                                        device=device))
     truths: list[FrameDetections] = []
     dets: list[FrameDetections] = []
+    drives: list[int] = []
     start = time.perf_counter()
     total = sum(len(range(0, SynthConfig(seconds=seconds, seed=s).n_frames, stride))
                 for s in seeds)
@@ -266,22 +334,30 @@ def evaluate(checkpoint: str | Path, seeds: Sequence[int], seconds: float, strid
     if progress != 'off':
         log = bar.write
     for seed in seeds:
-        drive = Drive(SynthConfig(seconds=seconds, seed=seed))
-        frames = [drive.render(k) for k in range(0, len(drive), stride)]
+        drive, frames = _frames_of(seed, seconds, stride, situations, mix)
         for i in range(0, len(frames), batch):
             chunk = frames[i:i + batch]
             dets += detector.detect_batch([f.image for f in chunk], [f.stamp_ns for f in chunk])
             truths += [f.truth for f in chunk]
             bar.update(len(chunk))
-        log(f'drive seed {seed} ({drive.lighting.name}): {len(frames)} frames')
+        drives += [seed] * len(frames)
+        kinds = sorted({e.kind for e in drive.episodes if e.t0 < seconds})
+        log(f'drive seed {seed}: {len(frames)} frames, episodes {kinds}')
     bar.close()
+    views = evaluate_detections(truths, dets)
     result = {
         'checkpoint': str(checkpoint), 'seeds': list(seeds), 'seconds': seconds,
-        'stride': stride, 'frames': len(truths),
-        'map_by_height': mean_average_precision(truths, dets, HEIGHT_BINS, 'height'),
-        'map_by_distance': mean_average_precision(truths, dets, DISTANCE_BINS, 'distance'),
-        'map_all': mean_average_precision(truths, dets)['all'],
-        'confusion': class_confusion(truths, dets),
+        'stride': stride, 'frames': len(truths), 'situations': list(situations or []),
+        'mix': mix,
+        'map_by_height': views['by_height'],
+        'map_by_distance': views['by_distance'],
+        'map_all': views['overall'],
+        'map_by_tag': views['by_tag'],
+        'confusion': class_confusion(truths, dets, score_threshold),
+        'errors': error_summary(truths, dets, drives, score_threshold),
+        'threshold_sweep': {
+            str(t): {k: v for k, v in error_summary(truths, dets, drives, t).items()
+                     if k != 'by_tag'} for t in THRESHOLD_SWEEP},
         'wall_s': round(time.perf_counter() - start, 1),
         'training': detector.checkpoint_meta.get('training'),
     }
@@ -290,7 +366,8 @@ def evaluate(checkpoint: str | Path, seeds: Sequence[int], seconds: float, strid
 
 def format_report(result: dict[str, Any]) -> str:
     classes = CLASS_NAMES[1:]
-    lines = [f"{result['frames']} frames from drives {result['seeds']}",
+    lines = [f"{result['frames']} frames from drives {result['seeds']}"
+             f" (mix {result.get('mix', 'default')}, situations {result.get('situations', [])})",
              'mAP@0.5       ' + ' '.join(f'{c[:6]:>7}' for c in classes) + '     mAP  n_truth']
     for key in ('map_by_height', 'map_by_distance'):
         for name, row in result[key].items():
@@ -298,7 +375,31 @@ def format_report(result: dict[str, Any]) -> str:
             lines.append(f'{name:<14}{aps} {row["mAP"]:7.3f} {row["n_truth"]:8d}')
     lines.append(f"{'all':<14}" + ' '.join(f'{result["map_all"][c]:7.3f}' for c in classes)
                  + f' {result["map_all"]["mAP"]:7.3f}')
-    lines.append('class confusion (score >= 0.3): wrong class among found / missed')
+    errors = result['errors']
+    threshold = errors['score_threshold']
+    bins = list(result['map_by_height'])
+    lines.append(f'by situation tag: mAP@0.5 (all, then by height bin); errors per frame at '
+                 f'score >= {threshold} (FP / missed / wrong class)')
+    lines.append(f"{'tag':<22}{'frames':>7} {'mAP':>6} " + ' '.join(f'{b[:6]:>6}' for b in bins)
+                 + f" {'errors':>7} {'FP':>6} {'FN':>6} {'WC':>5}")
+    for tag, row in result['map_by_tag'].items():
+        err = errors['by_tag'].get(tag, {})
+        lines.append(f'{tag:<22}{row["n_frames"]:7d} {row["mAP"]:6.3f} '
+                     + ' '.join(f'{row.get(b, math.nan):6.3f}' for b in bins)
+                     + f" {err.get('errors_per_frame', math.nan):7.2f}"
+                     f" {err.get('false_positives_per_frame', math.nan):6.2f}"
+                     f" {err.get('missed_per_frame', math.nan):6.2f}"
+                     f" {err.get('wrong_class_per_frame', math.nan):5.2f}")
+    lines.append(f"errors per frame {errors['errors_per_frame']:.2f} (FP "
+                 f"{errors['false_positives_per_frame']:.2f}, missed "
+                 f"{errors['missed_per_frame']:.2f}, wrong class "
+                 f"{errors['wrong_class_per_frame']:.2f}); oracle top-10 % enrichment "
+                 f"{errors['oracle_enrichment']:.2f}")
+    lines.append('score threshold: published per frame, false-positive share, errors per frame')
+    for t, row in result['threshold_sweep'].items():
+        lines.append(f'  >= {t:<5} {row["published_per_frame"]:6.2f} '
+                     f'{row["false_positive_share"]:6.3f} {row["errors_per_frame"]:6.2f}')
+    lines.append(f'class confusion (score >= {threshold}): wrong class among found / missed')
     for name, row in result['confusion'].items():
         lines.append(f'{name:<14} wrong {row["wrong_class_rate"]:.3f}  missed '
                      f'{row["miss_rate"]:.3f}  (n {row["n_truth"]})')
@@ -313,6 +414,13 @@ def configure_evaluate_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--seconds', type=float, default=30.0, help='length of each drive')
     parser.add_argument('--stride', type=int, default=3, help='evaluate every n-th frame (10 fps)')
     parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda'")
+    parser.add_argument('--situations', nargs='+', default=None, metavar='TAG',
+                        help="force (TAG) or exclude (no-TAG) situation tags of the drives; "
+                             "'common' excludes every rare tag")
+    parser.add_argument('--mix', choices=sorted(MIXES), default='default',
+                        help='rare-situation frequencies of the drives')
+    parser.add_argument('--score-threshold', type=float, default=DEFAULT_SCORE_THRESHOLD,
+                        help='score at which detections are published (errors are counted there)')
     parser.add_argument('--json', default=None, help='also write the results to this file')
     add_progress_arguments(parser)
 
@@ -326,9 +434,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     try:
+        parse_situations(args.situations)
+    except ValueError as error:
+        print(f'importance-sampler evaluate: {error}', file=sys.stderr)
+        return 2
+    try:
         result = evaluate(checkpoint, args.seeds, args.seconds, args.stride, args.device,
                           log=lambda line: print(line, flush=True),
-                          progress=progress_mode(args))
+                          progress=progress_mode(args), situations=args.situations,
+                          mix=args.mix, score_threshold=args.score_threshold)
     except (CheckpointError, ValueError, RuntimeError) as error:
         print(f'importance-sampler evaluate: {error}', file=sys.stderr)
         return 1
