@@ -75,8 +75,9 @@ def test_label_rows_and_retraining_lower_the_loss(detector, cached):
 
 def _run(strategy, seed, m, tag_m):
     return {'budget': 0.05, 'strategy': strategy, 'seed': seed, 'frames': 10,
-            'selected_error_enrichment': 1.0,
-            'test': {'mAP': m, 'by_tag': {'night': tag_m}, 'by_distance': {'<20 m': m}}}
+            'selected_error_enrichment': 1.0, 'near_duplicate_share': 0.0,
+            'test': {'mAP': m, 'rare_tags': tag_m, 'by_tag': {'night': tag_m},
+                     'by_distance': {'<20 m': m}}}
 
 
 def test_summary_pairs_each_strategy_with_random_of_the_same_seed():
@@ -87,27 +88,42 @@ def test_summary_pairs_each_strategy_with_random_of_the_same_seed():
     assert gain['mean'] == pytest.approx(0.035) and gain['n'] == 2
     assert gain['std'] == pytest.approx(np.std([0.05, 0.02], ddof=1))
     assert table['top']['by_tag']['night']['gain_over_random']['mean'] == pytest.approx(0.10)
+    assert table['top']['rare_tags']['gain_over_random']['mean'] == pytest.approx(0.10)
     assert table['random']['gain_over_random']['mean'] == 0.0
     assert math.isclose(table['top']['mAP']['mean'], 0.585)
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_closed_loop_command_smoke(tmp_path):
     from importance_sampler_ros.cli import main
 
     out = tmp_path / 'loop'
     code = main(['closed-loop', '--out', str(out), '--pool-seeds', '5201', '5202',
                  '--test-seeds', '6201', '--seconds', '3', '--seeds', '0', '--iterations', '3',
-                 '--replay-frames', '4', '--budgets', '0.1'])
+                 '--replay-frames', '4', '--budgets', '0.1', '--tail-seconds', '0.1'])
     assert code == 0
     result = json.loads((out / 'closed_loop.json').read_text())
     strategies = {r['strategy'] for r in result['runs']}
     assert {'random', 'sampler, 1/q weights', 'sampler, self-labels',
             'oracle (true errors)'} <= strategies
     assert len(result['runs']) == len(strategies)  # one seed
-    assert result['pool']['frames'] == 60 and result['test']['frames'] == 10
+    assert result['pool']['frames'] == 60 and result['test']['natural_frames'] == 10
+    assert result['test']['frames'] > 10  # plus one short forced drive per rare kind
     for run in result['runs']:
         assert 0.0 <= run['test']['mAP'] <= 1.0 and run['frames'] >= 1
+        assert 'night' in run['test']['by_tag'] and 0.0 <= run['near_duplicate_share'] <= 1.0
     assert {'before_relabels', 'after_relabels'} <= set(result['self_labels']['0.1'])
     assert any(row['scorer'] == 'prob_residual' for row in result['scoring'])
     assert (out / 'closed_loop_gain.png').stat().st_size > 10_000
+
+
+def test_near_duplicates_are_selected_frames_close_in_the_same_drive():
+    from types import SimpleNamespace
+
+    from importance_sampler_ros.closed_loop.experiment import near_duplicate_share
+
+    pool = [SimpleNamespace(drive_seed=d, index=i) for d, i in
+            [(1, 0), (1, 1), (1, 10), (2, 11), (2, 30)]]
+    assert near_duplicate_share(pool, np.array([0, 1, 2, 3, 4])) == pytest.approx(0.4)
+    assert near_duplicate_share(pool, np.array([2, 3])) == 0.0  # other drive

@@ -68,8 +68,9 @@ from importance_sampler_ros.evaluation.errors import (
 CANDIDATE_FLOOR = 0.05  # cached detections always carry candidates down to this score
 POOL_SEEDS = tuple(range(5001, 5009))
 TEST_SEEDS = (6001, 6002, 6003, 6004)
+TAIL_SEED_BASE = 7001
 QUICK = {'pool_seeds': (5001, 5002), 'test_seeds': (6001,), 'seconds': 8.0, 'seeds': (0,),
-         'replay_frames': 16, 'iterations': 10}
+         'replay_frames': 16, 'iterations': 10, 'tail_seconds': 1.0}
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,8 @@ class ClosedLoopSettings:
     seconds: float = 60.0
     fps: float = 10.0
     test_stride: int = 3
+    # one forced drive per rare situation kind in the test set, this long (0 = none)
+    tail_seconds: float = 10.0
     budgets: tuple[float, ...] = (0.05,)
     seeds: tuple[int, ...] = (0, 1, 2)
     checkpoint: str | None = None
@@ -103,25 +106,38 @@ class ClosedLoopSettings:
 Log = Callable[[str], None]
 
 
-def _drive_frames(seeds: Sequence[int], seconds: float, fps: float, stride: int
-                  ) -> Iterator[SourceFrame]:
+def _drive_frames(seeds: Sequence[int], seconds: float, fps: float, stride: int,
+                  force: Sequence[str] = ()) -> Iterator[SourceFrame]:
+    from importance_sampler_ros.synth.situations import SituationSpec
     from importance_sampler_ros.synth.world import Drive, SynthConfig
 
+    spec = SituationSpec(force=frozenset(force))
     for seed in seeds:
-        drive = Drive(SynthConfig(seconds=seconds, fps=fps, seed=seed))
+        drive = Drive(SynthConfig(seconds=seconds, fps=fps, seed=seed, situations=spec))
         for k in range(0, len(drive), stride):
             frame = drive.render(k)
             yield SourceFrame(frame.image, frame.stamp_ns, frame.truth, seed, k)
 
 
+def _tail_drives(seed_base: int, seconds: float, fps: float, stride: int
+                 ) -> Iterator[SourceFrame]:
+    """One short drive per rare situation kind with its tags forced, so that every rare tag
+    has enough test frames for its own mAP (the natural drives hold a few percent of each)."""
+    from importance_sampler_ros.synth.situations import RARE_KINDS
+
+    for k, kind in enumerate(RARE_KINDS):
+        yield from _drive_frames((seed_base + k,), seconds, fps, stride, sorted(kind.tags))
+
+
 def _replay_frames(count: int) -> Iterator[SourceFrame]:
-    """Frames of the default detector's own training distribution (never pool or test)."""
+    """Frames of the default detector's own training distribution (the 'common' mix: rare
+    situations a tenth of their share), from seeds no pool, test or training drive uses."""
     from importance_sampler_ros.synth.world import random_frame
     from importance_sampler_ros.training.train import TRAIN_SEED_BASE
 
     for i in range(count):
         seed = TRAIN_SEED_BASE + 900_000_000 + i
-        frame = random_frame(seed)
+        frame = random_frame(seed, mix='common')
         yield SourceFrame(frame.image, frame.stamp_ns, frame.truth, seed, 0)
 
 
@@ -192,12 +208,22 @@ def _labelled(pool: Sequence[CachedFrame], selection: Selection, box_coder,
     return out
 
 
-def _evaluation_row(result: dict[str, Any]) -> dict[str, Any]:
+def _evaluate(truths: Sequence, detections: Sequence, n_natural: int) -> dict[str, Any]:
+    """Test mAP@0.5: overall, by height and distance on the natural drives (the fleet's mix);
+    per situation tag over every test frame carrying the tag (natural and forced drives);
+    'rare_tags': the mean over the rare tags present."""
+    from importance_sampler_ros.evaluation.detection_map import map_by_tag
+    from importance_sampler_ros.synth.situations import RARE_TAGS
+
+    natural = evaluate_detections(truths[:n_natural], detections[:n_natural])
+    by_tag = {k: v['mAP'] for k, v in map_by_tag(truths, detections).items()}
+    rare = [v for k, v in by_tag.items() if k in RARE_TAGS and not math.isnan(v)]
     return {
-        'mAP': result['overall']['mAP'],
-        'by_height': {k: v['mAP'] for k, v in result['by_height'].items()},
-        'by_distance': {k: v['mAP'] for k, v in result['by_distance'].items()},
-        'by_tag': {k: v['mAP'] for k, v in result['by_tag'].items()},
+        'mAP': natural['overall']['mAP'],
+        'rare_tags': float(np.mean(rare)) if rare else math.nan,
+        'by_height': {k: v['mAP'] for k, v in natural['by_height'].items()},
+        'by_distance': {k: v['mAP'] for k, v in natural['by_distance'].items()},
+        'by_tag': by_tag,
     }
 
 
@@ -224,23 +250,32 @@ def run_closed_loop(settings: ClosedLoopSettings, log: Log = print) -> dict[str,
     test = _cache(detector, _drive_frames(settings.test_seeds, settings.seconds, settings.fps,
                                           settings.test_stride),
                   n_test * len(settings.test_seeds), False, 'test set', log)
+    n_natural_test = len(test)
+    if settings.tail_seconds > 0:
+        from importance_sampler_ros.synth.situations import RARE_KINDS
+
+        n_tail = len(range(0, round(settings.tail_seconds * settings.fps), settings.test_stride))
+        test += _cache(detector, _tail_drives(TAIL_SEED_BASE, settings.tail_seconds,
+                                              settings.fps, settings.test_stride),
+                       n_tail * len(RARE_KINDS), False, 'test set, rare situations', log)
     replay_cache = _cache(detector, _replay_frames(settings.replay_frames),
                           settings.replay_frames, True, 'replay set', log)
     replay = [label_frame(f, f.truth.boxes, f.truth.class_ids, box_coder, 'truth')
               for f in replay_cache]
     del replay_cache
     test_truth = [f.truth for f in test]
-    base = evaluate_detections(test_truth, detect_cached(LastLayers(detector), detector, test))
-    log(f'base model on the test set: mAP@0.5 {base["overall"]["mAP"]:.3f}')
+    base = _evaluate(test_truth, detect_cached(LastLayers(detector), detector, test),
+                     n_natural_test)
+    log(f'base model on the test set: mAP@0.5 {base["mAP"]:.3f}, rare tags {base["rare_tags"]:.3f}')
     errors = true_errors(pool, threshold)
     result: dict[str, Any] = {
         'settings': _settings_dict(settings),
         'model': detector.model_name,
         'pool': {'frames': len(pool), 'drives': list(settings.pool_seeds),
                  'errors_per_frame': float(errors.mean()), 'tag_shares': _tag_shares(pool)},
-        'test': {'frames': len(test), 'drives': list(settings.test_seeds),
-                 'tag_shares': _tag_shares(test)},
-        'base_model': _evaluation_row(base),
+        'test': {'frames': len(test), 'natural_frames': n_natural_test,
+                 'drives': list(settings.test_seeds), 'tag_shares': _tag_shares(test)},
+        'base_model': base,
         'scoring': scoring_table(pool, threshold, settings.budgets[0]),
         'runs': [],
     }
@@ -277,8 +312,8 @@ def run_closed_loop(settings: ClosedLoopSettings, log: Log = print) -> dict[str,
                 }
             for selection in selections:
                 result['runs'].append(_train_and_evaluate(
-                    selection, budget, pool, errors, own, replay, test, test_truth, detector,
-                    box_coder, settings, log))
+                    selection, budget, pool, errors, own, replay, test, test_truth,
+                    n_natural_test, detector, box_coder, settings, log))
     result['self_labels'] = self_label_info
     result['summary'] = summarise(result['runs'])
     result['wall_s'] = round(time.perf_counter() - started, 1)
@@ -287,15 +322,14 @@ def run_closed_loop(settings: ClosedLoopSettings, log: Log = print) -> dict[str,
 
 def _train_and_evaluate(selection: Selection, budget: float, pool: Sequence[CachedFrame],
                         errors: np.ndarray, own_labels, replay: Sequence[LabelledFrame],
-                        test: Sequence[CachedFrame], test_truth, detector, box_coder,
-                        settings: ClosedLoopSettings, log: Log) -> dict[str, Any]:
+                        test: Sequence[CachedFrame], test_truth, n_natural: int, detector,
+                        box_coder, settings: ClosedLoopSettings, log: Log) -> dict[str, Any]:
     t0 = time.perf_counter()
     layers = LastLayers(detector)
     frames = _labelled(pool, selection, box_coder, own_labels)
     torch.manual_seed(selection.seed)
     losses = finetune(layers, frames, replay, settings.finetune, seed=1000 + selection.seed)
-    evaluation = _evaluation_row(evaluate_detections(
-        test_truth, detect_cached(layers, detector, test)))
+    evaluation = _evaluate(test_truth, detect_cached(layers, detector, test), n_natural)
     picked = errors[selection.indices]
     row = {
         'budget': budget, 'strategy': selection.strategy, 'seed': selection.seed,
@@ -304,6 +338,7 @@ def _train_and_evaluate(selection: Selection, budget: float, pool: Sequence[Cach
         'selected_error_enrichment': (float(picked.mean() / errors.mean())
                                       if len(picked) and errors.mean() else math.nan),
         'selected_tag_shares': _tag_shares(pool, selection.indices),
+        'near_duplicate_share': near_duplicate_share(pool, selection.indices),
         'info': selection.info, 'finetune': losses, 'test': evaluation,
         'seconds': round(time.perf_counter() - t0, 1),
     }
@@ -311,6 +346,21 @@ def _train_and_evaluate(selection: Selection, budget: float, pool: Sequence[Cach
         f'{len(selection.indices):4d} frames, errors x{row["selected_error_enrichment"]:.2f}, '
         f'test mAP {evaluation["mAP"]:.3f}')
     return row
+
+
+def near_duplicate_share(pool: Sequence[CachedFrame], indices: np.ndarray, frames: int = 2
+                         ) -> float:
+    """Share of selected frames with another selected frame of the same drive at most `frames`
+    frames away (consecutive frames of one scene: what redundancy control is about)."""
+    if len(indices) < 2:
+        return 0.0
+    keys = sorted((pool[i].drive_seed, pool[i].index) for i in indices)
+    close = np.zeros(len(keys), bool)
+    for k in range(1, len(keys)):
+        (d0, i0), (d1, i1) = keys[k - 1], keys[k]
+        if d0 == d1 and i1 - i0 <= frames:
+            close[k - 1] = close[k] = True
+    return float(close.mean())
 
 
 def _mean_std(values: Sequence[float]) -> dict[str, float]:
@@ -345,10 +395,13 @@ def summarise(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
                             [_cell(a, key, sub) - _cell(b, key, sub) for a, b in paired])}
 
             overall = stats('mAP')
+            rare = stats('rare_tags')
             table[strategy] = {
+                'rare_tags': rare,
                 'frames': _mean_std([r['frames'] for r in mine]),
                 'selected_error_enrichment': _mean_std(
                     [r['selected_error_enrichment'] for r in mine]),
+                'near_duplicate_share': _mean_std([r['near_duplicate_share'] for r in mine]),
                 'mAP': overall['mAP'],
                 'gain_over_random': overall['gain_over_random'],
                 'by_tag': {t: stats('by_tag', t) for t in sorted(mine[0]['test']['by_tag'])},
@@ -373,15 +426,21 @@ def format_summary(result: dict[str, Any]) -> str:
     for budget, table in result['summary'].items():
         lines.append(f'budget {float(budget):.1%} of the pool: test mAP@0.5 after retraining '
                      '(mean +- sd over seeds) and gain over random (paired by seed), in points')
-        lines.append(f"{'strategy':<34} {'frames':>6} {'err x':>6} {'mAP':>13} {'gain':>14}")
+        lines.append(f"{'strategy':<34} {'frames':>6} {'err x':>6} {'mAP':>13} {'gain':>14} "
+                     f"{'rare-tag mAP':>15} {'rare gain':>14}")
         for strategy, row in table.items():
-            gain = row['gain_over_random']
+            gain, rare = row['gain_over_random'], row['rare_tags']
             lines.append(
                 f"{strategy:<34} {row['frames']['mean']:6.0f} "
                 f"{row['selected_error_enrichment']['mean']:6.2f} "
                 f"{row['mAP']['mean']:6.3f} +- {row['mAP']['std']:.3f} "
-                f"{100 * gain['mean']:+6.2f} +- {100 * gain['std']:.2f}")
-    lines.append("'err x': errors per selected frame / errors per pool frame (1 = random)")
+                f"{100 * gain['mean']:+6.2f} +- {100 * gain['std']:.2f} "
+                f"{rare['mAP']['mean']:8.3f} +- {rare['mAP']['std']:.3f} "
+                f"{100 * rare['gain_over_random']['mean']:+6.2f} +- "
+                f"{100 * rare['gain_over_random']['std']:.2f}")
+    lines.append("'err x': errors per selected frame / errors per pool frame (1 = random); mAP "
+                 'on the natural test drives; rare-tag mAP: mean over the rare situation tags '
+                 '(natural and forced test drives)')
     return '\n'.join(lines)
 
 
@@ -436,6 +495,9 @@ def configure_closed_loop_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--fps', type=float, default=defaults.fps, help='frames per second')
     parser.add_argument('--test-stride', type=int, default=defaults.test_stride,
                         help='evaluate every n-th test frame')
+    parser.add_argument('--tail-seconds', type=float, default=defaults.tail_seconds,
+                        help='length of the one forced drive per rare situation kind added to '
+                             'the test set (0 = none)')
     parser.add_argument('--budgets', type=float, nargs='+', default=list(defaults.budgets),
                         help="share of the pool's frames each strategy may select")
     parser.add_argument('--seeds', type=int, nargs='+', default=list(defaults.seeds),
@@ -458,13 +520,15 @@ def configure_closed_loop_parser(parser: argparse.ArgumentParser) -> None:
 def run_closed_loop_command(args: argparse.Namespace) -> int:
     values = {'pool_seeds': tuple(args.pool_seeds), 'test_seeds': tuple(args.test_seeds),
               'seconds': args.seconds, 'seeds': tuple(args.seeds),
-              'replay_frames': args.replay_frames, 'iterations': args.iterations}
+              'replay_frames': args.replay_frames, 'iterations': args.iterations,
+              'tail_seconds': args.tail_seconds}
     if args.quick:
         values.update(QUICK)
     try:
         settings = ClosedLoopSettings(
             out=Path(args.out), pool_seeds=values['pool_seeds'], test_seeds=values['test_seeds'],
             seconds=values['seconds'], fps=args.fps, test_stride=args.test_stride,
+            tail_seconds=values['tail_seconds'],
             budgets=tuple(args.budgets), seeds=values['seeds'], checkpoint=args.checkpoint,
             params_file=args.params, device=args.device, replay_frames=values['replay_frames'],
             finetune=FinetuneSettings(iterations=values['iterations'], lr=args.lr,

@@ -50,8 +50,10 @@ class DetectorConfig(Settings):
     class_names: tuple[str, ...] = param(
         CLASS_NAMES, "The model's classes, index = class id, starting with '__background__' "
         "(the synthetic world's by default)", check=_class_list)
-    score_threshold: float = param(0.3, 'Minimum class probability of a published detection',
-                                   min_value=0.0, max_value=1.0)
+    score_threshold: float = param(
+        0.6, 'Minimum class probability of a published detection (0.6: the lowest with at most '
+        '25 % false positives for the shipped model, models/MODEL_CARD.md)',
+        min_value=0.0, max_value=1.0)
     nms_threshold: float = param(0.5, 'IoU above which per-class NMS suppresses a box',
                                  min_value=0.0, max_value=1.0)
     detections_per_image: int = param(100, 'Most detections kept per image',
