@@ -18,10 +18,10 @@ MS = 1_000_000
 
 def cfg(**changes) -> RelabelConfig:
     """The relabel rule with round test thresholds: near = box >= 40 px and score >= 0.5, no
-    identity-switch segmentation; the shipped defaults are stricter (tuned on detector output,
-    benchmarks/tune_relabel.py) and tested separately below."""
+    identity-switch segmentation and no match-quality check; the shipped defaults are stricter
+    (tuned on detector output, benchmarks/tune_relabel.py) and tested separately below."""
     return RelabelConfig(**{'near_min_height_px': 40.0, 'near_min_score': 0.5,
-                            'segment_min_iou': 0.0, **changes})
+                            'segment_min_iou': 0.0, 'relabel_min_match_iou': 0.0, **changes})
 
 
 def frame(t: int, classes: list[int], heights: list[float], scores=None, boxes=None):
@@ -115,7 +115,7 @@ def test_changed_near_class_reissues_every_correction():
 
 
 def test_track_that_never_gets_near_produces_nothing_and_is_freed():
-    tracker = RelabelingTracker(TrackerConfig(max_age=1), cfg())
+    tracker = RelabelingTracker(TrackerConfig(max_age=1, far_max_age=0), cfg())
     far = [frame(t, [1 if t % 2 else 2], [20.0]) for t in range(20)]
     empty = [FrameDetections(stamp_ns=(t + 1) * 100 * MS) for t in range(20, 23)]
     out = run(tracker, far + empty)
@@ -198,12 +198,18 @@ def test_config_validation():
               'near_min_score': 0.4, 'near_rule': 'or', 'near_window': 4, 'near_min_votes': 2,
               'near_min_agreement': 0.5, 'relabel_min_confidence': 0.3,
               'relabel_min_observations': 3, 'relabel_history_size': 50,
-              'relabel_near_field': True, 'segment_min_iou': 0.0, 'other': 'ignored'}
+              'relabel_near_field': True, 'segment_min_iou': 0.0, 'relabel_min_match_iou': 0.2,
+              'far_max_age': 4, 'far_height_px': 30.0, 'lost_padding_per_frame': 0.0,
+              'match_candidates': False, 'candidate_iou_threshold': 0.4, 'max_detections': 50,
+              'max_tracks': 60, 'duplicate_iou': 0.0, 'duplicate_containment': 0.0,
+              'relabel_max_span_s': 2.0, 'other': 'ignored'}
     config = NODES['tracker_node'].build(values)
     tracker = RelabelingTracker(config.of(TrackerConfig), config.of(RelabelConfig))
     assert tracker.tracker.config.min_hits == 2
     assert tracker.relabeler.config.near_rule == 'or'
     assert tracker.relabeler.config.relabel_near_field
+    assert tracker.tracker.config.far_max_age == 4 and not tracker.tracker.config.match_candidates
+    assert tracker.relabeler.config.relabel_min_match_iou == 0.2
 
 
 def test_near_field_observations_are_evidence_not_corrected_by_default():
