@@ -255,3 +255,35 @@ def test_shipped_defaults_are_the_tuned_ones():
     assert (defaults.near_min_height_px, defaults.near_min_score, defaults.segment_min_iou) == (
         60.0, 0.9, 0.5)
     assert not defaults.relabel_near_field
+
+
+def test_poorly_matched_observations_are_not_relabelled_and_lower_the_confidence():
+    relabeler = NearToFarRelabeler(cfg(relabel_min_match_iou=0.5))
+    frames = [frame(t, [1 if t < 6 else 2], [approaching(t)]) for t in range(9)]
+    matches = [float('nan'), 0.9, 0.3, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9]  # t=2: a weak match
+    events = [e for t, f in enumerate(frames)
+              for e in relabeler.observe(f, np.array([1]), match_ious=np.array([matches[t]]))]
+    assert len(events) == 1
+    relabelled = [o.stamp_ns for o in events[0].observations]
+    assert relabelled == [f.stamp_ns for t, f in enumerate(frames[:6]) if t != 2]
+    plain = NearToFarRelabeler(cfg(relabel_min_match_iou=0.0))
+    [plain_event] = [e for t, f in enumerate(frames)
+                     for e in plain.observe(f, np.array([1]), match_ious=np.array([matches[t]]))]
+    # purity 8 of 9 observations well matched: the confidence drops by that share
+    assert events[0].confidence == pytest.approx(plain_event.confidence * 8 / 9)
+
+
+def test_observations_older_than_the_span_are_not_relabelled():
+    tracker = RelabelingTracker(relabel=cfg(relabel_max_span_s=0.5))
+    frames = [frame(t, [1 if t < 6 else 2], [approaching(t)]) for t in range(12)]
+    events = [e for o in run(tracker, frames) for e in o.relabels]
+    # the vote at t = 8 (0.9 s): observations from 0.4 s on, the far ones t = 3..5
+    assert [o.stamp_ns for o in events[0].observations] == [f.stamp_ns for f in frames[3:6]]
+
+
+def test_the_tracker_hands_its_match_quality_to_the_relabeler():
+    tracker = RelabelingTracker(relabel=cfg())
+    run(tracker, [frame(t, [1], [approaching(t)]) for t in range(4)])
+    history = tracker.relabeler.history(1)
+    assert np.isnan(history[0].match_iou)  # the first observation started the track
+    assert all(0.3 <= o.match_iou <= 1.0 for o in history[1:])
