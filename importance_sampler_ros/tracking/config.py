@@ -46,10 +46,10 @@ class TrackerConfig(Settings):
                                          'detection of another class from which it is a '
                                          'duplicate of it (part boxes on one object; 0 = off)',
                                          min_value=0.0, max_value=1.0)
-    max_detections: int = param(1000, 'Detections (and candidates) per frame that are tracked; '
+    max_detections: int = param(500, 'Detections (and candidates) per frame that are tracked; '
                                 'the lowest-scored ones beyond are not (track id 0) and counted '
                                 'as dropped', min_value=1, max_value=1000000)
-    max_tracks: int = param(4000, 'Live tracks at most; beyond it no new track starts',
+    max_tracks: int = param(2000, 'Live tracks at most; beyond it no new track starts',
                             min_value=1, max_value=1000000)
 
 

@@ -169,15 +169,14 @@ def _hungarian_by_component(iou: np.ndarray, allowed: np.ndarray
                        shape=(n_rows + n_cols, n_rows + n_cols))
     _, labels = connected_components(graph, directed=False)
     pair_labels = labels[pair_rows]
-    order = np.argsort(pair_labels, kind='stable')
+    sizes = np.bincount(pair_labels)
+    single = sizes[pair_labels] == 1  # a pair alone in its component is matched as it is
+    out_rows, out_cols = [pair_rows[single]], [pair_cols[single]]
+    order = np.flatnonzero(~single)
+    order = order[np.argsort(pair_labels[order], kind='stable')]
     bounds = np.flatnonzero(np.diff(pair_labels[order])) + 1
-    out_rows, out_cols = [], []
-    for group in np.split(order, bounds):
+    for group in np.split(order, bounds) if len(order) else ():
         rows, cols = pair_rows[group], pair_cols[group]
-        if len(group) == 1:
-            out_rows.append(rows)
-            out_cols.append(cols)
-            continue
         sub_rows, row_index = np.unique(rows, return_inverse=True)
         sub_cols, col_index = np.unique(cols, return_inverse=True)
         sub = np.zeros((len(sub_rows), len(sub_cols)))
