@@ -427,29 +427,28 @@ class SortTracker:
         if (threshold <= 0.0 and self.config.duplicate_containment <= 0.0) or len(valid) < 2:
             return valid, empty, empty
         order = valid[np.argsort(-scores[valid], kind='stable')]
-        b = boxes[order].astype(np.float64)
-        w = np.minimum(b[:, None, 2], b[None, :, 2]) - np.maximum(b[:, None, 0], b[None, :, 0])
-        h = np.minimum(b[:, None, 3], b[None, :, 3]) - np.maximum(b[:, None, 1], b[None, :, 1])
-        inter = np.triu(np.maximum(w, 0.0) * np.maximum(h, 0.0), 1)  # (better, worse) pairs
-        if not inter.any():
-            return valid, empty, empty
-        area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-        close = np.zeros(inter.shape, bool)
+        x1, y1, x2, y2 = boxes[order].T
+        w = np.minimum.outer(x2, x2) - np.maximum.outer(x1, x1)
+        h = np.minimum.outer(y2, y2) - np.maximum.outer(y1, y1)
+        inter = np.maximum(w, 0.0, out=w) * np.maximum(h, 0.0, out=h)
+        area = (x2 - x1) * (y2 - y1)
+        classes = class_ids[order]
+        close = classes[:, None] != classes[None, :]  # never the diagonal
+        close &= inter > 0.0
         if threshold > 0.0:
-            close |= inter >= threshold * (area[:, None] + area[None, :] - inter)
+            same = inter >= threshold * (area[:, None] + area[None, :] - inter)
+        else:
+            same = np.zeros(close.shape, bool)
         containment = self.config.duplicate_containment
         if containment > 0.0:
-            close |= inter >= containment * np.minimum(area[:, None], area[None, :])
-        close &= inter > 0.0
-        if not close.any():
-            return valid, empty, empty
-        classes = class_ids[order]
-        close &= classes[:, None] != classes[None, :]
+            same |= inter >= containment * np.minimum.outer(area, area)
+        close &= same
         if not close.any():
             return valid, empty, empty
         primary_of = list(range(len(order)))
         for better, worse in zip(*(i.tolist() for i in np.nonzero(close)), strict=True):
-            if primary_of[better] == better and primary_of[worse] == worse:
+            # rows are in score order: (better, worse) pairs only, worse joins once
+            if better < worse and primary_of[better] == better and primary_of[worse] == worse:
                 primary_of[worse] = better
         primary_of = np.array(primary_of)
         dup = primary_of != np.arange(len(order))
