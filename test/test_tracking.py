@@ -279,7 +279,7 @@ def test_assignment_per_component_equals_the_dense_hungarian():
 def test_thousands_of_detections_are_tracked_up_to_the_cap():
     rng = np.random.default_rng(5)
     tracker = SortTracker()
-    for t in range(3):
+    for _ in range(3):
         corners = rng.uniform(0, 4000, (5000, 2))
         step = tracker.update(np.hstack([corners, corners + 8]), scores=rng.random(5000))
         assert step.dropped == 5000 - 500 and (step.assigned_ids > 0).sum() == 500
