@@ -190,13 +190,19 @@ class NoiseModel:
     jitter: std of each box edge as a fraction of the box size (plus 0.5 px); dropout: chance a
     true object is missed in a frame; false_positives: mean spurious boxes per frame; confusion:
     chance of the look-alike class is 0.03 + confusion * exp(-height / 15 px), and each object
-    has one look-alike it is confused with.
+    has one look-alike it is confused with. candidate_share: chance that a missed object is
+    still handed on as a sub-threshold candidate (score 0.1-0.3, the box jittered like a
+    detection), and candidate_false_positives: mean spurious candidates per frame; candidates
+    go to `FrameDetections.candidates` (the tracker's second round; the reference SORT never
+    sees them).
     """
 
     jitter: float = 0.05
     dropout: float = 0.1
     false_positives: float = 0.5
     confusion: float = 0.4
+    candidate_share: float = 0.5
+    candidate_false_positives: float = 2.0
 
 
 @dataclass
@@ -208,10 +214,12 @@ class DetectionStream:
 def noisy_detections(truth: list[FrameDetections], noise: NoiseModel, seed: int,
                      width: int = 640, height: int = 192) -> DetectionStream:
     rng = np.random.default_rng([seed, 11])
+    candidate_rng = np.random.default_rng([seed, 13])  # detections stay those of no candidates
     look_alike: dict[int, int] = {}
     frames, rows = [], []
     for gt in truth:
-        keep = np.flatnonzero(rng.random(len(gt)) >= noise.dropout)
+        kept = rng.random(len(gt)) >= noise.dropout
+        keep = np.flatnonzero(kept)
         boxes = gt.boxes[keep].astype(np.float64)
         w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
         size = np.stack([w, h, w, h], axis=1)
@@ -236,9 +244,28 @@ def noisy_detections(truth: list[FrameDetections], noise: NoiseModel, seed: int,
         frames.append(FrameDetections(
             stamp_ns=gt.stamp_ns, frame_id=gt.frame_id, boxes=boxes[order],
             class_ids=classes[order], class_names=[CLASS_NAMES[c] for c in classes[order]],
-            scores=scores[order]))
+            scores=scores[order],
+            candidates=_candidates(gt, ~kept, noise, candidate_rng, width, height)))
         rows.append(np.concatenate([keep, np.full(n_fp, -1)])[order])
     return DetectionStream(frames, rows)
+
+
+def _candidates(gt: FrameDetections, missed: np.ndarray, noise: NoiseModel,
+                rng: np.random.Generator, width: int, height: int) -> FrameDetections:
+    """Sub-threshold candidates: some of the missed objects, plus spurious boxes."""
+    rows = np.flatnonzero(missed & (rng.random(len(gt)) < noise.candidate_share))
+    boxes = gt.boxes[rows].astype(np.float64)
+    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    boxes += rng.normal(0, 1, boxes.shape) * (noise.jitter * np.stack([w, h, w, h], 1) + 0.5)
+    n_fp = rng.poisson(noise.candidate_false_positives)
+    fp_size = rng.uniform(6, 50, (n_fp, 1)) * [0.8, 1.0]
+    fp_corner = rng.uniform(0, 1, (n_fp, 2)) * ([width, height] - fp_size)
+    boxes = np.vstack([boxes, np.hstack([fp_corner, fp_corner + fp_size])])
+    classes = np.concatenate([gt.class_ids[rows], rng.integers(1, 6, n_fp)])
+    return FrameDetections(
+        stamp_ns=gt.stamp_ns, frame_id=gt.frame_id, boxes=boxes, class_ids=classes,
+        class_names=[CLASS_NAMES[c] for c in classes.tolist()],
+        scores=rng.uniform(0.1, 0.3, len(boxes)))
 
 
 def detector_stream(seed: int, n_frames: int, checkpoint: Path, cache_dir: Path = DEFAULT_CACHE

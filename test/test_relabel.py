@@ -18,10 +18,10 @@ MS = 1_000_000
 
 def cfg(**changes) -> RelabelConfig:
     """The relabel rule with round test thresholds: near = box >= 40 px and score >= 0.5, no
-    identity-switch segmentation; the shipped defaults are stricter (tuned on detector output,
-    benchmarks/tune_relabel.py) and tested separately below."""
+    identity-switch segmentation and no match-quality check; the shipped defaults are stricter
+    (tuned on detector output, benchmarks/tune_relabel.py) and tested separately below."""
     return RelabelConfig(**{'near_min_height_px': 40.0, 'near_min_score': 0.5,
-                            'segment_min_iou': 0.0, **changes})
+                            'segment_min_iou': 0.0, 'relabel_min_match_iou': 0.0, **changes})
 
 
 def frame(t: int, classes: list[int], heights: list[float], scores=None, boxes=None):
@@ -115,7 +115,7 @@ def test_changed_near_class_reissues_every_correction():
 
 
 def test_track_that_never_gets_near_produces_nothing_and_is_freed():
-    tracker = RelabelingTracker(TrackerConfig(max_age=1), cfg())
+    tracker = RelabelingTracker(TrackerConfig(max_age=1, far_max_age=0), cfg())
     far = [frame(t, [1 if t % 2 else 2], [20.0]) for t in range(20)]
     empty = [FrameDetections(stamp_ns=(t + 1) * 100 * MS) for t in range(20, 23)]
     out = run(tracker, far + empty)
@@ -198,12 +198,18 @@ def test_config_validation():
               'near_min_score': 0.4, 'near_rule': 'or', 'near_window': 4, 'near_min_votes': 2,
               'near_min_agreement': 0.5, 'relabel_min_confidence': 0.3,
               'relabel_min_observations': 3, 'relabel_history_size': 50,
-              'relabel_near_field': True, 'segment_min_iou': 0.0, 'other': 'ignored'}
+              'relabel_near_field': True, 'segment_min_iou': 0.0, 'relabel_min_match_iou': 0.2,
+              'far_max_age': 4, 'far_height_px': 30.0, 'lost_padding_per_frame': 0.0,
+              'match_candidates': False, 'candidate_iou_threshold': 0.4, 'max_detections': 50,
+              'max_tracks': 60, 'duplicate_iou': 0.0, 'duplicate_containment': 0.0,
+              'relabel_max_span_s': 2.0, 'other': 'ignored'}
     config = NODES['tracker_node'].build(values)
     tracker = RelabelingTracker(config.of(TrackerConfig), config.of(RelabelConfig))
     assert tracker.tracker.config.min_hits == 2
     assert tracker.relabeler.config.near_rule == 'or'
     assert tracker.relabeler.config.relabel_near_field
+    assert tracker.tracker.config.far_max_age == 4 and not tracker.tracker.config.match_candidates
+    assert tracker.relabeler.config.relabel_min_match_iou == 0.2
 
 
 def test_near_field_observations_are_evidence_not_corrected_by_default():
@@ -249,3 +255,35 @@ def test_shipped_defaults_are_the_tuned_ones():
     assert (defaults.near_min_height_px, defaults.near_min_score, defaults.segment_min_iou) == (
         60.0, 0.9, 0.5)
     assert not defaults.relabel_near_field
+
+
+def test_poorly_matched_observations_are_not_relabelled_and_lower_the_confidence():
+    relabeler = NearToFarRelabeler(cfg(relabel_min_match_iou=0.5))
+    frames = [frame(t, [1 if t < 6 else 2], [approaching(t)]) for t in range(9)]
+    matches = [float('nan'), 0.9, 0.3, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9]  # t=2: a weak match
+    events = [e for t, f in enumerate(frames)
+              for e in relabeler.observe(f, np.array([1]), match_ious=np.array([matches[t]]))]
+    assert len(events) == 1
+    relabelled = [o.stamp_ns for o in events[0].observations]
+    assert relabelled == [f.stamp_ns for t, f in enumerate(frames[:6]) if t != 2]
+    plain = NearToFarRelabeler(cfg(relabel_min_match_iou=0.0))
+    [plain_event] = [e for t, f in enumerate(frames)
+                     for e in plain.observe(f, np.array([1]), match_ious=np.array([matches[t]]))]
+    # purity 8 of 9 observations well matched: the confidence drops by that share
+    assert events[0].confidence == pytest.approx(plain_event.confidence * 8 / 9)
+
+
+def test_observations_older_than_the_span_are_not_relabelled():
+    tracker = RelabelingTracker(relabel=cfg(relabel_max_span_s=0.5))
+    frames = [frame(t, [1 if t < 6 else 2], [approaching(t)]) for t in range(12)]
+    events = [e for o in run(tracker, frames) for e in o.relabels]
+    # the vote at t = 8 (0.9 s): observations from 0.4 s on, the far ones t = 3..5
+    assert [o.stamp_ns for o in events[0].observations] == [f.stamp_ns for f in frames[3:6]]
+
+
+def test_the_tracker_hands_its_match_quality_to_the_relabeler():
+    tracker = RelabelingTracker(relabel=cfg())
+    run(tracker, [frame(t, [1], [approaching(t)]) for t in range(4)])
+    history = tracker.relabeler.history(1)
+    assert np.isnan(history[0].match_iou)  # the first observation started the track
+    assert all(0.3 <= o.match_iou <= 1.0 for o in history[1:])

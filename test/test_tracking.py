@@ -167,3 +167,119 @@ def test_padding_keeps_a_tiny_far_object_on_one_track():
     plain_ids = [plain.update(tiny(t)).assigned_ids[0] for t in range(6)]
     assert padded_ids == [1] * 6
     assert len(set(plain_ids)) > 1  # plain IoU of 3 x 4 px boxes 2 px apart: 0.14 < 0.3
+
+
+def _frame(t: int, boxes, classes=None, scores=None, candidates=None) -> FrameDetections:
+    boxes = np.asarray(boxes, float).reshape(-1, 4)
+    n = len(boxes)
+    classes = [1] * n if classes is None else classes
+    return FrameDetections(
+        stamp_ns=(t + 1) * 100_000_000, boxes=boxes, class_ids=classes,
+        class_names=[str(c) for c in classes], scores=[0.9] * n if scores is None else scores,
+        candidates=None if candidates is None else FrameDetections(
+            stamp_ns=(t + 1) * 100_000_000, boxes=np.asarray(candidates, float).reshape(-1, 4),
+            class_ids=[1] * len(candidates), class_names=['1'] * len(candidates),
+            scores=[0.2] * len(candidates)))
+
+
+def big(t: int) -> list[float]:
+    return [100 + t, 50, 160 + t, 130]  # 80 px tall: near, coasts only max_age frames
+
+
+def small(t: int) -> list[float]:
+    return [300 + t, 80, 306 + t, 92]  # 12 px tall: far
+
+
+def test_a_candidate_keeps_a_track_alive_without_being_published():
+    config = TrackerConfig(max_age=1, far_max_age=0)
+    with_round_two, without = SortTracker(config), SortTracker(
+        TrackerConfig(max_age=1, far_max_age=0, match_candidates=False))
+    for t in range(3):
+        for tracker in (with_round_two, without):
+            tracker.update(_frame(t, [big(t)]))
+    for t in range(3, 6):  # the detector's score for the object fell below its threshold
+        step = with_round_two.update(_frame(t, [], candidates=[big(t)]))
+        without.update(_frame(t, [], candidates=[big(t)]))
+        assert len(step.track_ids) == 0 and step.candidate_matches == 1
+        assert step.tracks.track_ids.tolist() == [1]
+        np.testing.assert_allclose(step.tracks.boxes[0], big(t))  # the candidate's box
+        assert step.tracks.hits.tolist() == [3]  # a candidate is no hit
+    assert with_round_two.update(_frame(6, [big(6)])).track_ids.tolist() == [1]
+    assert without.update(_frame(6, [big(6)])).assigned_ids.tolist() == [2]  # track 1 ended
+
+
+def test_small_confirmed_boxes_coast_longer():
+    tracker = SortTracker(TrackerConfig(max_age=2, far_max_age=6, far_height_px=40.0))
+    for t in range(3):
+        tracker.update(_frame(t, [big(t), small(t)]))
+    for t in range(3, 8):  # both objects missed for 5 frames
+        step = tracker.update(_frame(t, []))
+    assert step.tracks.track_ids.tolist() == [2]  # the far one still coasts, the near one ended
+    assert tracker.update(_frame(8, [small(8)])).track_ids.tolist() == [2]
+
+
+def test_a_lost_track_is_found_where_its_padded_prediction_reaches():
+    def run(config: TrackerConfig) -> list[int]:
+        tracker = SortTracker(config)
+        for t in range(3):
+            tracker.update(_frame(t, [small(0)]))  # standing still, 6 x 12 px
+        for t in range(3, 6):
+            tracker.update(_frame(t, []))
+        # it comes back 5 px to the side (and a little larger): plain padding misses it
+        return tracker.update(_frame(6, [[305, 79, 312, 93]])).assigned_ids.tolist()
+
+    assert run(TrackerConfig()) == [1]
+    assert run(TrackerConfig(lost_padding_per_frame=0.0)) == [2]
+
+
+def test_another_class_on_the_same_box_joins_the_track_unpublished():
+    tracker = SortTracker(TrackerConfig(min_hits=1))
+    box = big(0)
+    shifted = [box[0] + 3, box[1] + 2, box[2] + 3, box[3] + 2]
+    step = tracker.update(_frame(0, [shifted, box], classes=[2, 1], scores=[0.4, 0.8]))
+    assert step.assigned_ids.tolist() == [1, 1]
+    assert step.duplicates.tolist() == [True, False]
+    assert step.track_ids.tolist() == [0, 1]
+    assert len(tracker) == 1
+    # the same two boxes of one class are two objects (NMS left both)
+    same_class = SortTracker(TrackerConfig(min_hits=1)).update(
+        _frame(0, [shifted, box], classes=[1, 1], scores=[0.4, 0.8]))
+    assert sorted(same_class.assigned_ids.tolist()) == [1, 2]
+    off = SortTracker(TrackerConfig(min_hits=1, duplicate_iou=0.0)).update(
+        _frame(0, [shifted, box], classes=[2, 1], scores=[0.4, 0.8]))
+    assert sorted(off.assigned_ids.tolist()) == [1, 2]
+
+
+def test_detections_beyond_the_cap_are_dropped_lowest_score_first():
+    tracker = SortTracker(TrackerConfig(max_detections=3, max_tracks=5))
+    boxes = [[20 * i, 0, 20 * i + 10, 10] for i in range(5)]
+    step = tracker.update(_frame(0, boxes, scores=[0.5, 0.9, 0.4, 0.8, 0.7]))
+    assert step.dropped == 2
+    assert (step.assigned_ids > 0).tolist() == [False, True, False, True, True]
+    step = tracker.update(_frame(1, [[20 * i, 50, 20 * i + 10, 60] for i in range(3)]))
+    assert step.dropped == 1 and len(tracker) == 5  # max_tracks: one new track left room
+
+
+def test_assignment_per_component_equals_the_dense_hungarian():
+    from importance_sampler_ros.tracking import sort
+
+    rng = np.random.default_rng(3)
+    centres = rng.uniform(0, 2000, (300, 2))
+    dets = np.hstack([centres, centres + 12])
+    tracks = dets[rng.permutation(300)] + rng.normal(0, 4, (300, 4))
+    iou = iou_matrix(dets, tracks)
+    assert iou.size > sort.SPARSE_ASSIGNMENT_PAIRS
+    allowed = (iou >= 0.2) & (iou > 0)
+    dense = sort._hungarian(iou, allowed)
+    sparse = sort.match_iou(iou, 0.2)
+    assert len(sparse[0]) == len(dense[0]) > 200
+    assert iou[sparse].sum() == pytest.approx(iou[dense].sum())
+
+
+def test_thousands_of_detections_are_tracked_up_to_the_cap():
+    rng = np.random.default_rng(5)
+    tracker = SortTracker()
+    for _ in range(3):
+        corners = rng.uniform(0, 4000, (5000, 2))
+        step = tracker.update(np.hstack([corners, corners + 8]), scores=rng.random(5000))
+        assert step.dropped == 5000 - 500 and (step.assigned_ids > 0).sum() == 500

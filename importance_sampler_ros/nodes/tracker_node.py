@@ -7,7 +7,10 @@ a confirmed track) and a RelabelArray with the relabels that frame triggered (of
 three carry the frame's header. Frames whose stamp is not newer than the last processed one are
 skipped, except after a jump back of `reset_on_jump_back_s` or more (a restarted bag or
 simulation), which resets the tracker; detections with NaN or inverted boxes are not tracked
-(track id 0). Skips are logged at most once per `warning_period_s`; the node keeps running.
+(track id 0), and so are those beyond the tracker's `max_detections` / `max_tracks` caps (the
+cost of a frame stays bounded). Skips and caps are logged at most once per `warning_period_s`;
+the node keeps running. Candidates below the detector's threshold (DetectionArray.candidates)
+feed the tracker's second association round; only the detections are published.
 Parameters: registry.NODES['tracker_node'] (TrackerConfig, RelabelConfig, TrackerNodeSettings).
 """
 from __future__ import annotations
@@ -41,6 +44,7 @@ class TrackerNode(Node):
         self.frames_processed = 0
         self.frames_skipped = 0
         self.detections_ignored = 0
+        self.detections_dropped = 0
         self.relabels_published = 0
         p = self.params
         self.tracks_pub = self.create_publisher(self.types.TrackArray, p.tracks_topic, FRAME_QOS)
@@ -70,6 +74,10 @@ class TrackerNode(Node):
         except ValueError as error:  # e.g. inconsistent arrays in a malformed message
             self._warn(f'skipping frame with stamp {stamp_ns} ns: {error}', skipped=True)
             return
+        if tracked.dropped:
+            self.detections_dropped += tracked.dropped
+            self._warn(f'frame with stamp {stamp_ns} ns: {tracked.dropped} detections or '
+                       'candidates not tracked (over max_detections per frame or max_tracks)')
         if len(tracked.ignored):
             self.detections_ignored += len(tracked.ignored)
             self._warn(f'frame with stamp {stamp_ns} ns: detections {tracked.ignored.tolist()} '

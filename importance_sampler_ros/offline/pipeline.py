@@ -55,8 +55,8 @@ FAR_DISTANCE_M = 40.0
 DISTANCE_BINS_M = (0.0, 20.0, 40.0, 60.0, 80.0, float('inf'))
 MATCH_IOU = 0.5
 CROP_SIZE = 48
-CROPS_PER_TRACK = 60
-CROP_TRACKS = 64  # tracks whose recent crops are held for the relabel strip (least recent go)
+CROPS_PER_TRACK = 100  # 10 s at 10 fps: a far object's earliest relabelled observation
+CROP_TRACKS = 48  # tracks whose recent crops are held for the relabel strip (least recent go)
 EXAMPLE_LIMIT = 6
 
 
@@ -177,8 +177,8 @@ class Pipeline:
         self.examples: list[RelabelExample] = []
         # set to a list to collect every relabel event (the closed loop's self-labels)
         self.relabel_log: list[RelabelEvent] | None = None
-        # track id -> stamp -> crop, while the relabel strip still wants examples
-        self._crops: OrderedDict[int, OrderedDict[int, np.ndarray]] = OrderedDict()
+        # track id -> (stamp, detection index) -> crop, while the relabel strip wants examples
+        self._crops: OrderedDict[int, OrderedDict[tuple[int, int], np.ndarray]] = OrderedDict()
 
     @property
     def model_name(self) -> str:
@@ -211,7 +211,8 @@ class Pipeline:
         self.stage_seconds['tracker'] += track_done - detect_done
         self.stage_seconds['recorder'] += record_done - track_done
         self._note_frame(frame, tracked.detections, len(frame.image_cdr))
-        self._note_relabels(tracked.relabels, frame, tracked.detections, rgb)
+        self._note_relabels(tracked.relabels, frame, tracked.detections, tracked.assigned_ids,
+                            rgb)
         self._note_results(results)
 
     def close(self) -> None:
@@ -242,17 +243,21 @@ class Pipeline:
             self.frames_kept += record.kept
 
     def _note_relabels(self, events: list[RelabelEvent], frame: InputFrame,
-                       detections: FrameDetections, rgb: np.ndarray | None) -> None:
+                       detections: FrameDetections, track_ids: np.ndarray,
+                       rgb: np.ndarray | None) -> None:
         if len(detections) and self.examples_wanted:
-            self._keep_crops(frame, detections, rgb)
+            self._keep_crops(frame, detections, track_ids, rgb)
         if self.relabel_log is not None:
             self.relabel_log.extend(events)
+        by_track: dict[int, list[RelabelEvent]] = {}
         for event in events:
             self.relabel_events += 1
             self.relabelled_observations += len(event.observations)
             self.truth.add_relabel(event)
+            by_track.setdefault(event.track_id, []).append(event)
+        for track_events in by_track.values():
             if self.examples_wanted:
-                self._add_example(event, frame)
+                self._add_example(track_events, frame)
         if not self.examples_wanted:
             self._crops.clear()
 
@@ -261,34 +266,46 @@ class Pipeline:
         return len(self.examples) < EXAMPLE_LIMIT
 
     def _keep_crops(self, frame: InputFrame, detections: FrameDetections,
-                    rgb: np.ndarray | None) -> None:
-        """The latest crops of each tracked detection, bounded per track and in tracks."""
+                    track_ids: np.ndarray, rgb: np.ndarray | None) -> None:
+        """The latest crops of each tracked detection (tentative tracks too: a far object's
+        first observations come before its track is confirmed), bounded per track and in
+        tracks."""
         rgb = image_to_rgb(frame.image) if rgb is None else rgb
-        for i, track_id in enumerate(detections.track_ids.tolist()):
+        for i, track_id in enumerate(track_ids.tolist()):
             crop = _crop(rgb, detections.boxes[i]) if track_id else None
             if crop is None:
                 continue
             crops = self._crops.setdefault(track_id, OrderedDict())
             self._crops.move_to_end(track_id)
-            crops[frame.stamp_ns] = crop
+            crops[(frame.stamp_ns, i)] = crop
             while len(crops) > CROPS_PER_TRACK:
                 crops.popitem(last=False)
         while len(self._crops) > CROP_TRACKS:
             self._crops.popitem(last=False)
 
-    def _add_example(self, event: RelabelEvent, frame: InputFrame) -> None:
-        crops = self._crops.get(event.track_id, {})
-        stamps = [o.stamp_ns for o in event.observations if o.stamp_ns in crops]
-        if not stamps or frame.stamp_ns not in crops:
+    def _add_example(self, events: list[RelabelEvent], frame: InputFrame) -> None:
+        """One row per track: its relabelled far observations of this frame's events (the
+        earliest first, up to four spread over them), then the near-field frame that decided.
+        """
+        event = events[0]
+        if any(e.track_id == event.track_id for e in self.examples):
             return
-        chosen = [stamps[i] for i in np.linspace(0, len(stamps) - 1, min(4, len(stamps))).astype(
-            int)]
-        captions = [f'{(s - frame.stamp_ns) / 1e9:+.1f} s\n{event.old_class_name}'
-                    for s in chosen]
+        crops = self._crops.get(event.track_id, {})
+        keys = sorted((o.stamp_ns, o.detection_index) for e in events for o in e.observations
+                      if (o.stamp_ns, o.detection_index) in crops
+                      and o.stamp_ns < frame.stamp_ns)
+        old_classes = {(o.stamp_ns, o.detection_index): e.old_class_name
+                       for e in events for o in e.observations}
+        now = [key for key in crops if key[0] == frame.stamp_ns]
+        if not keys or not now:
+            return
+        chosen = [keys[i] for i in np.linspace(0, len(keys) - 1, min(4, len(keys))).astype(int)]
+        captions = [f'{(key[0] - frame.stamp_ns) / 1e9:+.1f} s\n{old_classes[key]}'
+                    for key in chosen]
         self.examples.append(RelabelExample(
-            track_id=event.track_id, old_class=event.old_class_name,
+            track_id=event.track_id, old_class=old_classes[chosen[0]],
             new_class=event.new_class_name,
-            crops=[crops[s] for s in chosen] + [crops[frame.stamp_ns]],
+            crops=[crops[k] for k in chosen] + [crops[now[-1]]],
             captions=[*captions, f'now (near)\n{event.new_class_name}'],
         ))
 

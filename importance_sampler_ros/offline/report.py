@@ -309,8 +309,9 @@ def _plot_relative_variance(
 def _plot_relabel_examples(examples: Sequence[RelabelExample], path: Path) -> Path:
     rows = list(examples)[:6]
     columns = max(len(e.crops) for e in rows)
-    fig, axes = plt.subplots(len(rows), columns, figsize=(1.6 * columns, 1.9 * len(rows)),
-                             squeeze=False)
+    # at least 5 columns wide: the row labels left of the crops and the title need the room
+    fig, axes = plt.subplots(len(rows), columns, figsize=(1.6 * max(columns, 5) + 1.2,
+                                                          1.9 * len(rows) + 0.4), squeeze=False)
     for row, example in zip(axes, rows, strict=False):
         for ax in row:
             ax.axis('off')
@@ -320,5 +321,9 @@ def _plot_relabel_examples(examples: Sequence[RelabelExample], path: Path) -> Pa
         row[0].text(-0.1, 0.5, f'track {example.track_id}\n{example.old_class} -> '
                     f'{example.new_class}', transform=row[0].transAxes, ha='right',
                     va='center', fontsize=8)
-    fig.suptitle('Near-to-far relabels: one track from far (left) to near (right)', fontsize=9)
-    return save_figure(fig, path)
+    fig.suptitle('Near-to-far relabels, one track per row:\nrelabelled far observations '
+                 '(earliest left), then the near frame that decided', fontsize=9)
+    fig.tight_layout(rect=(0.12, 0.0, 1.0, 1.0))  # room for the row labels left of the crops
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -25,7 +25,7 @@ from __future__ import annotations
 import copy
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -35,14 +35,15 @@ from importance_sampler_ros.tracking.sort import SortTracker
 
 
 class Observation:
-    """One detection of a track. `relabelled_to`: class id it was relabelled to, or None."""
+    """One detection of a track. `relabelled_to`: class id it was relabelled to, or None.
+    `match_iou`: its association IoU with the track's prediction (NaN: it started the track)."""
 
-    __slots__ = ('box', 'class_id', 'class_name', 'detection_index', 'importance', 'near',
-                 'relabelled_to', 'score', 'stamp_ns')
+    __slots__ = ('box', 'class_id', 'class_name', 'detection_index', 'importance', 'match_iou',
+                 'near', 'relabelled_to', 'score', 'stamp_ns')
 
     def __init__(self, stamp_ns: int, box: tuple[float, float, float, float], class_id: int,
                  class_name: str, score: float, importance: float, detection_index: int,
-                 near: bool) -> None:
+                 near: bool, match_iou: float = float('nan')) -> None:
         self.stamp_ns = stamp_ns
         self.box = box
         self.class_id = class_id
@@ -51,6 +52,7 @@ class Observation:
         self.importance = importance
         self.detection_index = detection_index
         self.near = near
+        self.match_iou = match_iou
         self.relabelled_to: int | None = None
 
     def label(self) -> int:
@@ -97,13 +99,15 @@ def _box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
 
 class _TrackHistory:
     __slots__ = ('class_counts', 'confidence', 'count', 'near_class', 'near_class_name',
-                 'observations', 'votes')
+                 'observations', 'sorted_counts', 'votes', 'well_matched')
 
     def __init__(self, history_size: int, window: int) -> None:
         self.observations: deque[Observation] = deque(maxlen=history_size)
         self.votes: deque[Observation] = deque(maxlen=window)  # latest near-field observations
         self.class_counts: dict[int, int] = {}  # over the kept observations
+        self.sorted_counts: tuple[tuple[int, int], ...] | None = None  # cached, most first
         self.count = 0  # observations ever, kept or not
+        self.well_matched = 0  # kept observations with match_iou >= relabel_min_match_iou
         self.near_class: int | None = None
         self.near_class_name = ''
         self.confidence = 0.0
@@ -113,7 +117,9 @@ class _TrackHistory:
         self.observations.clear()
         self.votes.clear()
         self.class_counts.clear()
+        self.sorted_counts = None
         self.count = 0
+        self.well_matched = 0
         self.near_class = None
         self.near_class_name = ''
         self.confidence = 0.0
@@ -140,11 +146,17 @@ class NearToFarRelabeler:
         frame: FrameDetections,
         track_ids: np.ndarray,
         confirmed: np.ndarray | None = None,
+        match_ious: np.ndarray | None = None,
+        duplicates: np.ndarray | None = None,
     ) -> list[RelabelEvent]:
         """Record the frame's detections under `track_ids` (0 = none) and return new relabels.
 
         `confirmed[i]` tells whether detection i's track is confirmed; only confirmed tracks
         relabel (their observations from before confirmation count). Default: all confirmed.
+        `match_ious[i]`: the association IoU of detection i with its track's prediction (NaN
+        where it started the track); without it the IoU with the track's previous observation
+        stands in. `duplicates[i]`: detection i is a second box on an object another detection
+        of its track stands for (its match IoU never starts a new segment).
         """
         cfg = self.config
         events: list[RelabelEvent] = []
@@ -154,6 +166,8 @@ class NearToFarRelabeler:
         class_ids = frame.class_ids.tolist()
         scores = frame.scores.tolist()
         importances = frame.importances.tolist()
+        ious = [None] * len(ids) if match_ious is None else np.asarray(match_ious).tolist()
+        second = [False] * len(ids) if duplicates is None else np.asarray(duplicates).tolist()
         for index, track_id in enumerate(ids):
             if track_id == 0:
                 continue
@@ -164,11 +178,14 @@ class NearToFarRelabeler:
             box = boxes[index]
             score = scores[index]
             class_id = class_ids[index]
+            match = ious[index]
+            if match is None:
+                match = (_box_iou(history.observations[-1].box, tuple(box))
+                         if history.observations else float('nan'))
             obs = Observation(frame.stamp_ns, tuple(box), class_id, frame.class_names[index],
                               score, importances[index], index,
-                              self.is_near(box[3] - box[1], score))
-            if (cfg.segment_min_iou > 0.0 and history.observations
-                    and _box_iou(history.observations[-1].box, obs.box) < cfg.segment_min_iou):
+                              self.is_near(box[3] - box[1], score), match)
+            if history.observations and match < cfg.segment_min_iou and not second[index]:
                 history.restart()
             self._append(history, obs)
             if not confirmed_list[index] or history.count < cfg.relabel_min_observations:
@@ -188,6 +205,11 @@ class NearToFarRelabeler:
         history = self._tracks.get(track_id)
         return tuple(history.observations) if history else ()
 
+    def votes(self, track_id: int) -> tuple[Observation, ...]:
+        """The near-field observations that vote on a track's class now, oldest first."""
+        history = self._tracks.get(track_id)
+        return tuple(history.votes) if history else ()
+
     def track_class(self, track_id: int) -> tuple[int, str] | None:
         """The near-field class of a track when agreed, else the class of its latest observation
         (None for unknown tracks)."""
@@ -204,25 +226,38 @@ class NearToFarRelabeler:
         history = self._tracks.get(track_id)
         if history is None:
             return ()
-        return tuple(sorted(history.class_counts.items(), key=lambda item: (-item[1], item[0])))
+        if history.sorted_counts is None:
+            history.sorted_counts = tuple(sorted(history.class_counts.items(),
+                                                 key=lambda item: (-item[1], item[0])))
+        return history.sorted_counts
 
-    @staticmethod
-    def _append(history: _TrackHistory, obs: Observation) -> None:
+    def _well_matched(self, obs: Observation) -> bool:
+        return not obs.match_iou < self.config.relabel_min_match_iou  # NaN (track start): yes
+
+    def _append(self, history: _TrackHistory, obs: Observation) -> None:
         observations = history.observations
         counts = history.class_counts
         if len(observations) == observations.maxlen:
-            dropped = observations[0].class_id
-            counts[dropped] -= 1
-            if counts[dropped] == 0:
-                del counts[dropped]
+            dropped = observations[0]
+            counts[dropped.class_id] -= 1
+            if counts[dropped.class_id] == 0:
+                del counts[dropped.class_id]
+            history.well_matched -= self._well_matched(dropped)
         observations.append(obs)
         counts[obs.class_id] = counts.get(obs.class_id, 0) + 1
+        history.sorted_counts = None
         history.count += 1
+        history.well_matched += self._well_matched(obs)
         if obs.near:
             history.votes.append(obs)
 
     def _vote(self, history: _TrackHistory) -> tuple[int, str, float] | None:
-        """The agreed near-field class, its name and confidence, or None."""
+        """The agreed near-field class, its name and confidence, or None.
+
+        Confidence: winning share x mean score of its votes x the share of the track's kept
+        observations that matched it well (a track that took over other boxes on the way is
+        trusted less).
+        """
         cfg = self.config
         votes = history.votes
         if len(votes) < cfg.near_min_votes:
@@ -237,7 +272,8 @@ class NearToFarRelabeler:
         if share < cfg.near_min_agreement:
             return None
         mean_score = sum(v.score for v in votes if v.class_id == best.class_id) / best_count
-        confidence = share * mean_score
+        purity = history.well_matched / len(history.observations)
+        confidence = share * mean_score * purity
         if confidence < cfg.relabel_min_confidence:
             return None
         return best.class_id, best.class_name, confidence
@@ -252,15 +288,17 @@ class NearToFarRelabeler:
                 if new_class != history.near_class:
                     history.near_class = new_class
                     history.near_class_name = new_name
+                    oldest = obs.stamp_ns - round(self.config.relabel_max_span_s * 1e9)
                     return [o for o in history.observations
-                            if o.label() != new_class and self._correctable(o)]
+                            if o.label() != new_class and self._correctable(o)
+                            and o.stamp_ns >= oldest]
         if (history.near_class is not None and obs.label() != history.near_class
                 and self._correctable(obs)):
             return [obs]
         return []
 
     def _correctable(self, obs: Observation) -> bool:
-        return self.config.relabel_near_field or not obs.near
+        return (self.config.relabel_near_field or not obs.near) and self._well_matched(obs)
 
     @staticmethod
     def _events(frame: FrameDetections, track_id: int, history: _TrackHistory,
@@ -309,12 +347,16 @@ class TrackedFrame:
     """One frame through the tracker: detections with track ids, confirmed tracks, relabels.
 
     `ignored`: indices of detections with invalid boxes (not tracked, track id 0).
+    `assigned_ids`: per detection, the track (tentative or confirmed) it updated or started, 0
+    when untracked; `detections.track_ids` holds only the confirmed ones (what is published).
     """
 
     detections: FrameDetections
     tracks: list[TrackSummary]
     relabels: list[RelabelEvent]
     ignored: np.ndarray
+    assigned_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint32))
+    dropped: int = 0
 
 
 class StaleFrameError(ValueError):
@@ -349,7 +391,8 @@ class RelabelingTracker:
                 frame.stamp_ns, self.last_stamp_ns)
         self.last_stamp_ns = frame.stamp_ns
         step = self.tracker.update(frame)
-        relabels = self.relabeler.observe(frame, step.assigned_ids, step.track_ids != 0)
+        relabels = self.relabeler.observe(frame, step.assigned_ids, step.track_ids != 0,
+                                          step.match_ious, step.duplicates)
         self.relabeler.forget(step.ended_track_ids)
         confirmed = step.tracks
         tracks = []
@@ -369,4 +412,6 @@ class RelabelingTracker:
             tracks=tracks,
             relabels=relabels,
             ignored=np.flatnonzero(step.ignored),
+            assigned_ids=step.assigned_ids,
+            dropped=step.dropped,
         )

@@ -1,14 +1,14 @@
 """SORT multi-object tracker: a filterpy Kalman filter per track, Hungarian assignment on IoU.
 
-Each track owns a `filterpy.kalman.KalmanFilter` over the SORT state
+Each track is a `filterpy.kalman.KalmanFilter` over the SORT state
 (cx, cy, area, aspect, d cx, d cy, d area): constant velocity for centre and area, constant
-aspect ratio, measured as (cx, cy, area, aspect). The filters hold the model (F, H, Q, R, shared
-by all tracks and never written to) and the state, but the tracker advances all of them in one
-batched numpy step instead of calling each filter's `predict()` / `update()`: the arithmetic is
-filterpy's own (same equations, Joseph-form covariance update; test_tracking checks it against
-`KalmanFilter.predict/update`), without the per-filter Python overhead that dominates the
-reference SORT. The filters' `x` and `P` are views into the tracker's stacked state, so they
-always show the current state; do not call their methods yourself.
+aspect ratio, measured as (cx, cy, area, aspect). One filter holds the model (F, H, Q, R, shared
+by all tracks and never written to); the tracker keeps every track's state stacked and advances
+all of them in one batched numpy step instead of calling a filter's `predict()` / `update()`
+per track: the arithmetic is filterpy's own (same equations, Joseph-form covariance update;
+test_tracking checks it against `KalmanFilter.predict/update`), without the per-filter Python
+overhead that dominates the reference SORT. `filter_of(track_id)` gives a track's filter, whose
+`x` and `P` are views into the stacked state; do not call its methods yourself.
 
 Ids and confirmation (differences to the reference SORT, on purpose):
 - Ids come from a counter owned by each tracker (1, 2, 3, ... in creation order), never global.
@@ -23,6 +23,18 @@ Ids and confirmation (differences to the reference SORT, on purpose):
 - The association IoU is taken on boxes padded by `association_padding_px` on every side: a
   pixel of noise or camera pitch otherwise drops the IoU of a 4 px tall far object below any
   gate, and its track breaks up.
+- Duplicates: a detection of another class on (nearly) the same box as a better-scored one
+  joins its track and is published untracked (`_split_duplicates`).
+- Far-field survival (what motion-only trackers such as ByteTrack and OC-SORT do, no
+  appearance): a second round matches the detector's sub-threshold candidates to the confirmed
+  tracks left unmatched (kept alive, never published); a confirmed track whose box is shorter
+  than `far_height_px` coasts for `far_max_age` frames instead of `max_age`; the predicted box
+  of a lost track is padded more for every frame it is lost, so that the object is found again
+  where the prediction drifted from it (an approaching object grows faster than the constant
+  area velocity learnt far away).
+- Bounded cost: at most `max_detections` detections (and candidates) per frame, the best
+  scored, and `max_tracks` live tracks; what is left is counted in `dropped`. Large gated
+  assignments run per connected component of the gated pairs.
 - Invalid detections (non-finite or empty boxes) are ignored and reported in `ignored`.
 """
 from __future__ import annotations
@@ -33,12 +45,19 @@ from dataclasses import dataclass, field
 import numpy as np
 from filterpy.kalman import KalmanFilter
 from scipy.optimize import linear_sum_assignment
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from importance_sampler_ros.detection.detections import FrameDetections
 from importance_sampler_ros.tracking.config import TrackerConfig
 
 STATE_DIM = 7
 MEASUREMENT_DIM = 4
+
+# Above this many (detection, track) pairs the assignment runs per connected component of the
+# gated pairs (a frame of thousands of boxes costs what its clusters cost, not O(n^3)).
+SPARSE_ASSIGNMENT_PAIRS = 4096
+
 
 def boxes_to_measurements(boxes: np.ndarray) -> np.ndarray:
     """(N, 4) boxes x1, y1, x2, y2 -> (N, 4) measurements cx, cy, area, aspect (w / h)."""
@@ -71,6 +90,31 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / (area_a + area_b - inter)
 
 
+def _pair_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(N,) IoU of the box pairs a[i], b[i]."""
+    w = np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0])
+    h = np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1])
+    inter = np.maximum(w, 0.0) * np.maximum(h, 0.0)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / (area_a + area_b - inter)
+
+
+def padded_iou_matrix(a: np.ndarray, b: np.ndarray, pad: np.ndarray) -> np.ndarray:
+    """(N, M) IoU of boxes a (N, 4) and b (M, 4) after padding both boxes of pair (i, j) by
+    pad[j] pixels on every side: the same box pair scores higher the more it is padded, so a
+    larger pad is a wider gate around b."""
+    pad = np.asarray(pad, np.float64)[None, :]
+    a = a[:, None, :]
+    b = b[None, :, :]
+    w = np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]) + 2 * pad
+    h = np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]) + 2 * pad
+    inter = np.maximum(w, 0.0) * np.maximum(h, 0.0)
+    area_a = (a[..., 2] - a[..., 0] + 2 * pad) * (a[..., 3] - a[..., 1] + 2 * pad)
+    area_b = (b[..., 2] - b[..., 0] + 2 * pad) * (b[..., 3] - b[..., 1] + 2 * pad)
+    return inter / (area_a + area_b - inter)
+
+
 def valid_boxes(boxes: np.ndarray) -> np.ndarray:
     """Boolean mask of boxes that are finite with x1 < x2 and y1 < y2."""
     boxes = np.asarray(boxes)
@@ -96,7 +140,9 @@ def match_iou(iou: np.ndarray, iou_threshold: float) -> tuple[np.ndarray, np.nda
     """(row, column) pairs of an IoU matrix maximising the summed IoU among pairs >= threshold.
 
     When every row and every column has at most one candidate the pairs are taken as they are;
-    otherwise the Hungarian algorithm decides.
+    otherwise the Hungarian algorithm decides, on the whole matrix while it is small and per
+    connected component of the allowed pairs beyond SPARSE_ASSIGNMENT_PAIRS entries (the same
+    optimum: pairs of different components never compete).
     """
     if iou.size == 0:
         empty = np.zeros(0, np.intp)
@@ -104,9 +150,43 @@ def match_iou(iou: np.ndarray, iou_threshold: float) -> tuple[np.ndarray, np.nda
     allowed = (iou >= iou_threshold) & (iou > 0.0)
     if allowed.sum(axis=0).max() <= 1 and allowed.sum(axis=1).max() <= 1:
         return np.nonzero(allowed)
+    if iou.size <= SPARSE_ASSIGNMENT_PAIRS:
+        return _hungarian(iou, allowed)
+    return _hungarian_by_component(iou, allowed)
+
+
+def _hungarian(iou: np.ndarray, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     rows, cols = linear_sum_assignment(np.where(allowed, iou, 0.0), maximize=True)
     keep = allowed[rows, cols]
     return rows[keep], cols[keep]
+
+
+def _hungarian_by_component(iou: np.ndarray, allowed: np.ndarray
+                            ) -> tuple[np.ndarray, np.ndarray]:
+    n_rows, n_cols = iou.shape
+    pair_rows, pair_cols = np.nonzero(allowed)
+    graph = coo_matrix((np.ones(len(pair_rows)), (pair_rows, n_rows + pair_cols)),
+                       shape=(n_rows + n_cols, n_rows + n_cols))
+    _, labels = connected_components(graph, directed=False)
+    pair_labels = labels[pair_rows]
+    sizes = np.bincount(pair_labels)
+    single = sizes[pair_labels] == 1  # a pair alone in its component is matched as it is
+    out_rows, out_cols = [pair_rows[single]], [pair_cols[single]]
+    order = np.flatnonzero(~single)
+    order = order[np.argsort(pair_labels[order], kind='stable')]
+    bounds = np.flatnonzero(np.diff(pair_labels[order])) + 1
+    for group in np.split(order, bounds) if len(order) else ():
+        rows, cols = pair_rows[group], pair_cols[group]
+        sub_rows, row_index = np.unique(rows, return_inverse=True)
+        sub_cols, col_index = np.unique(cols, return_inverse=True)
+        sub = np.zeros((len(sub_rows), len(sub_cols)))
+        sub_allowed = np.zeros(sub.shape, bool)
+        sub[row_index, col_index] = iou[rows, cols]
+        sub_allowed[row_index, col_index] = True
+        r, c = _hungarian(sub, sub_allowed)
+        out_rows.append(sub_rows[r])
+        out_cols.append(sub_cols[c])
+    return np.concatenate(out_rows), np.concatenate(out_cols)
 
 
 def sort_box_filter() -> KalmanFilter:
@@ -150,8 +230,15 @@ class TrackingStep:
 
     Per detection of the frame (same order): `track_ids` (confirmed track id or 0),
     `assigned_ids` (the track, tentative or confirmed, a valid detection updated or started; 0
-    for ignored detections) and `ignored` (invalid boxes). `ended_track_ids`: tracks removed
-    this frame (too old, or a degenerate prediction).
+    for ignored or dropped detections), `match_ious` (the association IoU, on padded boxes,
+    between the detection and the prediction of the track it updated; NaN where it started a
+    track or was not tracked; for a duplicate the smaller of its primary's and its IoU with
+    the primary), `duplicates` (joined the track of a better-scored detection on the same
+    object, see `_split_duplicates`; published with track id 0) and `ignored` (invalid
+    boxes). `ended_track_ids`: tracks removed this frame (too old, or a degenerate
+    prediction). `dropped`: valid detections and candidates not tracked because of
+    max_detections / max_tracks. `candidate_matches`: tracks kept alive this frame by a
+    sub-threshold candidate.
     """
 
     track_ids: np.ndarray
@@ -159,6 +246,10 @@ class TrackingStep:
     ignored: np.ndarray
     tracks: ConfirmedTracks
     ended_track_ids: np.ndarray
+    match_ious: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    duplicates: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    dropped: int = 0
+    candidate_matches: int = 0
 
 
 class SortTracker:
@@ -169,8 +260,7 @@ class SortTracker:
         self._model = sort_box_filter()
         self._next_id = 1
         self.frame_count = 0
-        # Row i of every array below (and self._filters[i]) is the i-th live track.
-        self._filters: list[KalmanFilter] = []
+        # Row i of every array below is the i-th live track.
         self._x = np.zeros((0, STATE_DIM, 1))
         self._P = np.zeros((0, STATE_DIM, STATE_DIM))
         self._ids = np.zeros(0, np.uint32)
@@ -193,11 +283,15 @@ class SortTracker:
         return ended
 
     def filter_of(self, track_id: int) -> KalmanFilter:
-        """The Kalman filter of a live track (its x and P are the current state)."""
+        """The Kalman filter of a live track: the shared model with x and P as views of the
+        track's current state (valid until the next update or reset)."""
         rows = np.flatnonzero(self._ids == track_id)
         if len(rows) == 0:
             raise KeyError(f'no live track {track_id}')
-        return self._filters[int(rows[0])]
+        kf = copy.copy(self._model)  # shallow: F, H, Q, R are shared and never written to
+        kf.x = self._x[int(rows[0])]
+        kf.P = self._P[int(rows[0])]
+        return kf
 
     def update(
         self,
@@ -205,19 +299,39 @@ class SortTracker:
         class_ids: np.ndarray | None = None,
         scores: np.ndarray | None = None,
         class_names: list[str] | None = None,
+        candidates: FrameDetections | np.ndarray | None = None,
     ) -> TrackingStep:
         """Advance every track one frame and match the frame's detections.
 
-        `frame` is a FrameDetections, or an (N, 4) array of boxes x1, y1, x2, y2 in pixels with
-        optional per-detection `class_ids`, `scores` and `class_names`.
+        `frame` is a FrameDetections (its `candidates` are the second round's boxes), or an
+        (N, 4) array of boxes x1, y1, x2, y2 in pixels with optional per-detection `class_ids`,
+        `scores`, `class_names` and `candidates`: sub-threshold detections, a FrameDetections
+        or (M, 4) boxes best first.
+
+        Round one matches the detections, confirmed tracks first; round two lets the confirmed
+        tracks still unmatched take candidates (ByteTrack): a candidate corrects the track's
+        filter and keeps it alive but is not a detection of it (no hit, no id, class and score
+        unchanged). Unmatched detections start tentative tracks.
         """
+        cfg = self.config
         boxes, class_ids, scores, class_names = _detection_arrays(
             frame, class_ids, scores, class_names
         )
+        if candidates is None and isinstance(frame, FrameDetections):
+            candidates = frame.candidates
+        if isinstance(candidates, FrameDetections):  # best first, for the max_detections cap
+            candidates = candidates.boxes[np.argsort(-candidates.scores, kind='stable')]
         self.frame_count += 1
         n_dets = len(boxes)
         ignored = ~valid_boxes(boxes)
         valid = np.flatnonzero(~ignored)
+        dropped = 0
+        if len(valid) > cfg.max_detections:
+            dropped = len(valid) - cfg.max_detections
+            best = np.argsort(-scores[valid], kind='stable')[:cfg.max_detections]
+            valid = np.sort(valid[best])
+        valid, duplicates, duplicate_of = self._split_duplicates(boxes, class_ids, scores,
+                                                                 valid)
 
         predicted = self._predict()
         alive = np.isfinite(predicted).all(axis=1)
@@ -226,8 +340,9 @@ class SortTracker:
             self._keep(alive)
             predicted = predicted[alive]
         self._boxes = predicted
+        track_pad = self._track_padding(predicted)
 
-        matched_dets, track_rows = self._associate(boxes, valid, predicted)
+        matched_dets, track_rows, ious = self._associate(boxes, scores, valid, predicted, track_pad)
         self._correct(track_rows, boxes[matched_dets])
         self._boxes[track_rows] = boxes[matched_dets]
         self._class_ids[track_rows] = class_ids[matched_dets]
@@ -237,7 +352,15 @@ class SortTracker:
         self._hits[track_rows] += 1
         self._since_update[track_rows] = 0
 
-        stale = self._since_update > self.config.max_age
+        candidate_matches = 0
+        if cfg.match_candidates and candidates is not None and len(candidates):
+            candidate_matches, candidates_dropped = self._match_candidates(
+                np.asarray(candidates, np.float64).reshape(-1, 4), predicted, track_pad)
+            dropped += candidates_dropped
+
+        stale = self._since_update > cfg.max_age
+        if stale.any():
+            stale &= self._since_update > self._max_ages()
         if stale.any():
             ended.append(self._ids[stale])
             fresh = ~stale
@@ -245,50 +368,152 @@ class SortTracker:
             track_rows = (np.cumsum(fresh) - 1)[track_rows]
             self._keep(fresh)
 
-        rows = np.full(n_dets, -1, np.intp)  # each detection's track row, -1 when ignored
+        rows = np.full(n_dets, -1, np.intp)  # each detection's track row, -1 when untracked
         rows[matched_dets] = track_rows
-        unmatched = np.ones(n_dets, bool)
+        match_ious = np.full(n_dets, np.nan)
+        match_ious[matched_dets] = ious
+        unmatched = np.zeros(n_dets, bool)
+        unmatched[valid] = True
         unmatched[matched_dets] = False
-        unmatched &= ~ignored
         new_dets = np.flatnonzero(unmatched)
+        room = cfg.max_tracks - len(self._ids)
+        if len(new_dets) > room:
+            dropped += len(new_dets) - max(room, 0)
+            best = np.argsort(-scores[new_dets], kind='stable')[:max(room, 0)]
+            new_dets = np.sort(new_dets[best])
         if len(new_dets):
             rows[new_dets] = len(self._ids) + np.arange(len(new_dets))
             self._start(new_dets, boxes, class_ids, scores, class_names)
 
+        is_duplicate = np.zeros(n_dets, bool)
+        if len(duplicates):
+            rows[duplicates] = rows[duplicate_of]
+            is_duplicate[duplicates] = True
+            # a duplicate matched its track as well as its primary did, and as it overlaps that
+            with np.errstate(invalid='ignore'):
+                match_ious[duplicates] = np.fmin(match_ious[duplicate_of], _pair_iou(
+                    boxes[duplicates], boxes[duplicate_of]))
         tracked = np.flatnonzero(rows >= 0)
         assigned = np.zeros(n_dets, np.uint32)
         assigned[tracked] = self._ids[rows[tracked]]
         track_ids = np.zeros(n_dets, np.uint32)
-        confirmed = tracked[self._hits[rows[tracked]] >= self.config.min_hits]
+        confirmed = tracked[self._hits[rows[tracked]] >= cfg.min_hits]
         track_ids[confirmed] = assigned[confirmed]
+        track_ids[is_duplicate] = 0  # one published box per track and frame
         return TrackingStep(
             track_ids=track_ids,
             assigned_ids=assigned,
             ignored=ignored,
             tracks=self._confirmed(),
             ended_track_ids=np.concatenate(ended).astype(np.uint32),
+            match_ious=match_ious,
+            duplicates=is_duplicate,
+            dropped=dropped,
+            candidate_matches=candidate_matches,
         )
 
-    def _associate(self, boxes: np.ndarray, valid: np.ndarray, predicted: np.ndarray
-                   ) -> tuple[np.ndarray, np.ndarray]:
-        """(detection, track row) pairs: confirmed tracks first, then tentative tracks take
-        what is left (a tentative track, often a false positive, never outbids a confirmed one).
+    def _split_duplicates(self, boxes: np.ndarray, class_ids: np.ndarray, scores: np.ndarray,
+                          valid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(primaries, duplicates, the primary of each duplicate) among the valid detections.
+
+        A detector with per-class NMS often reports one object twice (car 0.8 and van 0.4 on
+        the same box); two tracks then share the object and take turns on it, and neither
+        holds its whole history. A detection whose IoU with a better-scored one is at least
+        duplicate_iou is a duplicate: it joins that detection's track and is never matched
+        on its own.
+        """
+        empty = np.zeros(0, np.intp)
+        threshold = self.config.duplicate_iou
+        if (threshold <= 0.0 and self.config.duplicate_containment <= 0.0) or len(valid) < 2:
+            return valid, empty, empty
+        order = valid[np.argsort(-scores[valid], kind='stable')]
+        x1, y1, x2, y2 = boxes[order].T
+        w = np.minimum.outer(x2, x2) - np.maximum.outer(x1, x1)
+        h = np.minimum.outer(y2, y2) - np.maximum.outer(y1, y1)
+        inter = np.maximum(w, 0.0, out=w) * np.maximum(h, 0.0, out=h)
+        area = (x2 - x1) * (y2 - y1)
+        classes = class_ids[order]
+        close = classes[:, None] != classes[None, :]  # never the diagonal
+        close &= inter > 0.0
+        if threshold > 0.0:
+            same = inter >= threshold * (area[:, None] + area[None, :] - inter)
+        else:
+            same = np.zeros(close.shape, bool)
+        containment = self.config.duplicate_containment
+        if containment > 0.0:
+            same |= inter >= containment * np.minimum.outer(area, area)
+        close &= same
+        if not close.any():
+            return valid, empty, empty
+        primary_of = list(range(len(order)))
+        for better, worse in zip(*(i.tolist() for i in np.nonzero(close)), strict=True):
+            # rows are in score order: (better, worse) pairs only, worse joins once
+            if better < worse and primary_of[better] == better and primary_of[worse] == worse:
+                primary_of[worse] = better
+        primary_of = np.array(primary_of)
+        dup = primary_of != np.arange(len(order))
+        return np.sort(order[~dup]), order[dup], order[primary_of[dup]]
+
+    def _track_padding(self, predicted: np.ndarray) -> np.ndarray:
+        """(T,) pixels by which each track's association pads its pairs: the fixed padding, plus
+        a share of the box height per frame the track has been lost (at most one height)."""
+        cfg = self.config
+        lost = self._since_update.astype(np.float64) - 1.0  # 0 for a track matched last frame
+        heights = predicted[:, 3] - predicted[:, 1]
+        return cfg.association_padding_px + np.minimum(
+            cfg.lost_padding_per_frame * lost, 1.0) * heights
+
+    def _max_ages(self) -> np.ndarray:
+        """Per track: frames it may go unmatched (far_max_age for confirmed small boxes)."""
+        cfg = self.config
+        small = (self._boxes[:, 3] - self._boxes[:, 1]) < cfg.far_height_px
+        far = small & (self._hits >= cfg.min_hits)
+        return np.where(far, max(cfg.max_age, cfg.far_max_age), cfg.max_age)
+
+    def _associate(self, boxes: np.ndarray, scores: np.ndarray, valid: np.ndarray,
+                   predicted: np.ndarray,
+                   track_pad: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(detection, track row, IoU) of the matches: confirmed tracks first, then tentative
+        tracks take what is left (a tentative track, often a false positive, never outbids a
+        confirmed one).
         """
         if len(valid) == 0 or len(predicted) == 0:
             empty = np.zeros(0, np.intp)
-            return empty, empty
-        pad = np.array([-1.0, -1.0, 1.0, 1.0]) * self.config.association_padding_px
-        iou = iou_matrix(boxes[valid] + pad, predicted + pad)
+            return empty, empty, np.zeros(0)
+        iou = padded_iou_matrix(boxes[valid], predicted, track_pad)
+        threshold = self.config.iou_threshold
         confirmed = self._hits >= self.config.min_hits
         if confirmed.all() or not confirmed.any():
-            det_rows, track_rows = match_iou(iou, self.config.iou_threshold)
-            return valid[det_rows], track_rows
+            det_rows, track_rows = match_iou(iou, threshold)
+            return valid[det_rows], track_rows, iou[det_rows, track_rows]
         first, second = np.flatnonzero(confirmed), np.flatnonzero(~confirmed)
-        det_rows, track_rows = match_iou(iou[:, first], self.config.iou_threshold)
+        det_rows, track_rows = match_iou(iou[:, first], threshold)
         left = np.delete(np.arange(len(valid)), det_rows)
-        left_rows, second_rows = match_iou(iou[left][:, second], self.config.iou_threshold)
-        return (valid[np.concatenate([det_rows, left[left_rows]])],
-                np.concatenate([first[track_rows], second[second_rows]]))
+        left_rows, second_rows = match_iou(iou[left][:, second], threshold)
+        det_rows = np.concatenate([det_rows, left[left_rows]])
+        track_rows = np.concatenate([first[track_rows], second[second_rows]])
+        return valid[det_rows], track_rows, iou[det_rows, track_rows]
+
+    def _match_candidates(self, candidates: np.ndarray, predicted: np.ndarray,
+                          track_pad: np.ndarray) -> tuple[int, int]:
+        """Round two: confirmed tracks unmatched so far take candidate boxes; returns (matches,
+        candidates dropped by max_detections)."""
+        cfg = self.config
+        waiting = np.flatnonzero((self._since_update > 0) & (self._hits >= cfg.min_hits))
+        if len(waiting) == 0:
+            return 0, 0
+        candidates = candidates[valid_boxes(candidates)]
+        dropped = max(len(candidates) - cfg.max_detections, 0)
+        candidates = candidates[:cfg.max_detections]  # detectors hand them on best first
+        if len(candidates) == 0:
+            return 0, dropped
+        iou = padded_iou_matrix(candidates, predicted[waiting], track_pad[waiting])
+        cand_rows, rows = match_iou(iou, cfg.candidate_iou_threshold)
+        rows = waiting[rows]
+        self._correct(rows, candidates[cand_rows])
+        self._boxes[rows] = candidates[cand_rows]
+        self._since_update[rows] = 0
+        return len(rows), dropped
 
     def _predict(self) -> np.ndarray:
         """KalmanFilter.predict for every track at once; returns the predicted boxes."""
@@ -338,8 +563,6 @@ class SortTracker:
         x = np.zeros((n, STATE_DIM, 1))
         x[:, :MEASUREMENT_DIM, 0] = boxes_to_measurements(boxes[dets])
         model = self._model
-        # shallow copies: the model matrices (F, H, Q, R) are shared and never written to
-        self._filters.extend(copy.copy(model) for _ in range(n))
         self._x = np.concatenate([self._x, x])
         self._P = np.concatenate([self._P, np.broadcast_to(model.P, (n, STATE_DIM, STATE_DIM))])
         self._ids = np.concatenate([self._ids, ids])
@@ -350,12 +573,10 @@ class SortTracker:
         self._ages = np.concatenate([self._ages, np.zeros(n, np.uint32)])
         self._hits = np.concatenate([self._hits, np.ones(n, np.uint32)])
         self._since_update = np.concatenate([self._since_update, np.zeros(n, np.uint32)])
-        self._link_filters()
 
     def _keep(self, keep: np.ndarray) -> None:
         """Drop the tracks whose `keep` entry is False."""
         rows = np.flatnonzero(keep)
-        self._filters = [self._filters[i] for i in rows.tolist()]
         self._class_names = [self._class_names[i] for i in rows.tolist()]
         self._x = self._x[rows]
         self._P = self._P[rows]
@@ -366,13 +587,6 @@ class SortTracker:
         self._ages = self._ages[rows]
         self._hits = self._hits[rows]
         self._since_update = self._since_update[rows]
-        self._link_filters()
-
-    def _link_filters(self) -> None:
-        """Point every filter's x and P at its rows of the stacked state (after reallocation)."""
-        for kf, x, cov in zip(self._filters, self._x, self._P, strict=True):
-            kf.x = x
-            kf.P = cov
 
     def _confirmed(self) -> ConfirmedTracks:
         rows = np.flatnonzero(self._hits >= self.config.min_hits)
