@@ -9,7 +9,7 @@ DEPS_STAMP := $(VENV)/.stamp-deps
 MSGS_STAMP := $(VENV)/.stamp-msgs
 DEV_STAMP := $(VENV)/.stamp-develop
 
-.PHONY: setup test lint demo bench clean distclean
+.PHONY: setup test test-fast lint demo bench clean distclean
 setup: $(MSGS_STAMP) $(DEV_STAMP)
 
 # The main job: a 60 s synthetic drive (generated once, cached in data/), replayed through the
@@ -50,8 +50,14 @@ $(DEV_STAMP): setup.py $(DEPS_STAMP)
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e . --config-settings editable_mode=compat
 	touch $@
 
+# Everything (what CI runs). test-fast: the core and in-process tests, without the ones marked
+# ros (rclpy, processes), slow or build (pytest.ini); test/conftest.py fails an unmarked test
+# that starts rclpy, a Python process or a build. Both times are in README.md.
 test: setup
 	$(PY) -m pytest -q -p no:cacheprovider
+
+test-fast: setup
+	$(PY) -m pytest -q -p no:cacheprovider -m 'not ros and not slow and not build'
 
 lint: setup
 	$(VENV)/bin/ruff check .

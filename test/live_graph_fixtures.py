@@ -1,15 +1,18 @@
 """Helpers shared by the live-graph tests: small drives written as bags, and rclpy listeners."""
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import yaml
+from conftest import wait_until
 
 from importance_sampler_ros.bags import bag_io
 from importance_sampler_ros.bags.images import rgb_to_image_msg
@@ -18,6 +21,14 @@ from importance_sampler_ros.detection.detections import FrameDetections
 
 REPO = Path(__file__).resolve().parent.parent
 IMAGE_TOPIC = '/camera/image_raw'
+DETECTIONS = '/importance_sampler/detections'
+TRACKED = '/importance_sampler/tracked_detections'
+RELABELS = '/importance_sampler/relabels'
+DECISIONS = '/importance_sampler/decisions'
+DEBUG_IMAGE = '/importance_sampler/debug_image'
+MARKERS = '/importance_sampler/markers'
+FRAME_IMPORTANCE = '/importance_sampler/frame_importance'
+KEEP_RATIO = '/importance_sampler/keep_ratio'
 TRUTH_TOPIC = '/ground_truth/detections'
 START_NS = 1_700_000_000_000_000_000
 
@@ -127,14 +138,6 @@ class Listener:
         with self._lock:
             return [msg for _, msg in self.received[topic]]
 
-    def wait_for(self, condition: Callable[[], bool], timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if condition():
-                return True
-            time.sleep(0.05)
-        return condition()
-
     def close(self) -> None:
         self._running = False
         self._thread.join(timeout=2.0)
@@ -168,3 +171,88 @@ def approaching_object_frames(count: int = 80, width: int = 640, height: int = 1
             scores=np.array([0.95 if near else 0.6]), importances=importance,
             frame_importance=float(importance.sum()), model_name='recorded')
         yield stamp, rgb, detections
+
+
+def params_file(tmp_path: Path, **sections: dict) -> Path:
+    """config/importance_sampler.yaml with some values changed."""
+    document = yaml.safe_load((REPO / 'config' / 'importance_sampler.yaml').read_text())
+    for node, values in sections.items():
+        document[node]['ros__parameters'].update(values)
+    path = tmp_path / 'params.yaml'
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+def drive_messages(path: Path) -> dict[int, bytes]:
+    """stamp -> image CDR of a drive bag."""
+    return {m.stamp_ns: m.rawdata for m in bag_io.read_messages(path, [IMAGE_TOPIC])}
+
+
+def recorded_frames(recording: Path) -> dict[int, dict[str, object]]:
+    """stamp -> {topic: message (image: raw CDR)} over every split of a recording."""
+    stats = json.loads((recording / 'stats.json').read_text())
+    frames: dict[int, dict[str, object]] = {}
+    for split in stats['splits']:
+        for message in bag_io.read_messages(split):  # rosbags AnyReader
+            value = message.rawdata if message.topic == IMAGE_TOPIC else message.decode()
+            frames.setdefault(message.stamp_ns, {})[message.topic] = value
+    return frames
+
+
+class Graph:
+    """`importance-sampler up` plus a listener on its outputs, in one ROS domain."""
+
+    def __init__(self, tmp_path: Path, domain: int, up_args: list[str], visualize: bool):
+        from importance_sampler_ros.msg import DetectionArray, RelabelArray, SampleDecision
+        from sensor_msgs.msg import Image
+        from std_msgs.msg import Float32
+        from visualization_msgs.msg import MarkerArray
+
+        self.env = ros_env(domain)
+        self.listener = Listener('e2e_listener')
+        for msg_class, topic in ((DetectionArray, DETECTIONS), (DetectionArray, TRACKED),
+                                 (RelabelArray, RELABELS), (SampleDecision, DECISIONS)):
+            self.listener.subscribe(msg_class, topic)
+        if visualize:
+            for msg_class, topic in ((Image, DEBUG_IMAGE), (MarkerArray, MARKERS),
+                                     (Float32, FRAME_IMPORTANCE), (Float32, KEEP_RATIO)):
+                self.listener.subscribe(msg_class, topic)
+        self.listener.start()
+        self.log = (tmp_path / 'up.log').open('w+')
+        self.up = cli('up', *up_args, *(['--visualize'] if visualize else []), env=self.env,
+                      stdout=self.log, stderr=subprocess.STDOUT)
+
+    def count(self, topic: str) -> int:
+        return len(self.listener.messages(topic))
+
+    def wait_ready(self, image_subscribers: int, timeout_s: float = 90.0) -> None:
+        node = self.listener.node
+        wait_until(lambda: node.count_subscribers(IMAGE_TOPIC) >= image_subscribers
+                   and node.count_subscribers(TRACKED) >= 2  # recorder + this listener
+                   and node.count_subscribers(DETECTIONS) >= 1
+                   and node.count_publishers(DECISIONS) >= 1,
+                   'graph start-up', timeout_s, process=self.up)
+
+    def play(self, drive: Path, *args: str, subscribers: int) -> dict:
+        summary = drive.parent / 'play.json'
+        player = cli('play', str(drive), '--wait-subscribers', str(subscribers), '--settle', '3',
+                     '--wait-timeout', '60',
+                     '--summary-json', str(summary), *args, env=self.env)
+        assert player.wait(timeout=150) == 0
+        result = json.loads(summary.read_text())
+        assert result['subscribers_at_start'] >= subscribers, 'the player did not see the graph'
+        return result
+
+    def stop(self) -> str:
+        if self.up.poll() is None:
+            self.up.send_signal(signal.SIGINT)
+            try:
+                self.up.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.up.kill()
+                self.up.wait()
+        self.listener.close()
+        self.log.seek(0)
+        log = self.log.read()
+        print(log)  # shown by pytest when the test fails
+        return log

@@ -39,7 +39,9 @@ def frame_detections(index: int, frames: int) -> FrameDetections:
 
 
 def write_drive(path: Path, frames: int = 60, storage: str = 'mcap',
-                with_detections: bool = True) -> list[FrameDetections]:
+                with_detections: bool = True, image_topic: str = '/camera/image_raw',
+                bad_images: dict[int, dict] | None = None) -> list[FrameDetections]:
+    """`bad_images`: frame index -> Image fields to overwrite (e.g. {'step': 5})."""
     types = bag_io.msg_types()
     rng = np.random.default_rng(0)
     written = []
@@ -47,8 +49,10 @@ def write_drive(path: Path, frames: int = 60, storage: str = 'mcap',
         for index in range(frames):
             det = frame_detections(index, frames)
             rgb = rng.integers(0, 256, (HEIGHT, WIDTH, 3), np.uint8)
-            writer.write('/camera/image_raw', bag_io.IMAGE_TYPE, det.stamp_ns,
-                         rgb_to_image_msg(rgb, det.stamp_ns, 'camera', types))
+            image = rgb_to_image_msg(rgb, det.stamp_ns, 'camera', types)
+            for key, value in (bad_images or {}).get(index, {}).items():
+                setattr(image, key, value)
+            writer.write(image_topic, bag_io.IMAGE_TYPE, det.stamp_ns, image)
             if with_detections:
                 writer.write('/recorded/detections', bag_io.msgtype('DetectionArray'),
                              det.stamp_ns, detections_to_msg(det, types))

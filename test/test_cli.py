@@ -16,6 +16,7 @@ def test_subcommand_module_provides_parser_and_runner(name):
     assert callable(getattr(module, run_name))
 
 
+@pytest.mark.ros
 def test_help_lists_every_subcommand_and_unknown_ones_fail():
     cli = [sys.executable, '-m', 'importance_sampler_ros.cli']
     done = subprocess.run([*cli, '--help'], capture_output=True, text=True, timeout=60)

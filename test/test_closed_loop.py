@@ -34,6 +34,7 @@ def cached(detector):
     return list(cache_frames(detector, frames, label_rois=True, batch_size=2)), frames
 
 
+@pytest.mark.slow
 def test_cached_last_layers_reproduce_the_detector(detector, cached):
     frames, sources = cached
     again = detect_cached(LastLayers(detector), detector, frames, score_floor=0.05)
@@ -52,6 +53,7 @@ def test_cached_last_layers_reproduce_the_detector(detector, cached):
     assert frame.fc6.dtype == torch.float16 and frame.fc6.shape[0] == len(frame.rois)
 
 
+@pytest.mark.slow
 def test_label_rows_and_retraining_lower_the_loss(detector, cached):
     frames, _ = cached
     coder = detector.model.roi_heads.box_coder

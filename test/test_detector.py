@@ -195,6 +195,7 @@ def test_frame_without_detections_has_zero_importance(random_checkpoint):
     assert len(frame) == 0 and frame.frame_importance == 0.0 and frame.stamp_ns == 7
 
 
+@pytest.mark.slow
 def test_detect_batch_matches_single_frames(random_checkpoint):
     detector = Detector(DetectorConfig(checkpoint=random_checkpoint, score_threshold=0.02))
     images = [random_image(8), random_image(9)]
@@ -272,6 +273,7 @@ def test_cuda_requested_but_absent_is_a_clear_error(random_checkpoint):
         Detector(DetectorConfig(checkpoint=random_checkpoint, device='cuda'))
 
 
+@pytest.mark.slow
 def test_every_scorer_is_published_and_importance_is_the_configured_one(random_checkpoint):
     image = random_image(3)
     for scorer in SCORERS:
@@ -285,6 +287,7 @@ def test_every_scorer_is_published_and_importance_is_the_configured_one(random_c
     np.testing.assert_allclose(det.uncertainty_of('least_confidence'), 1 - det.scores, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_candidates_are_the_sub_threshold_boxes_and_leave_detections_unchanged(random_checkpoint):
     image = random_image(4)
     plain = Detector(DetectorConfig(checkpoint=random_checkpoint, score_threshold=0.3)).detect(

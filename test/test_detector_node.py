@@ -7,6 +7,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from conftest import spin_until
 
 rclpy = pytest.importorskip('rclpy')
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
@@ -65,10 +66,7 @@ class Harness:
                         'discovery between the test node and the detector node')
 
     def spin_until(self, condition, what, timeout_s=20.0):
-        deadline = time.monotonic() + timeout_s
-        while not condition():
-            assert time.monotonic() < deadline, f'timed out waiting for {what}'
-            self.executor.spin_once(timeout_sec=0.05)
+        spin_until(self.executor, condition, what, timeout_s)
 
     def spin_for(self, seconds, stop=lambda: False):
         until = time.monotonic() + seconds

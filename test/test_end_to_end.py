@@ -16,144 +16,39 @@ relabels as the tracker published them, cut to that frame's observations.
 import importlib.util
 import json
 import math
-import signal
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-import rclpy
-import yaml
-from importance_sampler_ros.msg import DetectionArray, RelabelArray, SampleDecision
+from conftest import wait_until
 from live_graph_fixtures import (
+    DEBUG_IMAGE,
+    DECISIONS,
+    DETECTIONS,
+    FRAME_IMPORTANCE,
     IMAGE_TOPIC,
+    KEEP_RATIO,
+    MARKERS,
+    RELABELS,
     REPO,
-    TEST_TRANSPORTS,
-    Listener,
+    TRACKED,
+    Graph,
     approaching_object_frames,
     cli,
     domain_id,
+    drive_messages,
     moving_box_frames,
+    params_file,
+    recorded_frames,
     ros_env,
     write_drive,
 )
-from sensor_msgs.msg import Image
-from std_msgs.msg import Float32
-from visualization_msgs.msg import MarkerArray
 
-from importance_sampler_ros.bags import bag_io
 from importance_sampler_ros.bags.messages import detections_from_msg, stamp_to_ns
 
-TRACKED = '/importance_sampler/tracked_detections'
-RELABELS = '/importance_sampler/relabels'
-DECISIONS = '/importance_sampler/decisions'
-DETECTIONS = '/importance_sampler/detections'
-DEBUG_IMAGE = '/importance_sampler/debug_image'
-MARKERS = '/importance_sampler/markers'
-FRAME_IMPORTANCE = '/importance_sampler/frame_importance'
-KEEP_RATIO = '/importance_sampler/keep_ratio'
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
 SHIPPED_MODEL = REPO / 'models' / 'isr_small_synth.pt'
-
-
-def params_file(tmp_path: Path, **sections: dict) -> Path:
-    """config/importance_sampler.yaml with some values changed."""
-    document = yaml.safe_load((REPO / 'config' / 'importance_sampler.yaml').read_text())
-    for node, values in sections.items():
-        document[node]['ros__parameters'].update(values)
-    path = tmp_path / 'params.yaml'
-    path.write_text(yaml.safe_dump(document))
-    return path
-
-
-def drive_messages(path: Path) -> dict[int, bytes]:
-    """stamp -> image CDR of a drive bag."""
-    return {m.stamp_ns: m.rawdata for m in bag_io.read_messages(path, [IMAGE_TOPIC])}
-
-
-def recorded_frames(recording: Path) -> dict[int, dict[str, object]]:
-    """stamp -> {topic: message (image: raw CDR)} over every split of a recording."""
-    stats = json.loads((recording / 'stats.json').read_text())
-    frames: dict[int, dict[str, object]] = {}
-    for split in stats['splits']:
-        for message in bag_io.read_messages(split):  # rosbags AnyReader
-            value = message.rawdata if message.topic == IMAGE_TOPIC else message.decode()
-            frames.setdefault(message.stamp_ns, {})[message.topic] = value
-    return frames
-
-
-def wait_until(condition, timeout_s: float, what: str, process=None) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if process is not None and process.poll() is not None:
-            raise AssertionError(f'{what}: the graph exited with status {process.returncode}')
-        if time.monotonic() > deadline:
-            raise AssertionError(f'{what}: not within {timeout_s} s')
-        time.sleep(0.1)
-
-
-class Graph:
-    """`importance-sampler up` plus a listener on its outputs, in one ROS domain."""
-
-    def __init__(self, tmp_path: Path, domain: int, up_args: list[str], visualize: bool):
-        self.env = ros_env(domain)
-        self.listener = Listener('e2e_listener')
-        for msg_class, topic in ((DetectionArray, DETECTIONS), (DetectionArray, TRACKED),
-                                 (RelabelArray, RELABELS), (SampleDecision, DECISIONS)):
-            self.listener.subscribe(msg_class, topic)
-        if visualize:
-            for msg_class, topic in ((Image, DEBUG_IMAGE), (MarkerArray, MARKERS),
-                                     (Float32, FRAME_IMPORTANCE), (Float32, KEEP_RATIO)):
-                self.listener.subscribe(msg_class, topic)
-        self.listener.start()
-        self.log = (tmp_path / 'up.log').open('w+')
-        self.up = cli('up', *up_args, *(['--visualize'] if visualize else []), env=self.env,
-                      stdout=self.log, stderr=subprocess.STDOUT)
-
-    def count(self, topic: str) -> int:
-        return len(self.listener.messages(topic))
-
-    def wait_ready(self, image_subscribers: int, timeout_s: float = 90.0) -> None:
-        node = self.listener.node
-        wait_until(lambda: node.count_subscribers(IMAGE_TOPIC) >= image_subscribers
-                   and node.count_subscribers(TRACKED) >= 2  # recorder + this listener
-                   and node.count_subscribers(DETECTIONS) >= 1
-                   and node.count_publishers(DECISIONS) >= 1,
-                   timeout_s, 'graph start-up', self.up)
-
-    def play(self, drive: Path, *args: str, subscribers: int) -> dict:
-        summary = drive.parent / 'play.json'
-        player = cli('play', str(drive), '--wait-subscribers', str(subscribers), '--settle', '3',
-                     '--wait-timeout', '60',
-                     '--summary-json', str(summary), *args, env=self.env)
-        assert player.wait(timeout=150) == 0
-        result = json.loads(summary.read_text())
-        assert result['subscribers_at_start'] >= subscribers, 'the player did not see the graph'
-        return result
-
-    def stop(self) -> str:
-        if self.up.poll() is None:
-            self.up.send_signal(signal.SIGINT)
-            try:
-                self.up.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.up.kill()
-                self.up.wait()
-        self.listener.close()
-        self.log.seek(0)
-        log = self.log.read()
-        print(log)  # shown by pytest when the test fails
-        return log
-
-
-@pytest.fixture
-def ros(monkeypatch, request):
-    domain = request.param
-    monkeypatch.setenv('ROS_DOMAIN_ID', str(domain))
-    monkeypatch.setenv('FASTDDS_BUILTIN_TRANSPORTS', TEST_TRANSPORTS)
-    rclpy.init()
-    yield domain
-    rclpy.shutdown()
 
 
 def check_recording(recording: Path, graph: Graph, played: dict[int, bytes]) -> dict:
@@ -216,8 +111,8 @@ def played_and_processed(graph, drive: Path, summary: dict, expected: int) -> di
     have answered."""
     played = drive_messages(drive)
     assert summary['images'] == len(played) == expected
-    wait_until(lambda: graph.count(TRACKED) >= len(played), 20, 'tracked detections')
-    wait_until(lambda: graph.count(DECISIONS) > 0, 10, 'decisions')
+    wait_until(lambda: graph.count(TRACKED) >= len(played), 'tracked detections', 20)
+    wait_until(lambda: graph.count(DECISIONS) > 0, 'decisions', 10)
     time.sleep(0.5)
     return played
 
@@ -256,6 +151,8 @@ def test_full_graph_with_detector_and_viz(ros, tmp_path):
         summary = graph.play(drive, '--as-fast-as-possible', '--pace-timeout', '10',
                              subscribers=3)
         played = played_and_processed(graph, drive, summary, expected=30)
+        wait_until(lambda: graph.count(KEEP_RATIO) >= graph.count(DECISIONS),
+                   'a keep ratio per decision', 10)
     finally:
         log = graph.stop()
     assert graph.up.returncode == 0, log
@@ -273,10 +170,10 @@ def test_full_graph_with_detector_and_viz(ros, tmp_path):
     assert plotted and {round(m.data, 4) for m in plotted} <= tracked_importance
     ratios = [m.data for m in graph.listener.messages(KEEP_RATIO)]
     decisions = graph.listener.messages(DECISIONS)
-    assert ratios and all(0.0 <= r <= 1.0 for r in ratios)
-    if len(ratios) == len(decisions):
-        assert math.isclose(ratios[-1], sum(d.kept for d in decisions) / len(decisions),
-                            rel_tol=1e-6)
+    assert len(ratios) == len(decisions) > 0
+    # viz_node's running keep ratio after each decision (both got them in publishing order)
+    kept = np.cumsum([d.kept for d in decisions])
+    np.testing.assert_allclose(ratios, kept / np.arange(1, len(decisions) + 1), rtol=1e-6)
 
 
 @pytest.mark.parametrize('ros', [domain_id(3)], indirect=True)

@@ -98,6 +98,7 @@ def test_discovery_rules(tmp_path):
         fleet.discover_bags(fleet_dir / 'drive_b.mcap')
 
 
+@pytest.mark.slow
 def test_fleet_replay_reports_each_bag_and_skips_complete_ones_on_rerun(tmp_path, local_ray):
     fleet_dir = make_fleet(tmp_path)
     out = tmp_path / 'out'
@@ -159,6 +160,7 @@ def test_fleet_replay_reports_each_bag_and_skips_complete_ones_on_rerun(tmp_path
     assert (out / 'drive_b' / fleet.MARKER).stat().st_mtime_ns == marker_b
 
 
+@pytest.mark.slow
 def test_fleet_keep_ratio_keeps_fewer_frames_of_a_dull_drive(tmp_path, local_ray):
     fleet_dir = tmp_path / 'fleet'
     fleet_dir.mkdir()
@@ -194,6 +196,7 @@ def test_fleet_keep_ratio_keeps_fewer_frames_of_a_dull_drive(tmp_path, local_ray
     assert abs(window['dull']['frames_kept'] - window['hard']['frames_kept']) < 12
 
 
+@pytest.mark.slow
 def test_detector_runs_once_per_frame_and_its_cache_is_removed(tmp_path, local_ray):
     """Without recorded detections the first pass runs the detector and caches its detections;
     the sampling pass replays the cache, and the bag's report names the original input."""
@@ -253,6 +256,7 @@ def test_bad_settings_fail_before_any_work(tmp_path):
     assert not (tmp_path / 'out2').exists()
 
 
+@pytest.mark.slow
 def test_command_line(tmp_path, local_ray, capsys):
     from importance_sampler_ros.cli import main
 
@@ -286,6 +290,7 @@ def test_command_line(tmp_path, local_ray, capsys):
     assert 'not a directory' in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_more_gpus_per_task_than_the_cluster_has_is_refused(tmp_path, local_ray):
     """Such tasks would wait forever for a GPU; the fleet refuses them at once instead."""
     fleet_dir = tmp_path / 'fleet'

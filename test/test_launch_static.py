@@ -137,12 +137,14 @@ def test_launch_file_sets_the_large_data_transport_overridably():
         'default_value': 'LARGE_DATA'}
 
 
+@pytest.mark.ros
 def test_every_overridden_parameter_is_declared_by_its_node(declared):
     for option, targets in launcher.OPTION_PARAMETERS.items():
         for node, parameter in targets:
             assert parameter in declared[node], f'{option}: {node} does not declare {parameter}'
 
 
+@pytest.mark.ros
 def test_yaml_holds_exactly_the_declared_parameters_with_valid_values(declared):
     document = yaml.safe_load(CONFIG_FILE.read_text())
     assert set(document) == set(ALL_NODES)
@@ -156,6 +158,7 @@ def test_yaml_holds_exactly_the_declared_parameters_with_valid_values(declared):
         registry.NODES[node].build(values)  # raises ParameterError naming a bad value
 
 
+@pytest.mark.ros
 def test_every_declared_parameter_has_a_description(declared):
     for node, specs in declared.items():
         for spec in specs.values():

@@ -44,6 +44,7 @@ def test_overrides_only_for_started_nodes_and_given_options():
     assert overrides == {'recorder_node': {'image_topic': '/cam'}}
 
 
+@pytest.mark.ros
 def test_graph_stops_every_node_on_request():
     graph = launcher.Graph({'a': POLITE, 'b': POLITE}, os.environ, shutdown_timeout_s=10)
     graph.start()
@@ -53,6 +54,7 @@ def test_graph_stops_every_node_on_request():
     assert all(node.process.returncode == 0 for node in graph.nodes)
 
 
+@pytest.mark.ros
 def test_graph_fails_and_stops_the_rest_when_a_node_dies():
     graph = launcher.Graph({'dies': [sys.executable, '-c', 'raise SystemExit(3)'],
                             'lives': POLITE}, os.environ, shutdown_timeout_s=10)
@@ -69,6 +71,7 @@ def started_ready(graph: launcher.Graph, name: str, command: list[str]) -> subpr
     return process
 
 
+@pytest.mark.ros
 def test_graph_sends_sigterm_to_a_node_that_missed_sigint():
     graph = launcher.Graph({}, os.environ, shutdown_timeout_s=1.0)
     process = started_ready(graph, 'deaf', DEAF_TO_SIGINT)
@@ -77,6 +80,7 @@ def test_graph_sends_sigterm_to_a_node_that_missed_sigint():
     assert process.returncode == -signal.SIGTERM
 
 
+@pytest.mark.ros
 def test_graph_kills_a_node_that_ignores_the_signals():
     graph = launcher.Graph({}, os.environ, shutdown_timeout_s=0.5)
     process = started_ready(graph, 'stubborn', STUBBORN)
@@ -115,6 +119,7 @@ def env():
     return environment
 
 
+@pytest.mark.ros
 def test_up_starts_nodes_with_the_yaml_and_overrides_and_stops_on_sigint(tmp_path, env):
     up = cli('up', '--skip', 'detector_node', '--output-dir', str(tmp_path / 'rec'),
              '--keep-ratio', '0.5', env=env, stderr=subprocess.PIPE, text=True)
@@ -141,6 +146,7 @@ def test_up_starts_nodes_with_the_yaml_and_overrides_and_stops_on_sigint(tmp_pat
     assert json.loads(stats.read_text())['keep_ratio'] == 0.5
 
 
+@pytest.mark.ros
 def test_up_forwards_sigterm(tmp_path, env):
     up = cli('up', '--skip', 'detector_node', '--skip', 'recorder_node', env=env,
              stderr=subprocess.PIPE, text=True)
@@ -155,6 +161,7 @@ def test_up_forwards_sigterm(tmp_path, env):
     assert up.returncode == 0, err
 
 
+@pytest.mark.ros
 def test_up_exits_nonzero_naming_a_bad_parameter(tmp_path, env):
     up = cli('up', '--skip', 'detector_node', '--output-dir', str(tmp_path / 'rec'),
              '--keep-ratio', '5', env=env, stderr=subprocess.PIPE, text=True)
@@ -168,6 +175,7 @@ def test_up_exits_nonzero_naming_a_bad_parameter(tmp_path, env):
     assert 'started' not in err and 'Traceback' not in err
 
 
+@pytest.mark.ros
 def test_up_rejects_a_missing_params_file(tmp_path, env):
     up = cli('up', '--params', str(tmp_path / 'none.yaml'), env=env, stderr=subprocess.PIPE,
              text=True)

@@ -94,6 +94,7 @@ def ros_domain(monkeypatch):
     rclpy.shutdown()
 
 
+@pytest.mark.ros
 def test_every_message_crosses_processes(ros_domain):
     publisher = subprocess.Popen(
         [sys.executable, str(HERE / 'ros_publisher_process.py'), '30'],

@@ -52,6 +52,20 @@ def test_ground_truth_errors_and_relabel_accuracy():
     assert summary['far_errors_corrected_ratio'] == pytest.approx(1.0)
 
 
+def test_a_missing_parameter_file_is_refused_as_up_refuses_it(tmp_path, monkeypatch):
+    from importance_sampler_ros.offline import pipeline
+
+    with pytest.raises(ParameterError, match=r'parameter file .*typo\.yaml does not exist'):
+        load_parameters(tmp_path / 'typo.yaml')
+    # no --params: the file the launcher takes (share_path), and it must exist too
+    from importance_sampler_ros.nodes.launcher import default_params_file
+
+    assert default_params_file() == pipeline.DEFAULT_PARAMS_FILE
+    monkeypatch.setattr(pipeline, 'DEFAULT_PARAMS_FILE', tmp_path / 'gone.yaml')
+    with pytest.raises(ParameterError, match=r'gone\.yaml does not exist'):
+        load_parameters(None)
+
+
 def test_parameters_file_is_validated(tmp_path):
     bad = tmp_path / 'p.yaml'
     bad.write_text('recorder_node:\n  ros__parameters:\n    keep_ratio: 3.0\n')

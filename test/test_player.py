@@ -4,6 +4,7 @@ import time
 
 import pytest
 import rclpy
+from conftest import wait_until
 from importance_sampler_ros.msg import DetectionArray
 from live_graph_fixtures import (
     IMAGE_TOPIC,
@@ -92,6 +93,7 @@ def listen(*extra: str) -> Listener:
     return listener.start()
 
 
+@pytest.mark.ros
 def test_play_publishes_every_frame_with_its_ground_truth_at_the_recorded_rate(ros, tmp_path):
     stamps = write_drive(tmp_path / 'drive', moving_box_frames(12, rate_hz=10.0))
     listener = listen(DETECTIONS)
@@ -101,7 +103,7 @@ def test_play_publishes_every_frame_with_its_ground_truth_at_the_recorded_rate(r
                      '--detections-as', DETECTIONS, '--summary-json', str(summary),
                      env=ros_env(DOMAIN))
         assert player.wait(timeout=30) == 0
-        assert listener.wait_for(lambda: len(listener.messages(DETECTIONS)) == 12, 5.0)
+        wait_until(lambda: len(listener.messages(DETECTIONS)) == 12, 'ground truth', 5.0)
         images = listener.messages(IMAGE_TOPIC)
         assert [stamp_to_ns(m.header) for m in images] == stamps
         truth = [detections_from_msg(m) for m in listener.messages(TRUTH_TOPIC)]
@@ -116,13 +118,14 @@ def test_play_publishes_every_frame_with_its_ground_truth_at_the_recorded_rate(r
         listener.close()
 
 
+@pytest.mark.ros
 def test_play_restamps_and_loops_until_interrupted(ros, tmp_path):
     write_drive(tmp_path / 'drive', moving_box_frames(5, rate_hz=20.0))
     listener = listen()
     try:
         player = cli('play', str(tmp_path / 'drive'), '--loop', '--restamp',
                      env=ros_env(DOMAIN))
-        assert listener.wait_for(lambda: len(listener.messages(IMAGE_TOPIC)) >= 12, 20.0)
+        wait_until(lambda: len(listener.messages(IMAGE_TOPIC)) >= 12, 'looped images', 20.0)
         player.send_signal(signal.SIGINT)
         assert player.wait(timeout=10) == 0
         images = listener.messages(IMAGE_TOPIC)
@@ -135,6 +138,7 @@ def test_play_restamps_and_loops_until_interrupted(ros, tmp_path):
         listener.close()
 
 
+@pytest.mark.ros
 def test_as_fast_as_possible_waits_for_the_graph(ros, tmp_path):
     """Each image is published only after the previous one was answered on the pace topic."""
     stamps = write_drive(tmp_path / 'drive', moving_box_frames(6, rate_hz=1.0))
@@ -171,6 +175,7 @@ def test_as_fast_as_possible_waits_for_the_graph(ros, tmp_path):
         answers.destroy_node()
 
 
+@pytest.mark.ros
 def test_play_rejects_a_missing_bag(tmp_path):
     player = cli('play', str(tmp_path / 'nothing'), stderr=-1)
     _, err = player.communicate(timeout=30)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import spin_until
 
 rclpy = pytest.importorskip('rclpy')
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
@@ -86,13 +87,6 @@ def make_relabels(types, trigger: int, frames: list[int]) -> object:
 
 def canonical(image_cdr: bytes) -> bytes:
     return bag_io.serialize(bag_io.deserialize(image_cdr, bag_io.IMAGE_TYPE))
-
-
-def spin_until(executor, condition, what: str, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f'timed out waiting for {what}'
-        executor.spin_once(timeout_sec=0.05)
 
 
 def read_bag(paths: list[Path]) -> dict[str, dict[int, tuple[object, bytes]]]:
@@ -175,6 +169,7 @@ def test_node_records_sampled_frames_and_closes_on_signal(context, tmp_path: Pat
     # every frame the node published as kept is in the bag; the frames still buffered at
     # the signal were decided at shutdown and are in the bag with their decision
     assert {ns for ns, d in published.items() if d.kept} <= kept
+    assert kept & set(published), 'no kept frame was decided before the signal'
     for topic in (DETECTIONS_TOPIC, RELABELS_TOPIC, DECISIONS_TOPIC):
         assert set(bag[topic]) == kept, topic
     for ns in kept:

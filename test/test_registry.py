@@ -59,6 +59,7 @@ def test_device_takes_cpu_cuda_and_cuda_n_and_architecture_may_be_empty():
     assert DetectorConfig(half=True, device='cuda:1').half
 
 
+@pytest.mark.ros  # a Python process
 def test_registry_check_command():
     run = [sys.executable, '-m', 'importance_sampler_ros.registry', '--check', str(CONFIG_FILE)]
     env = {**os.environ, 'PYTHONPATH': str(REPO)}
@@ -158,6 +159,7 @@ def test_recorder_node_refuses_a_bad_value_in_one_line(tmp_path, argument, messa
     assert len(lines) == 1 and message in lines[0], result.stderr
 
 
+@pytest.mark.ros  # a Python process
 def test_the_registry_imports_no_numpy_torch_or_rclpy():
     """The launch file imports it on a ROS install; it must stay light."""
     code = ('import sys, importance_sampler_ros.registry; '

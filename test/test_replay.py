@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from mcap.reader import make_reader
 from mcap_ros2.decoder import DecoderFactory
-from replay_bags import write_drive
+from replay_bags import FPS, HEIGHT, START_NS, write_drive
 from rosbags.highlevel import AnyReader
 
 from importance_sampler_ros.bags import bag_io
@@ -50,8 +50,8 @@ def test_sampled_bag_holds_exactly_the_kept_frames(tmp_path):
     assert [stamp for stamp, _ in images] == kept_stamps
     assert [stamp for stamp, _ in out['/importance_sampler/detections']] == kept_stamps
     for stamp, decision in decisions:
-        assert bag_io.msgtype('SampleDecision') and decision.reason in ('sampled', 'relabel',
-                                                                        'forced')
+        assert decision.__msgtype__ == bag_io.msgtype('SampleDecision')
+        assert decision.kept and decision.reason in ('sampled', 'relabel', 'forced')
         expected_weight = 1.0 / decision.probability if decision.reason == 'sampled' else 1.0
         assert decision.weight == pytest.approx(expected_weight, rel=1e-5)
         assert stamp == decision.header.stamp.sec * 10**9 + decision.header.stamp.nanosec
@@ -100,10 +100,15 @@ def test_report_files(tmp_path):
 def test_same_seed_same_decisions(tmp_path):
     _, first = replay(tmp_path / 'a')
     _, second = replay(tmp_path / 'b')
-    assert first.report.frames_kept == second.report.frames_kept
+    assert first.report.frames_kept == second.report.frames_kept > 0
     decisions = [[d.probability for _, d in read_output(p / 'out')[
         '/importance_sampler/decisions']] for p in (tmp_path / 'a', tmp_path / 'b')]
+    assert len(decisions[0]) == first.report.frames_kept
     assert np.array_equal(decisions[0], decisions[1])
+    # every frame's decision, the dropped ones too
+    every = [[(f.stamp_ns, f.kept, f.probability, f.reason) for f in r.frames]
+             for r in (first, second)]
+    assert len(every[0]) == 60 and every[0] == every[1]
 
 
 @pytest.mark.parametrize('make,message', [
@@ -143,6 +148,43 @@ def test_bag_without_images(tmp_path):
         replay_bag(path, tmp_path / 'out')
 
 
+BAD_IMAGES = {3: {'encoding': 'yuv422'}, 6: {'step': 10}, 9: {'height': 4 * HEIGHT}}
+
+
+def test_bad_images_are_skipped_as_the_detector_node_skips_them(tmp_path):
+    write_drive(tmp_path / 'drive', 12, with_detections=False, bad_images=BAD_IMAGES)
+    result = replay_bag(tmp_path / 'drive', tmp_path / 'out',
+                        overrides={'recorder_node': {**RECORDER, 'keep_all': True}})
+    assert result.exit_code == 0
+    assert result.report.ground_truth['images_skipped'] == len(BAD_IMAGES)
+    assert result.report.frames_in == 12 - len(BAD_IMAGES)
+    bad_stamps = {START_NS + i * 10**9 // FPS for i in BAD_IMAGES}
+    decided = {f.stamp_ns for f in result.frames}
+    assert not decided & bad_stamps and len(decided) == 12 - len(BAD_IMAGES)
+    recorded = {stamp for stamp, _ in read_output(tmp_path / 'out')['/camera/image_raw']}
+    assert recorded == decided  # keep_all: every frame the detector saw, no bad one
+
+
+def test_bad_images_with_recorded_detections_are_recorded_as_the_nodes_do(tmp_path):
+    # the recorder node never decodes images: the frame goes through, only its crops are lost
+    write_drive(tmp_path / 'drive', 12, bad_images=BAD_IMAGES)
+    result = replay_bag(tmp_path / 'drive', tmp_path / 'out', use_recorded_detections=True,
+                        overrides=OVERRIDES)
+    assert result.exit_code == 0 and result.report.frames_in == 12
+    assert result.report.ground_truth['images_undecoded'] == len(BAD_IMAGES)
+    assert result.report.ground_truth['images_skipped'] == 0
+
+
+def test_kept_images_go_under_the_input_image_topic(tmp_path):
+    write_drive(tmp_path / 'drive', 20, image_topic='/front/image')
+    result = replay_bag(tmp_path / 'drive', tmp_path / 'out', use_recorded_detections=True,
+                        overrides=OVERRIDES, image_topic='/front/image')
+    out = read_output(tmp_path / 'out')
+    assert result.report.frames_kept > 0
+    assert len(out['/front/image']) == result.report.frames_kept
+    assert '/camera/image_raw' not in out
+
+
 def test_truncated_bag_replays_up_to_the_damage(tmp_path):
     source = tmp_path / 'drive'
     write_drive(source, 120)  # ~5.5 MB: several of rosbags' 1 MiB chunks
@@ -159,6 +201,7 @@ def test_truncated_bag_replays_up_to_the_damage(tmp_path):
     assert (damaged / 'damaged.mcap').stat().st_size == int(len(data) * 0.6)  # untouched
 
 
+@pytest.mark.ros
 def test_cli_prints_summary_and_fails_clearly(tmp_path):
     write_drive(tmp_path / 'drive', 20)
     cli = [sys.executable, '-m', 'importance_sampler_ros.cli', 'replay']
@@ -172,3 +215,17 @@ def test_cli_prints_summary_and_fails_clearly(tmp_path):
     assert bad.returncode == 1
     assert bad.stderr.strip().splitlines()[-1].startswith('importance-sampler replay: error:')
     shutil.rmtree(tmp_path / 'out')
+
+
+def test_ground_truth_replayed_as_the_recorded_detections_fills_both_roles(tmp_path):
+    from live_graph_fixtures import moving_box_frames
+    from live_graph_fixtures import write_drive as write_truth_drive
+
+    from importance_sampler_ros.bags.frames import FrameSource
+
+    stamps = write_truth_drive(tmp_path / 'drive', moving_box_frames(8))  # truth topic only
+    source = FrameSource(tmp_path / 'drive', use_recorded_detections=True)
+    frames = list(source)
+    assert [f.stamp_ns for f in frames] == stamps
+    assert all(f.detections is not None and f.truth is not None for f in frames)
+    assert source.unmatched_images == source.unmatched_detections == 0

@@ -62,6 +62,7 @@ def test_report_and_stats_share_names_and_values(tmp_path, figures):
     assert figures['relative_variance.png']['text'] == []  # the curves differ: no overlap note
 
 
+@pytest.mark.ros
 def test_ground_truth_as_recorded_detections_warns_why_few_frames_are_kept(tmp_path):
     write_drive_bag(SynthConfig(width=160, height=96, seconds=3.0, fps=10.0, seed=2),
                     tmp_path / 'synth')

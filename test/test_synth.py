@@ -139,6 +139,7 @@ def _crop_features(image: np.ndarray, box: np.ndarray, size: int = 16) -> np.nda
     return (out - out.mean()) / (out.std() + 1e-3)
 
 
+@pytest.mark.slow
 def test_look_alike_vehicles_are_separable_near_but_confused_far() -> None:
     """A ridge classifier on 16x16 crops, trained and tested per size bin on different drives:
     car / van / truck are told apart much better when near (box >= 40 px) than far (6-20 px)."""

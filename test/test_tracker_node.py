@@ -3,10 +3,10 @@ track / relabel message conversions for rclpy and rosbags classes."""
 import os
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
+from conftest import spin_until
 
 rclpy = pytest.importorskip('rclpy')
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
@@ -99,10 +99,7 @@ class Harness:
                         'discovery between the test node and the tracker node')
 
     def spin_until(self, condition, what, timeout_s=20.0):
-        deadline = time.monotonic() + timeout_s
-        while not condition():
-            assert time.monotonic() < deadline, f'timed out waiting for {what}'
-            self.executor.spin_once(timeout_sec=0.05)
+        spin_until(self.executor, condition, what, timeout_s)
 
     def close(self):
         self.executor.shutdown()

@@ -120,6 +120,7 @@ def _tiny_batch() -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
     return images, targets
 
 
+@pytest.mark.slow
 def test_loss_is_finite_and_falls_on_a_repeated_batch() -> None:
     from importance_sampler_ros.detection.detector import build_model
 
@@ -139,6 +140,7 @@ def test_loss_is_finite_and_falls_on_a_repeated_batch() -> None:
     assert np.mean(losses[-2:]) < 0.8 * np.mean(losses[:2]), losses
 
 
+@pytest.mark.slow
 def test_train_writes_a_checkpoint_that_loads(tmp_path: Path) -> None:
     from importance_sampler_ros.detection.detector import load_checkpoint
 

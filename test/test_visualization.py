@@ -3,6 +3,7 @@ import math
 
 import numpy as np
 import pytest
+from conftest import spin_until
 from rclpy.serialization import deserialize_message, serialize_message
 from visualization_msgs.msg import MarkerArray
 
@@ -167,8 +168,8 @@ def test_viz_params_defaults_are_valid():
 # --- viz_node in this process: inputs published here, outputs checked here -------------------
 
 
+@pytest.mark.ros
 def test_viz_node_draws_relabels_publishes_numbers_and_survives_bad_images(monkeypatch):
-    import time
 
     import rclpy
     from importance_sampler_ros.msg import RelabelArray, SampleDecision
@@ -210,17 +211,11 @@ def test_viz_node_draws_relabels_publishes_numbers_and_survives_bad_images(monke
         io.create_subscription(Float32, '/importance_sampler/keep_ratio',
                                lambda m: got['ratio'].append(m.data), reliable)
 
-        def spin_until(condition, timeout_s=10.0):
-            deadline = time.monotonic() + timeout_s
-            while not condition() and time.monotonic() < deadline:
-                executor.spin_once(timeout_sec=0.05)
-            return condition()
-
-        assert spin_until(lambda: image_pub.get_subscription_count() > 0
-                          and det_pub.get_subscription_count() > 0
-                          and viz.debug_image_pub.get_subscription_count() > 0
-                          and viz.markers_pub.get_subscription_count() > 0
-                          and decision_pub.get_subscription_count() > 0)
+        spin_until(executor, lambda: image_pub.get_subscription_count() > 0
+                   and det_pub.get_subscription_count() > 0
+                   and viz.debug_image_pub.get_subscription_count() > 0
+                   and viz.markers_pub.get_subscription_count() > 0
+                   and decision_pub.get_subscription_count() > 0, 'discovery', 10.0)
         det = two_detections()
         # a frame whose image cannot be drawn: logged, skipped
         bad = rgb_to_image_msg(np.zeros((150, 240, 3), np.uint8), STAMP - 10**8, 'camera', types)
@@ -241,8 +236,8 @@ def test_viz_node_draws_relabels_publishes_numbers_and_survives_bad_images(monke
         for kept in (True, False):
             decision_pub.publish(SampleDecision(header=header_msg(STAMP, 'camera', types),
                                                 kept=kept, probability=0.5, reason='sampled'))
-        assert spin_until(lambda: got['debug'] and got['markers'] and len(got['ratio']) == 2
-                          and len(got['importance']) == 2)
+        spin_until(executor, lambda: got['debug'] and got['markers'] and len(got['ratio']) == 2
+                   and len(got['importance']) == 2, 'debug image, markers and numbers', 10.0)
         (drawn,) = got['debug']
         assert drawn.header.stamp.sec * 10**9 + drawn.header.stamp.nanosec == STAMP
         pixels = image_to_rgb(drawn)
@@ -261,6 +256,7 @@ def test_viz_node_draws_relabels_publishes_numbers_and_survives_bad_images(monke
         rclpy.shutdown()
 
 
+@pytest.mark.ros
 def test_viz_node_rejects_a_bad_parameter_naming_it():
     import subprocess
     import sys

@@ -1,15 +1,15 @@
 """Camera frames out of a recorded bag: each image with the detections recorded for it.
 
-Used by replay (and the fleet replay). Images and detection arrays are joined by exact header
-stamp, the way the recorder node joins them live; a detection array whose image never comes
-(or the reverse) is counted, not silently dropped. A bag damaged part-way yields the frames before
-the damage and records what went wrong in `FrameSource.truncated`.
+Used by replay (and the fleet replay). Images, detection arrays and ground truth are joined by
+exact header stamp with the recorder node's join (stamp_join.StampJoin, window join_timeout_s of
+the bag's log time); frames come out in the order their first message was logged. A detection array
+whose image never comes (or the reverse) is counted, not silently dropped. A bag damaged part-way
+yields the frames before the damage and records what went wrong in `FrameSource.truncated`.
 """
 from __future__ import annotations
 
 import shutil
 import tempfile
-from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,11 +19,10 @@ from importance_sampler_ros import topics
 from importance_sampler_ros.bags import bag_io
 from importance_sampler_ros.bags.messages import detections_from_msg, stamp_to_ns
 from importance_sampler_ros.detection.detections import FrameDetections
+from importance_sampler_ros.stamp_join import JoinedFrame, StampJoin
 
 DETECTION_ARRAY_TYPE = bag_io.msgtype('DetectionArray')
 GROUND_TRUTH_TOPIC = topics.GROUND_TRUTH
-# Frames an image waits for its detection array (and the reverse) before it is given up on.
-JOIN_WINDOW_FRAMES = 30
 
 
 class FrameSourceError(ValueError):
@@ -81,8 +80,10 @@ class FrameSource:
 
     def __init__(self, path: str | Path, image_topic: str | None = None,
                  detections_topic: str | None = None, use_recorded_detections: bool = False,
-                 ground_truth_topic: str | None = GROUND_TRUTH_TOPIC) -> None:
+                 ground_truth_topic: str | None = GROUND_TRUTH_TOPIC,
+                 join_timeout_s: float = 2.0) -> None:
         self.path = Path(path)
+        self.join_timeout_s = join_timeout_s
         self.truncated = ''
         self._scratch: tempfile.TemporaryDirectory | None = None
         try:
@@ -106,30 +107,40 @@ class FrameSource:
         self.images_read = 0
 
     def __iter__(self) -> Iterator[InputFrame]:
-        wanted = [self.image_topic, self.detections_topic, self.ground_truth_topic]
-        pending: OrderedDict[int, InputFrame] = OrderedDict()
-        early: dict[str, OrderedDict[int, FrameDetections]] = {
-            t: OrderedDict() for t in wanted[1:] if t}
+        parts: dict[str, list[str]] = {}  # topic -> its parts (recorded detections may be truth)
+        for topic, part in ((self.image_topic, 'image'), (self.detections_topic, 'detections'),
+                            (self.ground_truth_topic, 'truth')):
+            if topic is not None:
+                parts.setdefault(topic, []).append(part)
+        join = StampJoin(['image', 'detections'] if self.detections_topic else ['image'],
+                         ['truth'] if self.ground_truth_topic else [],
+                         timeout_s=self.join_timeout_s, awaited_s=self.join_timeout_s,
+                         ordered=True)
         try:
-            for message in bag_io.read_messages(self.path, [t for t in wanted if t]):
+            for message in bag_io.read_messages(self.path, list(parts)):
                 if message.topic == self.image_topic:
                     frame = self._image_frame(message)
-                    for topic, waiting in early.items():
-                        self._attach(frame, topic, waiting.pop(frame.stamp_ns, None))
-                    pending[frame.stamp_ns] = frame
+                    stamp_ns, value = frame.stamp_ns, frame
                 else:
-                    detections = detections_from_msg(message.decode())
-                    frame = pending.get(detections.stamp_ns)
-                    if frame is None:
-                        early[message.topic][detections.stamp_ns] = detections
-                        self._trim(early[message.topic])
-                    else:
-                        self._attach(frame, message.topic, detections)
-                yield from self._ready(pending, force=False)
+                    value = detections_from_msg(message.decode())
+                    stamp_ns = value.stamp_ns
+                # the bag's log time is the arrival clock: the node's window, as recorded
+                for part in parts[message.topic]:
+                    joined = join.add(part, stamp_ns, value, message.stamp_ns / 1e9)
+                    yield from map(_input_frame, joined)
+                self._count(join)
         except Exception as error:  # rosbags raises assorted errors on damaged data
             self.truncated = f'read stopped after {self.images_read} images: {error}'
-        yield from self._ready(pending, force=True)
-        self.unmatched_detections += sum(len(waiting) for waiting in early.values())
+        yield from map(_input_frame, join.drain())
+        self._count(join)
+
+    def _count(self, join: StampJoin) -> None:
+        self.unmatched_images = join.unmatched['image']
+        # a topic in both roles (ground truth replayed as detections) counts once
+        self.unmatched_detections = (join.unmatched.get('detections', 0)
+                                     + (join.unmatched.get('truth', 0)
+                                        if self.ground_truth_topic != self.detections_topic
+                                        else 0))
 
     def _read_damaged_mcap(self) -> bool:
         """An MCAP file cut short (no summary, no footer) is recovered up to the damage with
@@ -159,31 +170,9 @@ class FrameSource:
         return InputFrame(stamp_ns=stamp_to_ns(image.header), frame_id=image.header.frame_id,
                           image_cdr=message.rawdata, image=image)
 
-    def _attach(self, frame: InputFrame, topic: str, detections: FrameDetections | None) -> None:
-        if detections is None:
-            return
-        if topic == self.detections_topic:
-            frame.detections = detections
-        if topic == self.ground_truth_topic:
-            frame.truth = detections
 
-    def _complete(self, frame: InputFrame) -> bool:
-        return ((self.detections_topic is None or frame.detections is not None)
-                and (self.ground_truth_topic is None or frame.truth is not None))
-
-    def _ready(self, pending: OrderedDict[int, InputFrame], force: bool) -> Iterator[InputFrame]:
-        """Frames in arrival order, each once complete or once the join window has passed."""
-        while pending:
-            stamp, frame = next(iter(pending.items()))
-            if not (force or self._complete(frame) or len(pending) > JOIN_WINDOW_FRAMES):
-                return
-            del pending[stamp]
-            if self.detections_topic is not None and frame.detections is None:
-                self.unmatched_images += 1
-                continue
-            yield frame
-
-    def _trim(self, waiting: OrderedDict[int, FrameDetections]) -> None:
-        while len(waiting) > JOIN_WINDOW_FRAMES:
-            waiting.popitem(last=False)
-            self.unmatched_detections += 1
+def _input_frame(joined: JoinedFrame) -> InputFrame:
+    frame: InputFrame = joined.parts['image']
+    frame.detections = joined.get('detections')
+    frame.truth = joined.get('truth')
+    return frame

@@ -2,8 +2,9 @@
 
 Subscribes sensor_msgs/Image with sensor-data QoS and a queue of one (when inference is slower
 than the camera, old frames are dropped, never queued), runs the Detector, and publishes a
-DetectionArray whose header is the image's. Images that cannot be converted are skipped with a
-rate-limited warning; the node keeps running. Parameters: registry.NODES['detector_node']
+DetectionArray whose header is the image's. Images that cannot be converted (or fail inference)
+are skipped with a rate-limited warning by frame_policy.FramePolicy, as replay skips them; the
+node keeps running. Parameters: registry.NODES['detector_node']
 (DetectorConfig and DetectorNodeSettings; defaults in config/importance_sampler.yaml).
 """
 from __future__ import annotations
@@ -12,10 +13,10 @@ import sys
 
 from rclpy.node import Node
 
-from importance_sampler_ros.bags.images import ImageError, image_to_rgb
-from importance_sampler_ros.bags.messages import detections_to_msg, stamp_to_ns
+from importance_sampler_ros.bags.messages import detections_to_msg
 from importance_sampler_ros.detection.config import DetectorConfig
 from importance_sampler_ros.detection.detector import CheckpointError, Detector, DetectorError
+from importance_sampler_ros.frame_policy import FramePolicy
 from importance_sampler_ros.nodes.message_types import rclpy_types
 from importance_sampler_ros.nodes.parameters import declare_parameters, run_node
 from importance_sampler_ros.nodes.qos import image_qos
@@ -40,7 +41,7 @@ class DetectorNode(Node):
             raise ParameterError(f'detector cannot start: {error}') from error
         self.types = rclpy_types()
         self.frames_processed = 0
-        self.images_skipped = 0
+        self.policy = FramePolicy.from_settings(self.params, warn=self.get_logger().warning)
         self.publisher = self.create_publisher(
             self.types.DetectionArray, self.params.detections_topic, 10
         )
@@ -54,29 +55,18 @@ class DetectorNode(Node):
             f'{self.params.image_topic} -> {self.params.detections_topic}'
         )
 
+    @property
+    def images_skipped(self) -> int:
+        return self.policy.counts.images_skipped
+
     def on_image(self, msg) -> None:
-        try:
-            rgb = image_to_rgb(msg)
-            frame = self.detector.detect(rgb, stamp_to_ns(msg.header), msg.header.frame_id)
-        except (ImageError, ValueError) as error:
-            self._skip(msg, str(error))
+        result = self.policy.detect(self.detector, msg)
+        if result is None:  # skipped (and warned about) as replay skips it
             return
-        except RuntimeError as error:  # e.g. CUDA out of memory: log it, keep serving
-            self._skip(msg, f'inference failed: {error}')
-            return
-        out = detections_to_msg(frame, self.types)
+        out = detections_to_msg(result[0], self.types)
         out.header = msg.header
         self.publisher.publish(out)
         self.frames_processed += 1
-
-    def _skip(self, msg, reason: str) -> None:
-        self.images_skipped += 1
-        self.get_logger().warning(
-            f'skipping image {msg.width}x{msg.height} {msg.encoding!r} '
-            f'(stamp {msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d}): {reason} '
-            f'[{self.images_skipped} skipped so far]',
-            throttle_duration_sec=self.params.warning_period_s,
-        )
 
 
 def main(args: list[str] | None = None) -> int:

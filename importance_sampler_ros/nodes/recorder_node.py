@@ -13,18 +13,20 @@ Publishes:
 
 Images are never deserialised: the CDR bytes of a raw subscription go into the bag as they are
 (their header stamp is read from the bytes). An image and a DetectionArray are joined by exact
-header stamp; either waits at most `join_timeout_s` for the other, then it is counted unmatched
-and dropped. Bad input is logged (throttled) and skipped. A write error (disk full, I/O error)
-stops recording with one error line; the node keeps running and counting. SIGINT / SIGTERM:
-the frames still in the ring buffer are decided and written, the open split is closed, and the
-statistics go to the log and to <recording>/stats.json. Parameters: registry.NODES['recorder_node']
-(RecorderConfig with its SamplerConfig, and RecorderNodeSettings).
+header stamp (stamp_join.StampJoin, the join replay uses too); either waits at most
+`join_timeout_s` for the other, then it is counted unmatched and dropped. A matched frame also
+waits (at most `join_timeout_s`) for the RelabelArray of its stamp, which goes to the recorder
+first, as in replay. Bad input is logged
+(throttled) and skipped. A write error (disk full, I/O error) stops recording with one error line;
+the node keeps running and counting. SIGINT / SIGTERM: the frames still in the ring buffer are
+decided and written, the open split is closed, and the statistics go to the log and to
+<recording>/stats.json. Parameters: registry.NODES['recorder_node'] (RecorderConfig with its
+SamplerConfig, and RecorderNodeSettings).
 """
 from __future__ import annotations
 
 import sys
 import time
-from collections import OrderedDict
 from typing import Any
 
 from rclpy.node import Node
@@ -40,9 +42,9 @@ from importance_sampler_ros.recording.recorder import (
 )
 from importance_sampler_ros.recording.splits import header_from_cdr
 from importance_sampler_ros.registry import NODES, RecorderNodeSettings
+from importance_sampler_ros.stamp_join import JoinedFrame, StampJoin
 
 NODE_NAME = 'recorder_node'
-_MAX_PENDING = 1000  # per side of the join, whatever join_timeout_s says
 _WARNING_PERIOD_S = 5.0
 
 
@@ -56,9 +58,10 @@ class RecorderNode(Node):
         recording = config.of(RecorderConfig)
         self.recorder = Recorder(recording)
         self.types = rclpy_types()
-        # stamp -> (CDR bytes, monotonic arrival time), oldest first
-        self.pending_images: OrderedDict[int, tuple[bytes, float]] = OrderedDict()
-        self.pending_detections: OrderedDict[int, tuple[bytes, float]] = OrderedDict()
+        # image and DetectionArray CDR by header stamp, on the monotonic clock; a frame also
+        # waits (at most join_timeout_s) for its RelabelArray, which the tracker sends every frame
+        self.join = StampJoin(('image', 'DetectionArray'), ('RelabelArray',),
+                              timeout_s=p.join_timeout_s, awaited_s=p.join_timeout_s)
         self.counts = dict.fromkeys(
             ('images_received', 'detections_received', 'frames_matched', 'unmatched_images',
              'unmatched_detections', 'bad_input', 'decisions_published',
@@ -88,31 +91,25 @@ class RecorderNode(Node):
 
     def on_image(self, data: bytes) -> None:
         self.counts['images_received'] += 1
-        self._arrive(data, 'image', self.pending_images, self.pending_detections)
+        self._arrive(data, 'image')
 
     def on_detections(self, data: bytes) -> None:
         self.counts['detections_received'] += 1
-        self._arrive(data, 'DetectionArray', self.pending_detections, self.pending_images)
+        self._arrive(data, 'DetectionArray')
 
-    def _arrive(self, data: bytes, what: str, mine: OrderedDict, theirs: OrderedDict) -> None:
+    def _arrive(self, data: bytes, what: str) -> None:
         try:
             stamp_ns, _ = header_from_cdr(data)
         except ValueError as error:
             self._bad_input(f'{what} ignored: {error}')
             return
-        other = theirs.pop(stamp_ns, None)
-        if other is None:
-            if stamp_ns in mine:  # a duplicate: the newer one replaces it
-                self._count_unmatched(mine is self.pending_images)
-            mine[stamp_ns] = (bytes(data), time.monotonic())
-            mine.move_to_end(stamp_ns)
-            if len(mine) > _MAX_PENDING:
-                mine.popitem(last=False)
-                self._count_unmatched(mine is self.pending_images)
-            return
-        image, detections = (data, other[0]) if mine is self.pending_images else (other[0], data)
-        self.counts['frames_matched'] += 1
-        self._add_frame(bytes(image), bytes(detections), stamp_ns)
+        self._add_frames(self.join.add(what, stamp_ns, bytes(data), time.monotonic()))
+
+    def _add_frames(self, frames: list[JoinedFrame]) -> None:
+        self._count_unmatched()
+        for frame in frames:
+            self.counts['frames_matched'] += 1
+            self._add_frame(frame.parts['image'], frame.parts['DetectionArray'], frame.stamp_ns)
 
     def _add_frame(self, image: bytes, detections: bytes, stamp_ns: int) -> None:
         if self.stopped:
@@ -132,38 +129,45 @@ class RecorderNode(Node):
             self.counts['decisions_published'] += 1
 
     def on_relabels(self, data: bytes) -> None:
+        """The core gets a frame's relabels after every earlier frame (those they name) and
+        before the frame itself, which waits for them: the order replay feeds it."""
         if self.stopped:
             return
         try:
+            stamp_ns, _ = header_from_cdr(data)
+            self._add_frames(self.join.release_older(stamp_ns))
             self.recorder.add_relabels(data)
         except RecordingStoppedError as error:
             self._stop(error)
+            return
         except (ValueError, TypeError) as error:
             self._bad_input(f'RelabelArray ignored: {type(error).__name__}: {error}')
+            return
+        self._add_frames(self.join.add('RelabelArray', stamp_ns, True, time.monotonic()))
 
     # -- housekeeping
 
     def expire_pending(self) -> None:
-        """Timer: drop join partners that waited too long; flush the bag if due."""
+        """Timer: give up join partners that waited too long; flush the bag if due."""
         if not self.stopped:
             try:
                 self.recorder.flush_if_due()
             except RecordingStoppedError as error:
                 self._stop(error)
-        deadline = time.monotonic() - self.params.join_timeout_s
-        for pending in (self.pending_images, self.pending_detections):
-            while pending and next(iter(pending.values()))[1] < deadline:
-                pending.popitem(last=False)
-                self._count_unmatched(pending is self.pending_images)
+        self._add_frames(self.join.expire(time.monotonic()))
 
-    def _count_unmatched(self, image: bool) -> None:
-        key = 'unmatched_images' if image else 'unmatched_detections'
-        self.counts[key] += 1
-        self.get_logger().warning(
-            f'{self.counts["unmatched_images"]} images and {self.counts["unmatched_detections"]}'
-            ' detection arrays found no partner with the same stamp within join_timeout_s '
-            f'({self.params.join_timeout_s} s) so far; dropped',
-            throttle_duration_sec=_WARNING_PERIOD_S)
+    def _unmatched(self) -> tuple[int, int]:
+        return self.join.unmatched['image'], self.join.unmatched['DetectionArray']
+
+    def _count_unmatched(self) -> None:
+        before = self.counts['unmatched_images'], self.counts['unmatched_detections']
+        images, detections = self._unmatched()
+        self.counts['unmatched_images'], self.counts['unmatched_detections'] = images, detections
+        if (images, detections) != before:
+            self.get_logger().warning(
+                f'{images} images and {detections} detection arrays found no partner with the '
+                f'same stamp within join_timeout_s ({self.params.join_timeout_s} s) so far; '
+                'dropped', throttle_duration_sec=_WARNING_PERIOD_S)
 
     def _bad_input(self, text: str) -> None:
         self.counts['bad_input'] += 1
@@ -199,10 +203,8 @@ class RecorderNode(Node):
 
     def close(self) -> None:
         """Called once on shutdown (run_node): decide the buffer, close the split, report."""
-        self.counts['unmatched_images'] += len(self.pending_images)
-        self.counts['unmatched_detections'] += len(self.pending_detections)
-        self.pending_images.clear()
-        self.pending_detections.clear()
+        self._add_frames(self.join.drain())  # frames still awaiting their relabels
+        self._count_unmatched()
         try:
             self.recorder.close(extra_stats=self.counts)
         except RecordingStoppedError as error:

@@ -1,17 +1,18 @@
 """tracker_node: detections in; tracks, detections with track ids and near-to-far relabels out.
 
-Subscribes the DetectionArray of every processed frame and runs `relabel.RelabelingTracker`
-(SORT + relabels) on it. For each frame it publishes the confirmed tracks (TrackArray), the same
-DetectionArray with track ids filled in (header and every other field unchanged; 0 = not part of
-a confirmed track) and a RelabelArray with the relabels that frame triggered (often empty); all
-three carry the frame's header. Frames whose stamp is not newer than the last processed one are
-skipped, except after a jump back of `reset_on_jump_back_s` or more (a restarted bag or
-simulation), which resets the tracker; detections with NaN or inverted boxes are not tracked
-(track id 0), and so are those beyond the tracker's `max_detections` / `max_tracks` caps (the
-cost of a frame stays bounded). Skips and caps are logged at most once per `warning_period_s`;
-the node keeps running. Candidates below the detector's threshold (DetectionArray.candidates)
-feed the tracker's second association round; only the detections are published.
-Parameters: registry.NODES['tracker_node'] (TrackerConfig, RelabelConfig, TrackerNodeSettings).
+Subscribes the DetectionArray of every processed frame and runs `relabel.RelabelingTracker` (SORT +
+relabels) on it. For each frame it publishes the confirmed tracks (TrackArray), the same
+DetectionArray with track ids filled in (header and every other field unchanged; 0 = not part of a
+confirmed track) and a RelabelArray with the relabels that frame triggered (often empty); all three
+carry the frame's header. Frames whose stamp is not newer than the last processed one are skipped,
+except after a jump back of `reset_on_jump_back_s` or more (a restarted bag or simulation), which
+resets the tracker (frame_policy.FramePolicy, as in replay); detections with NaN or inverted boxes
+are not tracked (track id 0), and so are those beyond the tracker's `max_detections` / `max_tracks`
+caps (the cost of a frame stays bounded). Skips and caps are logged at most once per
+`warning_period_s`; the node keeps running. Candidates below the detector's threshold
+(DetectionArray.candidates) feed the tracker's second association round; only the detections are
+published. Parameters: registry.NODES['tracker_node'] (TrackerConfig, RelabelConfig,
+TrackerNodeSettings).
 """
 from __future__ import annotations
 
@@ -21,12 +22,13 @@ from rclpy.node import Node
 
 from importance_sampler_ros.bags.messages import detections_from_msg, stamp_to_ns
 from importance_sampler_ros.bags.tracking_messages import relabels_to_msg, tracks_to_msg
+from importance_sampler_ros.frame_policy import FramePolicy
 from importance_sampler_ros.nodes.message_types import rclpy_types
 from importance_sampler_ros.nodes.parameters import declare_parameters, run_node
 from importance_sampler_ros.nodes.qos import FRAME_QOS
 from importance_sampler_ros.registry import NODES, TrackerNodeSettings
 from importance_sampler_ros.tracking.config import RelabelConfig, TrackerConfig
-from importance_sampler_ros.tracking.relabel import RelabelingTracker, StaleFrameError
+from importance_sampler_ros.tracking.relabel import RelabelingTracker
 
 NODE_NAME = 'tracker_node'
 
@@ -42,7 +44,8 @@ class TrackerNode(Node):
         self.tracker = RelabelingTracker(sort, config.of(RelabelConfig))
         self.types = rclpy_types()
         self.frames_processed = 0
-        self.frames_skipped = 0
+        self.frames_malformed = 0
+        self.policy = FramePolicy.from_settings(self.params, warn=self.get_logger().warning)
         self.detections_ignored = 0
         self.detections_dropped = 0
         self.relabels_published = 0
@@ -62,17 +65,12 @@ class TrackerNode(Node):
     def on_detections(self, msg) -> None:
         stamp_ns = stamp_to_ns(msg.header)
         try:
-            frame = detections_from_msg(msg)
-            tracked = self.tracker.update(frame)
-        except StaleFrameError as error:
-            if not self._jumped_back(error):
-                self._warn(f'skipping frame: {error}', skipped=True)
-                return
-            self.get_logger().warning(f'time jumped back ({error}): tracker reset')
-            self.tracker.reset()
-            tracked = self.tracker.update(frame)
+            tracked = self.policy.track(self.tracker, detections_from_msg(msg))
         except ValueError as error:  # e.g. inconsistent arrays in a malformed message
-            self._warn(f'skipping frame with stamp {stamp_ns} ns: {error}', skipped=True)
+            self.frames_malformed += 1
+            self._warn(f'skipping frame with stamp {stamp_ns} ns: {error}')
+            return
+        if tracked is None:  # stale: skipped (and warned about) by the policy, as in replay
             return
         if tracked.dropped:
             self.detections_dropped += tracked.dropped
@@ -95,18 +93,13 @@ class TrackerNode(Node):
         self.frames_processed += 1
         self.relabels_published += len(tracked.relabels)
 
-    def _jumped_back(self, error: StaleFrameError) -> bool:
-        limit_ns = self.params.reset_on_jump_back_s * 1e9
-        return limit_ns > 0 and error.previous_ns - error.stamp_ns >= limit_ns
+    @property
+    def frames_skipped(self) -> int:
+        return self.policy.counts.frames_stale + self.frames_malformed
 
-    def _warn(self, text: str, skipped: bool = False) -> None:
-        if skipped:
-            self.frames_skipped += 1
-        self.get_logger().warning(
-            f'{text} [{self.frames_skipped} frames skipped, {self.detections_ignored} '
-            'detections ignored so far]',
-            throttle_duration_sec=self.params.warning_period_s,
-        )
+    def _warn(self, text: str) -> None:
+        self.policy.warning(f'{text} [{self.frames_skipped} frames skipped, '
+                            f'{self.detections_ignored} detections ignored so far]')
 
 
 def main(args: list[str] | None = None) -> int:

@@ -15,17 +15,14 @@ Publishes (reliable, depth 10 unless said):
   /importance_sampler/keep_ratio             std_msgs/Float32, running share of kept frames,
                                              per decision
 
-Image and detections are paired by header stamp; a frame is drawn once its image, its tracked
-detections and its RelabelArray are in (or relabel_wait_s after the detections, without
-relabels). The debug image and markers are only drawn while someone subscribes to them.
+Image and detections are paired by header stamp (stamp_join.StampJoin); a frame is drawn once its
+image, its tracked detections and its RelabelArray are in (or relabel_wait_s after the detections,
+without relabels). The debug image and markers are only drawn while someone subscribes to them.
 """
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
-from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Any
 
 from builtin_interfaces.msg import Duration, Time
 from geometry_msgs.msg import Point, Pose, Quaternion, Vector3
@@ -43,6 +40,7 @@ from importance_sampler_ros.nodes.message_types import rclpy_types
 from importance_sampler_ros.nodes.parameters import declare_parameters, run_node
 from importance_sampler_ros.nodes.qos import VIEW_QOS, image_qos, reliable_qos
 from importance_sampler_ros.registry import NODES
+from importance_sampler_ros.stamp_join import JoinedFrame, StampJoin
 from importance_sampler_ros.viz import drawing as visualization
 from importance_sampler_ros.viz.config import VizConfig
 
@@ -65,14 +63,6 @@ def marker_types() -> SimpleNamespace:
     )
 
 
-@dataclass
-class _PendingFrame:
-    image: Any = None
-    detections: FrameDetections | None = None
-    relabels: dict[int, visualization.RelabelMark] | None = None
-    detections_at: float = field(default=0.0)
-
-
 class VizNode(Node):
     def __init__(self) -> None:
         super().__init__('viz_node')
@@ -82,7 +72,10 @@ class VizNode(Node):
         self.keep_ratio = visualization.RunningKeepRatio(self.params.keep_ratio_window)
         self.types = rclpy_types()
         self.marker_types = marker_types()
-        self.pending: OrderedDict[int, _PendingFrame] = OrderedDict()
+        # image + tracked detections, awaiting the RelabelArray, by header stamp
+        self.join = StampJoin(('image', 'detections'), ('relabels',), timeout_s=None,
+                              awaited_s=self.params.relabel_wait_s,
+                              max_pending=self.params.cache_frames)
         self.last_decision = ''
         self.frames_drawn = 0
 
@@ -105,17 +98,9 @@ class VizNode(Node):
 
     # -- inputs
 
-    def _frame(self, stamp_ns: int) -> _PendingFrame:
-        frame = self.pending.get(stamp_ns)
-        if frame is None:
-            frame = self.pending[stamp_ns] = _PendingFrame()
-            while len(self.pending) > self.params.cache_frames:
-                self.pending.popitem(last=False)
-        return frame
-
     def on_image(self, msg: Image) -> None:
-        self._frame(messages.stamp_to_ns(msg.header)).image = msg
-        self._try_draw(messages.stamp_to_ns(msg.header))
+        self._draw_all(self.join.add('image', messages.stamp_to_ns(msg.header), msg,
+                                     time.monotonic()))
 
     def on_detections(self, msg: DetectionArray) -> None:
         try:
@@ -125,15 +110,11 @@ class VizNode(Node):
             return
         self.frame_importance_pub.publish(Float32(data=float(det.frame_importance)))
         self.scale.update(det.importances.tolist())
-        frame = self._frame(det.stamp_ns)
-        frame.detections, frame.detections_at = det, time.monotonic()
-        self._try_draw(det.stamp_ns)
+        self._draw_all(self.join.add('detections', det.stamp_ns, det, time.monotonic()))
 
     def on_relabels(self, msg: RelabelArray) -> None:
-        stamp_ns = messages.stamp_to_ns(msg.header)
-        frame = self._frame(stamp_ns)
-        frame.relabels = {**(frame.relabels or {}), **visualization.relabel_marks(msg)}
-        self._try_draw(stamp_ns)
+        self._draw_all(self.join.add('relabels', messages.stamp_to_ns(msg.header),
+                                     visualization.relabel_marks(msg), time.monotonic()))
 
     def on_decision(self, msg: SampleDecision) -> None:
         ratio = self.keep_ratio.add(bool(msg.kept))
@@ -145,26 +126,21 @@ class VizNode(Node):
 
     def flush_waiting(self) -> None:
         """Draw frames whose RelabelArray did not come within relabel_wait_s."""
-        now = time.monotonic()
-        for stamp_ns, frame in list(self.pending.items()):
-            waited = now - frame.detections_at
-            if frame.detections is not None and waited >= self.params.relabel_wait_s:
-                self._try_draw(stamp_ns, relabels_optional=True)
+        self._draw_all(self.join.expire(time.monotonic()))
 
-    def _try_draw(self, stamp_ns: int, relabels_optional: bool = False) -> None:
-        frame = self.pending.get(stamp_ns)
-        if frame is None or frame.image is None or frame.detections is None:
-            return
-        if frame.relabels is None and not relabels_optional:
-            return
-        del self.pending[stamp_ns]
+    def _draw_all(self, frames: list[JoinedFrame]) -> None:
+        for frame in frames:
+            self._draw(frame.stamp_ns, frame.parts['image'], frame.parts['detections'],
+                       frame.get('relabels') or {})
+
+    def _draw(self, stamp_ns: int, image: Image, det: FrameDetections,
+              relabels: dict[int, visualization.RelabelMark]) -> None:
         want_image = self.debug_image_pub.get_subscription_count() > 0
         want_markers = self.markers_pub.get_subscription_count() > 0
         if not (want_image or want_markers):
             return
-        det, relabels = frame.detections, frame.relabels or {}
         try:
-            rgb = images.image_to_rgb(frame.image)
+            rgb = images.image_to_rgb(image)
         except images.ImageError as error:
             self.get_logger().error(f'image at {stamp_ns} ns not drawn: {error}',
                                     throttle_duration_sec=5.0)
@@ -179,7 +155,7 @@ class VizNode(Node):
                 rgb, det, importance_scale=self.scale.value, relabels=relabels,
                 status_lines=status, line_width=self.params.line_width,
                 font_size=self.params.font_size)
-            out = images.rgb_to_image_msg(drawn, stamp_ns, str(frame.image.header.frame_id),
+            out = images.rgb_to_image_msg(drawn, stamp_ns, str(image.header.frame_id),
                                           self.types)
             self.debug_image_pub.publish(out)
         if want_markers:

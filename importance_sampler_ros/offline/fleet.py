@@ -213,15 +213,18 @@ def _detect_and_cache(bag: FleetBag, options: FleetOptions) -> FirstPass:
     cache bag that the sampling pass replays with recorded detections."""
     from importance_sampler_ros.bags import bag_io
     from importance_sampler_ros.bags.frames import GROUND_TRUTH_TOPIC, FrameSource
-    from importance_sampler_ros.bags.images import image_to_rgb
     from importance_sampler_ros.bags.messages import detections_to_msg
     from importance_sampler_ros.detection.config import DetectorConfig
     from importance_sampler_ros.detection.detector import Detector
+    from importance_sampler_ros.frame_policy import FramePolicy
     from importance_sampler_ros.offline.pipeline import load_parameters
+    from importance_sampler_ros.registry import TrackerNodeSettings
 
     params, _ = load_parameters(options.params_file, options.overrides)
-    source = FrameSource(bag.path, image_topic=options.image_topic)
+    source = FrameSource(bag.path, image_topic=options.image_topic,
+                         join_timeout_s=params['recorder_node']['join_timeout_s'])
     detector = Detector(params['detector_node'].of(DetectorConfig))
+    policy = FramePolicy.from_settings(params['tracker_node'].of(TrackerNodeSettings))
     cache = options.out_dir / CACHE_DIR / bag.name
     if cache.exists():
         shutil.rmtree(cache)
@@ -231,8 +234,10 @@ def _detect_and_cache(bag: FleetBag, options: FleetOptions) -> FirstPass:
     importances = []
     with bag_io.BagWriter(cache) as writer:
         for frame in source:
-            detections = detector.detect(image_to_rgb(frame.image), frame.stamp_ns,
-                                         frame.frame_id)
+            detected = policy.detect(detector, frame.image)
+            if detected is None:  # skipped as detector_node skips it: not in the cache
+                continue
+            detections = detected[0]
             importances.append(detections.frame_importance)
             writer.write(source.image_topic, bag_io.IMAGE_TYPE, frame.stamp_ns, frame.image_cdr)
             writer.write(CACHE_DETECTIONS_TOPIC, array_type, frame.stamp_ns,

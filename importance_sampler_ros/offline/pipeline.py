@@ -2,7 +2,8 @@
 
 The stages are the very core objects the nodes wrap (Detector, RelabelingTracker, Recorder), fed
 the same messages in the same order, with parameters read from the same YAML file and validated
-by the same specs. So replay measures what the car does.
+by the same specs; bad images and jumps in time meet the nodes' FramePolicy. So replay measures
+what the car does.
 """
 from __future__ import annotations
 
@@ -16,18 +17,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from importance_sampler_ros import registry
 from importance_sampler_ros.bags import bag_io
 from importance_sampler_ros.bags.frames import InputFrame
-from importance_sampler_ros.bags.images import image_to_rgb
+from importance_sampler_ros.bags.images import ImageError, image_to_rgb
 from importance_sampler_ros.bags.messages import detections_to_msg
 from importance_sampler_ros.bags.tracking_messages import relabels_to_msg
 from importance_sampler_ros.detection.config import DetectorConfig
 from importance_sampler_ros.detection.detections import FrameDetections
+from importance_sampler_ros.evaluation.errors import frame_errors
+from importance_sampler_ros.frame_policy import FramePolicy
 from importance_sampler_ros.offline.report import FrameRecord, RelabelExample
-from importance_sampler_ros.params import load_node_parameters, own_specs, specs
+from importance_sampler_ros.params import ParameterError, load_node_parameters, own_specs, specs
 from importance_sampler_ros.recording.config import RecorderConfig
 from importance_sampler_ros.recording.recorder import FrameResult, Recorder
 from importance_sampler_ros.registry import (
@@ -41,9 +43,7 @@ from importance_sampler_ros.tracking.config import RelabelConfig, TrackerConfig
 from importance_sampler_ros.tracking.relabel import (
     RelabelEvent,
     RelabelingTracker,
-    StaleFrameError,
 )
-from importance_sampler_ros.tracking.sort import iou_matrix
 
 DEFAULT_PARAMS_FILE = registry.default_params_file()
 # The nodes' ROS-only settings: replay reads them from the file (and checks them) but has no use.
@@ -53,7 +53,6 @@ NODE_CORE_NAMES = {node: {s.name for cls in registry.NODES[node].groups if cls n
 # Ground truth farther than this (metres) counts as far field in the report.
 FAR_DISTANCE_M = 40.0
 DISTANCE_BINS_M = (0.0, 20.0, 40.0, 60.0, 80.0, float('inf'))
-MATCH_IOU = 0.5
 CROP_SIZE = 48
 CROPS_PER_TRACK = 100  # 10 s at 10 fps: a far object's earliest relabelled observation
 CROP_TRACKS = 48  # tracks whose recent crops are held for the relabel strip (least recent go)
@@ -69,8 +68,10 @@ def load_parameters(params_file: str | Path | None,
     The second value names the keys of the file that replay does not use: the nodes' ROS-only
     parameters (topics, QoS, log periods) and names no node declares.
     """
-    configs, unknown = registry.load(params_file, overrides, NODE_NAMES)
     path = Path(params_file) if params_file else DEFAULT_PARAMS_FILE
+    if not path.is_file():  # refused as `up` refuses it, never silently the code defaults
+        raise ParameterError(f'parameter file {path} does not exist')
+    configs, unknown = registry.load(path, overrides, NODE_NAMES)
     ros_only = {spec.name for cls in ROS_ONLY for spec in own_specs(cls)}
     used = [f'{node}.{key}' for node in NODE_NAMES
             for key in (load_node_parameters(path, node) if path.is_file() else {})
@@ -89,28 +90,19 @@ class GroundTruthTally:
 
     def add_frame(self, detections: FrameDetections, truth: FrameDetections
                   ) -> tuple[int, int, int]:
-        """Match detections to truth by IoU (Hungarian).
+        """Match detections to truth (evaluation.errors: greedy by IoU >= 0.5, any class).
 
         Returns (errors, visible errors, matched boxes): errors = misses + false positives +
         wrong classes; visible errors leave out the misses, which no detection's importance can
         reflect.
         """
-        if len(detections) and len(truth):
-            iou = iou_matrix(detections.boxes, truth.boxes)
-            rows, cols = linear_sum_assignment(-iou)
-            good = iou[rows, cols] >= MATCH_IOU
-            rows, cols = rows[good], cols[good]
-        else:
-            rows = cols = np.zeros(0, int)
-        wrong_class = 0
-        for row, col in zip(rows.tolist(), cols.tolist(), strict=True):
-            true_class, predicted = int(truth.class_ids[col]), int(detections.class_ids[row])
-            wrong_class += true_class != predicted
-            self.matches[(detections.stamp_ns, row)] = (true_class, predicted,
-                                                        float(truth.distances[col]))
-        misses = len(truth) - len(rows)
-        visible = len(detections) - len(rows) + wrong_class
-        return misses + visible, visible, len(rows)
+        found = frame_errors(detections, truth)
+        for row, col in enumerate(found.detection_truth.tolist()):
+            if col >= 0:
+                self.matches[(detections.stamp_ns, row)] = (
+                    int(truth.class_ids[col]), int(detections.class_ids[row]),
+                    float(truth.distances[col]))
+        return found.total, found.visible, int((found.detection_truth >= 0).sum())
 
     def add_relabel(self, event: RelabelEvent) -> None:
         for observation in event.observations:
@@ -152,7 +144,9 @@ class Pipeline:
     """Run frames through detector (or recorded detections), tracker and recorder."""
 
     def __init__(self, params: Mapping[str, NodeConfig], output_dir: Path,
-                 need_detector: bool) -> None:
+                 need_detector: bool, image_topic: str | None = None) -> None:
+        """`image_topic`: the name kept images are written under (default: the recorder's
+        image_topic parameter); replay passes its input topic."""
         self.params = params
         self.types = bag_io.msg_types()
         self.detector = None
@@ -162,16 +156,18 @@ class Pipeline:
             self.detector = Detector(params['detector_node'].of(DetectorConfig))
         tracker = params['tracker_node']
         self.tracker = RelabelingTracker(tracker.of(TrackerConfig), tracker.of(RelabelConfig))
+        self.policy = FramePolicy.from_settings(tracker.of(TrackerNodeSettings))
+        self.images_undecoded = 0  # with recorded detections: no crops, otherwise as any frame
         recording = params['recorder_node'].of(RecorderConfig)
         self.recorder = Recorder(dataclasses.replace(
-            recording, output_dir=str(output_dir.parent), bag_name=output_dir.name))
+            recording, output_dir=str(output_dir.parent), bag_name=output_dir.name,
+            image_topic=image_topic or recording.image_topic))
         self.stage_seconds: dict[str, float] = defaultdict(float)
         self.records: OrderedDict[int, FrameRecord] = OrderedDict()
         self.finished: list[FrameRecord] = []
         self.frames_kept = 0
         self.truth = GroundTruthTally()
         self.has_truth = False
-        self.stale_frames = 0
         self.relabel_events = 0
         self.relabelled_observations = 0
         self.examples: list[RelabelExample] = []
@@ -185,18 +181,19 @@ class Pipeline:
         return self.detector.model_name if self.detector is not None else 'recorded detections'
 
     def process(self, frame: InputFrame) -> None:
+        """One frame through the stages, skipped where the nodes would skip it (FramePolicy)."""
         started = time.perf_counter()
         rgb = None
         if frame.detections is not None:
             detections = frame.detections
         else:
-            rgb = image_to_rgb(frame.image)
-            detections = self.detector.detect(rgb, frame.stamp_ns, frame.frame_id)
+            detected = self.policy.detect(self.detector, frame.image)
+            if detected is None:
+                return
+            detections, rgb = detected
         detect_done = time.perf_counter()
-        try:
-            tracked = self.tracker.update(detections)
-        except StaleFrameError:
-            self.stale_frames += 1
+        tracked = self.policy.track(self.tracker, detections)
+        if tracked is None:
             return
         detection_msg = detections_to_msg(tracked.detections, self.types)
         relabel_msg = relabels_to_msg(detections.stamp_ns, detections.frame_id, tracked.relabels,
@@ -270,7 +267,13 @@ class Pipeline:
         """The latest crops of each tracked detection (tentative tracks too: a far object's
         first observations come before its track is confirmed), bounded per track and in
         tracks."""
-        rgb = image_to_rgb(frame.image) if rgb is None else rgb
+        if rgb is None:
+            try:
+                rgb = image_to_rgb(frame.image)
+            except ImageError as error:  # the nodes never decode it either: tracked, recorded
+                self.images_undecoded += 1
+                self.policy.warning(f'no relabel crops of image {frame.stamp_ns} ns: {error}')
+                return
         for i, track_id in enumerate(track_ids.tolist()):
             crop = _crop(rgb, detections.boxes[i]) if track_id else None
             if crop is None:

@@ -44,6 +44,7 @@ class ReplayResult:
     report: ReplayReport
     report_path: Path
     exit_code: int
+    frames: list[FrameRecord]  # every decided frame, in decision order
 
 
 class ReplayError(RuntimeError):
@@ -75,7 +76,8 @@ def replay_bag(input_bag: str | Path, output: str | Path, *,
     try:
         source = FrameSource(input_bag, image_topic=image_topic,
                              detections_topic=detections_topic,
-                             use_recorded_detections=use_recorded_detections)
+                             use_recorded_detections=use_recorded_detections,
+                             join_timeout_s=params['recorder_node']['join_timeout_s'])
     except (FrameSourceError, OSError) as error:
         raise ReplayError(str(error)) from None
     if ignored:
@@ -86,7 +88,9 @@ def replay_bag(input_bag: str | Path, output: str | Path, *,
     if output.exists():
         output.rmdir()
     try:
-        pipeline = Pipeline(params, output, need_detector=not use_recorded_detections)
+        # kept images keep the name they came under, as recorder_node records its input topic
+        pipeline = Pipeline(params, output, need_detector=not use_recorded_detections,
+                            image_topic=source.image_topic)
     except (RecorderError, ValueError, RuntimeError) as error:
         raise ReplayError(str(error)) from None
 
@@ -138,12 +142,15 @@ def replay_bag(input_bag: str | Path, output: str | Path, *,
         report.ground_truth.update(detector_error_rates(records))
         report.ground_truth.update(pipeline.truth.summary())
     report.ground_truth.update(
-        model=pipeline.model_name, stale_frames_skipped=pipeline.stale_frames,
+        model=pipeline.model_name, stale_frames_skipped=pipeline.policy.counts.frames_stale,
+        tracker_resets=pipeline.policy.counts.tracker_resets,
+        images_skipped=pipeline.policy.counts.images_skipped,
+        images_undecoded=pipeline.images_undecoded,
         unmatched_images=source.unmatched_images,
         unmatched_detection_arrays=source.unmatched_detections)
     report_path = write_report(report, records, pipeline.examples, output,
                                relative_variance_curve)
-    return ReplayResult(report, report_path, EXIT_TRUNCATED if source.truncated else 0)
+    return ReplayResult(report, report_path, EXIT_TRUNCATED if source.truncated else 0, records)
 
 
 def replay_warnings(records: list[FrameRecord], source: FrameSource,
