@@ -123,8 +123,9 @@ class Recorder:
     """Importance-samples frames into a split rosbag2 recording.
 
     `writer_factory(path, storage)` opens one split (default: bag_io.BagWriter with the
-    configured bag version); tests inject faults through it. Call `close()` (or use as a context manager) to finish: it decides the frames
-    still in the buffer and closes the open split.
+    configured bag version); tests inject faults through it. Call `close()` (or use as a
+    context manager) to finish: it decides the frames still in the buffer and closes the open
+    split.
     """
 
     def __init__(
