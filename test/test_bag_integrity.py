@@ -218,7 +218,7 @@ def test_an_mcap_without_metadata_reads_whole_and_a_cut_one_up_to_the_cut(
 def test_empty_directory_and_existing_file_as_out_are_one_line_errors(
         drive: Path, tmp_path: Path) -> None:
     (tmp_path / 'empty').mkdir()
-    with pytest.raises(bag_io.BagError, match='not a bag'):
+    with pytest.raises(bag_io.BagError, match='not a rosbag2 bag'):
         bag_io.topics(tmp_path / 'empty')
     taken = tmp_path / 'taken'
     taken.write_text('x')

@@ -364,7 +364,8 @@ def _bag_files(path: Path, damage: list[Damage] | None) -> _BagFiles:
     if list(path.glob('*.db3')):
         raise BagError(f'{path}: a .db3 without metadata.yaml (an unclosed split? '
                        'importance-sampler bag-repair recovers it)')
-    raise BagError(f'{path}: not a bag (no metadata.yaml, no .mcap or .db3 file)')
+    raise BagError(f'{path} is a directory but not a rosbag2 bag (no metadata.yaml and no .mcap '
+                   'or .db3 file)')
 
 
 def open_reader(path: str | Path) -> AnyReader:

@@ -488,6 +488,9 @@ def _warm_up() -> None:
                                        aggregation='sum', model_name='', inference_ms=0.0,
         scorer='', uncertainty_names=[], candidates=[], situations=[])):
         bag_io.deserialize(bag_io.serialize(empty), empty.__msgtype__)
+    image = types.Image(header=header, height=1, width=1, encoding='rgb8', is_bigendian=0,
+                        step=3, data=np.zeros(3, np.uint8))
+    bag_io.validate_message(bag_io.serialize(image), bag_io.IMAGE_TYPE)  # add_frame checks each
 
 
 def _deserialize(data: bytes | bytearray | memoryview, msgtype: str) -> Any:
