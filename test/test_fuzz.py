@@ -189,8 +189,9 @@ def test_fuzzed_messages_never_raise_and_the_bag_decodes(nodes, tmp_path: Path) 
                 decisions_kept += bool(message.kept)
             counts[connection.topic] = counts.get(connection.topic, 0) + 1
     assert set(counts.values()) == {stats['kept']} == {decisions_kept}
+    image_topic = recorder.recorder.config.image_topic
     for split in splits:
         (file,) = split.glob('*.mcap')
         with file.open('rb') as stream:
             assert sum(1 for _ in make_reader(stream, validate_crcs=True).iter_messages()) \
-                == 4 * len(list(bag_io.read_messages(split, [recorder.params.image_topic])))
+                == 4 * len(list(bag_io.read_messages(split, [image_topic])))
