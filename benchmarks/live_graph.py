@@ -48,10 +48,10 @@ import yaml
 
 from importance_sampler_ros import topics
 from importance_sampler_ros.bags import bag_io
+from importance_sampler_ros.bags.bag_io import header_from_cdr
 from importance_sampler_ros.bags.images import rgb_to_image_msg
 from importance_sampler_ros.bags.messages import detections_to_msg
 from importance_sampler_ros.detection.detections import FrameDetections
-from importance_sampler_ros.nodes.player import header_stamp_ns
 
 REPO = Path(__file__).resolve().parent.parent
 T0 = 1_700_000_000 * 1_000_000_000
@@ -132,7 +132,7 @@ class DecisionListener:
         self.received[stamp] = (time.time(), bool(msg.kept))
 
     def on_tracked(self, data: bytes) -> None:
-        self.tracked.add(header_stamp_ns(data))
+        self.tracked.add(header_from_cdr(data)[0])
 
     def spin(self) -> None:
         while self.running:

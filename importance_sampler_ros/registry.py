@@ -96,6 +96,11 @@ class RecorderNodeSettings(Settings):
     join_timeout_s: float = param(2.0, 'Seconds an image waits for the detection array with the '
                                   'same header stamp (and the other way round) before it is '
                                   'counted unmatched and dropped', min_value=0.0, max_value=60.0)
+    write_error_exit_status: int = param(0, 'Exit status of recorder_node after a write error '
+                                         'stopped the recording (it keeps running and '
+                                         'publishing decisions until shut down); 0 = a write '
+                                         'error does not make the exit fail', min_value=0,
+                                         max_value=255)
 
 
 class NodeConfig:

@@ -15,7 +15,6 @@ from replay_bags import write_drive
 from importance_sampler_ros.bags import bag_io
 from importance_sampler_ros.offline.replay import replay_bag
 from importance_sampler_ros.recording.config import RecorderConfig
-from importance_sampler_ros.recording.splits import SplitWriter
 from importance_sampler_ros.registry import spec
 
 OVERRIDES = {'keep_ratio': 0.5, 'seed': 1, 'split_bytes': 200_000}
@@ -87,4 +86,4 @@ def test_unsupported_version_refused(tmp_path, version):
     with pytest.raises(ValueError, match=r'metadata version must be one of \(8, 9\)'):
         RecorderConfig(bag_version=version)
     with pytest.raises(ValueError, match='metadata version'):
-        SplitWriter(tmp_path / 'x', version=version)
+        bag_io.BagWriter(tmp_path / 'x', version=version)

@@ -22,6 +22,7 @@ import pytest
 from rosbags.highlevel import AnyReader
 
 from importance_sampler_ros.bags import bag_io
+from importance_sampler_ros.bags.bag_io import BagWriter, header_from_cdr
 from importance_sampler_ros.bags.messages import detections_from_msg, header_msg, time_msg
 from importance_sampler_ros.cli import main as cli_main
 from importance_sampler_ros.recording.recorder import (
@@ -35,7 +36,7 @@ from importance_sampler_ros.recording.recorder import (
     RecordingStoppedError,
 )
 from importance_sampler_ros.recording.repair import repair
-from importance_sampler_ros.recording.splits import SplitWriter, header_from_cdr, split_paths
+from importance_sampler_ros.recording.splits import split_paths
 from importance_sampler_ros.sampling.sampler import SamplerConfig
 
 T0 = 1_700_000_000 * 1_000_000_000
@@ -111,7 +112,7 @@ def read_with_mcap(paths: list[Path]) -> Counter:
     for split in paths:
         (mcap_file,) = split.glob('*.mcap')
         with mcap_file.open('rb') as stream:
-            reader = make_reader(stream, decoder_factories=[DecoderFactory()])
+            reader = make_reader(stream, decoder_factories=[DecoderFactory()], validate_crcs=True)
             for _schema, channel, message, decoded in reader.iter_decoded_messages():
                 assert message.log_time == decoded.header.stamp.sec * 10**9 + \
                     decoded.header.stamp.nanosec
@@ -241,6 +242,48 @@ def test_bad_input_is_a_clear_error(tmp_path: Path) -> None:
             recorder.add_frame(*make_frame(1))
 
 
+def _bad_images(i: int) -> dict[str, bytes]:
+    """Image CDR of frame i whose header parses but whose body is not a valid image."""
+    good, _ = make_frame(i)
+    image = bag_io.deserialize(good, bag_io.IMAGE_TYPE)
+    types = bag_io.msg_types()
+
+    def variant(**fields: object) -> bytes:
+        values = {k: getattr(image, k) for k in ('header', 'height', 'width', 'encoding',
+                                                 'is_bigendian', 'step', 'data')}
+        return bag_io.serialize(types.Image(**{**values, **fields}))
+
+    bogus_length = bytearray(good)
+    # the uint8[] length field sits right before the pixel bytes
+    length_at = len(good) - len(image.data) - 4
+    bogus_length[length_at:length_at + 4] = (368640).to_bytes(4, 'little')
+    return {
+        'truncated body': good[:-100],
+        'bogus data length': bytes(bogus_length),
+        'trailing bytes': good + b'\0' * 64,
+        'data shorter than step x height': variant(data=image.data[:-96]),
+        'step too small for the width': variant(step=image.width * 2,
+                                                data=image.data[:image.width * 2 * image.height]),
+    }
+
+
+def test_a_malformed_image_is_rejected_counted_and_never_written(tmp_path: Path) -> None:
+    recorder = Recorder(config(tmp_path, sampler=SamplerConfig(keep_all=True)))
+    bad = _bad_images(3)
+    for n, (what, image) in enumerate(bad.items()):
+        _, detections = make_frame(3)
+        with pytest.raises(ValueError, match='Image'):
+            recorder.add_frame(image, detections)
+        assert recorder.stats()['frames_rejected'] == n + 1, what
+    for i in range(6):
+        recorder.add_frame(*make_frame(i))
+    recorder.close()
+    assert recorder.stats()['frames'] == 6
+    bag = read_bag(recorder.closed_splits)  # rosbags decodes every message
+    assert sorted(bag[IMAGE_TOPIC]) == [stamp(i) for i in range(6)]
+    assert read_with_mcap(recorder.closed_splits)[IMAGE_TOPIC] == 6
+
+
 def test_a_quiet_stretch_still_gets_kept_frames_flushed(tmp_path: Path) -> None:
     now = [0.0]
     recorder = Recorder(config(tmp_path, buffer_seconds=0.0, flush_interval_s=1.0,
@@ -306,15 +349,16 @@ class _DiskFills:
         self.capacity = capacity
         self.written = 0
 
-    def __call__(self, path: Path, storage: str) -> SplitWriter:
+    def __call__(self, path: Path, storage: str) -> BagWriter:
         factory = self
 
-        class Split(SplitWriter):
-            def write(self, topic: str, msgtype: str, stamp_ns: int, data: bytes) -> None:
+        class Split(BagWriter):
+            def write(self, topic: str, msgtype: str, stamp_ns: int, data: bytes,
+                      validate: bool = True) -> None:
                 if factory.written + len(data) > factory.capacity:
                     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
                 factory.written += len(data)
-                super().write(topic, msgtype, stamp_ns, data)
+                super().write(topic, msgtype, stamp_ns, data, validate)
 
         return Split(path, storage)
 
@@ -329,9 +373,15 @@ def test_disk_full_stops_recording_and_keeps_finished_splits(tmp_path: Path) -> 
             recorder.add_frame(*make_frame(i))
     assert 'bag-repair' in str(stopped.value)
     assert recorder.stats()['error'] == str(stopped.value)
-    with pytest.raises(RecordingStoppedError):  # stays stopped
-        recorder.add_frame(*make_frame(60))
+    # the frame that met the error was decided all the same
+    assert [r.decision.kept for r in stopped.value.results] == [True]
+    # stopped: later frames are still decided (raised once only), but nothing is written
+    results = [r for j in range(i + 1, i + 11) for r in recorder.add_frame(*make_frame(j))]
+    assert len(results) == 10 and all(r.decision.kept for r in results)
+    assert recorder.stats()['kept_not_written'] == 10 + 1
     recorder.close()
+    assert sorted(p.name for p in (tmp_path / 'run').iterdir()) == [
+        'run_0000', 'run_0001', 'run_0002', 'stats.json']
     closed = recorder.closed_splits
     assert len(closed) == 2
     assert len(read_bag(closed)[IMAGE_TOPIC]) == 6
@@ -342,10 +392,10 @@ def test_disk_full_stops_recording_and_keeps_finished_splits(tmp_path: Path) -> 
 
 
 def test_a_split_that_cannot_be_created_stops_recording(tmp_path: Path) -> None:
-    def factory(path: Path, storage: str) -> SplitWriter:
+    def factory(path: Path, storage: str) -> BagWriter:
         if path.name.endswith('_0001'):
             raise OSError(errno.EACCES, os.strerror(errno.EACCES), str(path))
-        return SplitWriter(path, storage)
+        return BagWriter(path, storage)
 
     image, _ = make_frame(0)
     recorder = Recorder(config(tmp_path, split_bytes=2 * len(image),
@@ -453,7 +503,8 @@ def test_repair_of_a_truncated_mcap_stops_at_the_damage(tmp_path: Path) -> None:
         # into the last chunk
         stream.truncate(size - 1000)
     (result,) = repair(split, keep_damaged=True)
-    assert result.status == 'repaired' and 'stopped at byte' in result.detail
+    assert result.status == 'repaired' and 'file cut off' in result.detail, result.detail
+    assert not result.lost_inside
     assert (split / (mcap_file.name + '.damaged')).stat().st_size == size - 1000
     bag = read_bag([split])
     assert set(bag[IMAGE_TOPIC]) == {stamp(i) for i in range(9)}

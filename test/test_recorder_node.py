@@ -210,3 +210,89 @@ def test_invalid_parameter_ends_the_node_with_status_2(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert 'storage' in result.stderr
+
+
+def _limit_file_size(limit: int):
+    """preexec_fn: files the node writes cannot grow past `limit` bytes (writes beyond fail with
+    EFBIG, like a full disk; Python ignores SIGXFSZ)."""
+    import resource
+
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('exit_status', [None, 7], ids=['default', 'asked'])
+def test_a_write_error_stops_recording_but_not_the_node(context, tmp_path: Path,
+                                                        exit_status: int | None) -> None:
+    """Splits cannot grow past 60 kB (RLIMIT_FSIZE): recording stops part-way; the node keeps
+    deciding, publishing decisions and logging statistics, closes cleanly, writes stats.json and
+    exits 0 (or the status it was asked for). A malformed image is rejected, never written."""
+    types = rclpy_types()
+    params = {'keep_all': True, 'flush_interval_s': 0.0, 'stats_period_s': 0.3}
+    if exit_status is not None:
+        params['write_error_exit_status'] = exit_status
+    env = {**os.environ, 'ROS_DOMAIN_ID': DOMAIN_ID}
+    process = subprocess.Popen(node_command(tmp_path, **params), env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True,
+                               preexec_fn=_limit_file_size(60_000))
+    node = Node('recorder_node_tester', context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    n_frames = 30  # 6.2 kB each: the split fills after about 9
+    try:
+        image_pub = node.create_publisher(
+            types.Image, IMAGE_TOPIC, QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
+        detections_pub = node.create_publisher(
+            types.DetectionArray, INPUT_TOPICS['detections_topic'], FRAME_QOS)
+        decisions = []
+        node.create_subscription(types.SampleDecision, INPUT_TOPICS['decisions_topic'],
+                                 decisions.append, FRAME_QOS)
+        spin_until(executor, lambda: image_pub.get_subscription_count() > 0
+                   and detections_pub.get_subscription_count() > 0
+                   and node.count_publishers(INPUT_TOPICS['decisions_topic']) > 0,
+                   'discovery between the test node and recorder_node')
+        for i in range(n_frames):
+            image, detections = make_frame(types, i)
+            if i == 3:  # a valid header, a data length the body does not have
+                cdr = bytearray(serialize_message(image))
+                at = len(cdr) - len(image.data) - 4
+                cdr[at:at + 4] = (368640).to_bytes(4, 'little')
+                image_pub.publish(bytes(cdr))
+            else:
+                image_pub.publish(image)
+            detections_pub.publish(detections)
+            executor.spin_once(timeout_sec=0.05)
+        # decided once 1 s of newer frames came: all but the last ~11, stopped or not
+        spin_until(executor, lambda: len(decisions) >= n_frames - 1 - 11,
+                   'decisions after the write error')
+        time.sleep(1.0)  # a few statistics ticks after the stop
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        executor.shutdown()
+        node.destroy_node()
+    assert process.returncode == (exit_status or 0), output
+    assert output.count('recording stopped') >= 2, output  # the error line, then every tick
+    assert 'Traceback' not in output and 'severity' not in output, output
+    assert 'recording closed' in output, output
+    stats = json.loads((tmp_path / 'run' / 'stats.json').read_text())
+    assert stats['error'].startswith('recording stopped') and 'File too large' in stats['error']
+    assert stats['bad_input'] == 1 and stats['frames'] == n_frames - 1
+    assert stats['kept_not_written'] > 0
+    # every frame decided (the buffered ones at shutdown, when rclpy cannot publish any more)
+    assert stats['kept'] == n_frames - 1
+    assert stats['decisions_published'] == len(decisions) >= n_frames - 1 - 11
+    (split,) = split_paths(tmp_path / 'run')
+    assert not (split / 'metadata.yaml').exists()  # aborted: bag-repair recovers it
+    from importance_sampler_ros.recording.repair import repair
+
+    (result,) = repair(split)
+    assert result.status == 'repaired' and not result.lost_inside, result.detail
+    bag = read_bag([split])
+    written = stats['kept'] - stats['kept_not_written']
+    assert len(bag[IMAGE_TOPIC]) == written > 0
+    assert stamp(3) not in bag[IMAGE_TOPIC]

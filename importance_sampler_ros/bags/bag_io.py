@@ -1,25 +1,41 @@
-"""rosbag2 reading and writing with `rosbags`, and the package's message types for it.
+"""rosbag2 reading and writing, and the package's message types for it.
 
 The package's messages are registered in a rosbags typestore from the same msg/*.msg text that
 rosidl builds, so bags written here carry the exact type definitions and CDR bytes that rclpy
 produces (test/test_messages.py checks this).
+
+Writing (`BagWriter`, the one writer of the package: synth, replay, the recorder's splits): rosbags'
+Writer, with its MCAP storage made to compute the chunk CRCs and the summary CRC (rosbags writes
+0, "not computed"). Every message is checked before it is written (`validate_message`: the CDR
+decodes as its type, an Image's data length fits its size), so a written bag always decodes.
+
+Reading: MCAP bags are read by `mcap_scan` (chunk CRCs verified, damaged ranges reported and
+skipped, the summary not trusted); SQLite3 bags by rosbags' AnyReader. Readers take a `damage`
+list: what could not be read is appended to it as `Damage` (file, byte range, reason); without
+one, damage raises BagError, so no caller loses data silently.
 """
 from __future__ import annotations
 
 import functools
+import os
+import struct
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
+import yaml
 from rosbags.highlevel import AnyReader
 from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.rosbag2.storage_mcap import McapWriter
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
 from importance_sampler_ros.bags import formats
+from importance_sampler_ros.bags.mcap_scan import Damage, McapScan
 from importance_sampler_ros.share import share_path
 
 PACKAGE = 'importance_sampler_ros'
@@ -43,6 +59,15 @@ MESSAGE_NAMES = (
 )
 IMAGE_TYPE = 'sensor_msgs/msg/Image'
 BAG_FILE_SUFFIXES = ('.mcap', '.db3')
+NS_PER_S = 1_000_000_000
+# Bytes per pixel of the sensor_msgs/image_encodings an Image's step is checked against; other
+# encodings are checked for data length = step x height only.
+BYTES_PER_PIXEL = {
+    'mono8': 1, 'mono16': 2, 'rgb8': 3, 'bgr8': 3, 'rgba8': 4, 'bgra8': 4, 'rgb16': 6,
+    'bgr16': 6, 'rgba16': 8, 'bgra16': 8, 'yuv422': 2, 'uyvy': 2, 'yuyv': 2,
+    '8UC1': 1, '8UC3': 3, '8UC4': 4, '16UC1': 2, '16UC3': 6, '32FC1': 4, '32FC3': 12,
+    'bayer_rggb8': 1, 'bayer_bggr8': 1, 'bayer_gbrg8': 1, 'bayer_grbg8': 1,
+}
 
 
 def msgtype(name: str) -> str:
@@ -107,11 +132,106 @@ def check_bag_version(version: int) -> None:
         raise ValueError(f'rosbag2 metadata version must be one of {BAG_VERSIONS}, got {version!r}')
 
 
-class BagWriter:
-    """A rosbag2 writer that adds connections as topics first appear.
+class BadMessageError(ValueError):
+    """Bytes that are not a valid message of their type; the message says why in one line."""
 
-    Use as a context manager; `write` takes a message object or its CDR bytes and logs it at
-    `stamp_ns` (the frame's header stamp throughout this package).
+
+def header_from_cdr(data: bytes | memoryview) -> tuple[int, str]:
+    """(stamp in ns, frame_id) of a serialized message that starts with a std_msgs/Header
+    (sensor_msgs/Image, DetectionArray, ...), read without deserialising the rest. The one CDR
+    header parser of the package (the recorder joins and the player restamps with it)."""
+    if len(data) < 16:
+        raise BadMessageError(f'{len(data)} bytes are too few for a CDR message with a header')
+    kind = data[1]
+    if data[0] != 0 or kind not in (0, 1):  # plain CDR, big / little endian
+        raise BadMessageError(f'unsupported CDR encapsulation 0x{data[0]:02x}{kind:02x}')
+    order = '<' if kind == 1 else '>'
+    sec, nanosec, length = struct.unpack_from(f'{order}iII', data, 4)
+    if nanosec >= NS_PER_S or length < 1 or 16 + length > len(data):
+        raise BadMessageError('malformed header at the start of the CDR message')
+    frame_id = bytes(data[16:16 + length - 1]).decode('utf-8', errors='replace')
+    return sec * NS_PER_S + nanosec, frame_id
+
+
+def with_header_stamp(cdr: bytes, stamp_ns: int) -> bytes:
+    """A copy of header-first CDR bytes with the header stamp replaced."""
+    header_from_cdr(cdr)
+    order = '<' if cdr[1] == 1 else '>'
+    sec, nanosec = divmod(int(stamp_ns), NS_PER_S)
+    out = bytearray(cdr)
+    struct.pack_into(f'{order}iI', out, 4, sec, nanosec)
+    return bytes(out)
+
+
+def check_image(image: Any) -> None:
+    """Raise BadMessageError unless an Image's data length is step x height and its step holds
+    width pixels of its encoding (when the encoding is one of BYTES_PER_PIXEL)."""
+    height, width, step = int(image.height), int(image.width), int(image.step)
+    size = len(image.data)
+    if size != step * height:
+        raise BadMessageError(f'Image data holds {size} bytes, step {step} x height {height} = '
+                              f'{step * height}')
+    per_pixel = BYTES_PER_PIXEL.get(str(image.encoding))
+    if per_pixel is not None and step < width * per_pixel:
+        raise BadMessageError(f'Image step {step} < width {width} x {per_pixel} bytes per '
+                              f'{image.encoding} pixel')
+
+
+def validate_message(data: bytes | memoryview, message_type: str) -> Any:
+    """The decoded message, or BadMessageError: the CDR must decode as `message_type` with no
+    bytes left over, and an Image must be consistent (check_image)."""
+    try:
+        message = deserialize(data, message_type)
+    except Exception as error:  # rosbags raises SerdeError (and others) for malformed CDR
+        name = message_type.rsplit('/', 1)[-1]
+        raise BadMessageError(f'malformed {name} CDR ({len(data)} bytes): {error}') from None
+    if message_type == IMAGE_TYPE:
+        check_image(message)
+    return message
+
+
+class _CrcMcapStorage(McapWriter):
+    """rosbags' MCAP storage, with the CRC of every chunk and of the summary filled in (rosbags
+    writes 0). Relies on rosbags 0.11's layout: the chunk record starts where the file stood when
+    close_chunk was called, its CRC field 24 bytes into the record body."""
+
+    def close_chunk(self) -> None:
+        crc = zlib.crc32(self.chunk.bio.getbuffer())
+        start = self.bio.tell()
+        super().close_chunk()
+        end = self.bio.tell()
+        self.bio.seek(start + 9 + 24)
+        self.bio.write(crc.to_bytes(4, 'little'))
+        self.bio.seek(end)
+
+    def close(self, version: int, metadata: str) -> None:
+        super().close(version, metadata)
+        with self.path.open('r+b') as file:
+            size = file.seek(0, os.SEEK_END)
+            footer = size - 8 - 29
+            file.seek(footer)
+            record = file.read(29)
+            summary_start = int.from_bytes(record[9:17], 'little')
+            file.seek(summary_start)
+            crc = zlib.crc32(file.read(size - 8 - 4 - summary_start))
+            file.seek(size - 8 - 4)
+            file.write(crc.to_bytes(4, 'little'))
+
+
+class _Writer(Writer):
+    STORAGE_PLUGINS: ClassVar = {**Writer.STORAGE_PLUGINS, StoragePlugin.MCAP: _CrcMcapStorage}
+
+
+class BagWriter:
+    """A rosbag2 bag opened for writing on a new directory; connections are added as topics first
+    appear. Use as a context manager or call close(). `write` takes a message object or its CDR
+    bytes and logs it at `stamp_ns` (the frame's header stamp throughout this package).
+
+    Crash safety: rosbags' MCAP writer keeps the current chunk (up to 1 MiB) in memory and its
+    SQLite writer commits only on close. `flush` closes the pending MCAP chunk and flushes the
+    file (or commits the SQLite transaction), optionally with fsync, so that after a SIGKILL
+    everything up to the last flush is on disk. This reaches into rosbags' storage objects
+    (`storage.close_chunk`, `storage.bio`, `storage.conn`), checked against rosbags 0.11.9.
     """
 
     def __init__(self, path: str | Path, storage: str = 'mcap',
@@ -120,32 +240,68 @@ class BagWriter:
             raise ValueError(f'storage must be one of {sorted(STORAGE_PLUGINS)}, got {storage!r}')
         check_bag_version(version)
         self.path = Path(path)
-        self._writer = Writer(self.path, version=version, storage_plugin=STORAGE_PLUGINS[storage])
-        self._connections: dict[str, Any] = {}
-        self.bytes_written = 0
-
-    def open(self) -> BagWriter:
+        self.storage = storage
+        self.version = version
+        self._writer = _Writer(self.path, version=version,
+                               storage_plugin=STORAGE_PLUGINS[storage])
         self._writer.open()
-        return self
-
-    def close(self) -> None:
-        self._writer.close()
+        self._connections: dict[str, Any] = {}
+        self.bytes_written = 0  # message payload bytes (CDR), not file bytes
 
     def __enter__(self) -> BagWriter:
-        return self.open()
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def write(self, topic: str, message_type: str, stamp_ns: int, message: Any) -> None:
+    def write(self, topic: str, message_type: str, stamp_ns: int, message: Any,
+              validate: bool = True) -> None:
+        """Write one message; CDR bytes are validated first (validate_message) unless the caller
+        did that already (`validate=False`). A bad message raises BadMessageError and is not
+        written."""
+        if isinstance(message, (bytes, bytearray, memoryview)):
+            data = message
+            if validate:
+                validate_message(data, message_type)
+        else:
+            data = serialize(message)
+            if message_type == IMAGE_TYPE:
+                check_image(message)
         connection = self._connections.get(topic)
         if connection is None:
             connection = self._writer.add_connection(topic, message_type, typestore=typestore())
             self._connections[topic] = connection
-        is_cdr = isinstance(message, (bytes, bytearray, memoryview))
-        data = message if is_cdr else serialize(message)
         self._writer.write(connection, int(stamp_ns), data)
         self.bytes_written += len(data)
+
+    def flush(self, sync: bool = False) -> None:
+        """Put everything written so far into the file (and on the disk when `sync`)."""
+        storage = self._writer.storage
+        if storage is None:
+            return
+        if hasattr(storage, 'close_chunk'):  # MCAP
+            if storage.chunk.bio.tell():
+                storage.close_chunk()
+            storage.bio.flush()
+            if sync:
+                os.fsync(storage.bio.fileno())
+        elif hasattr(storage, 'conn'):  # SQLite3: a commit is durable under synchronous=FULL
+            storage.conn.commit()
+
+    def close(self, sync: bool = False) -> None:
+        """Write the index/summary and metadata.yaml; with `sync`, fsync files and directory."""
+        self._writer.close()
+        if sync:
+            for path in [*self.path.iterdir(), self.path]:
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+
+    def abort(self) -> None:
+        """Close the file without index or metadata.yaml (what bag-repair can recover)."""
+        self._writer.abort()
 
 
 @dataclass(frozen=True)
@@ -160,11 +316,61 @@ class BagMessage:
 
 
 class BagError(RuntimeError):
-    """A bag that cannot be read: missing, not a bag, or damaged."""
+    """A bag that cannot be read: missing, not a bag, or damaged (the message is one line)."""
+
+
+@dataclass(frozen=True)
+class _BagFiles:
+    storage: str  # 'mcap' or 'sqlite3'
+    files: list[Path]  # the .mcap files; for sqlite3 the bag directory
+
+
+def _bag_files(path: Path, damage: list[Damage] | None) -> _BagFiles:
+    """Where a bag's data is: from metadata.yaml when it parses, else the directory's .mcap
+    files (a garbage metadata.yaml is damage; a missing one is not: the MCAP file says what it
+    holds, and a cut-off one reports its own damage)."""
+    if not path.exists():
+        raise BagError(f'{path}: no such bag')
+    if path.is_file():
+        if path.suffix == '.mcap':
+            return _BagFiles('mcap', [path])
+        if path.suffix == '.db3':
+            return _BagFiles('sqlite3', [path.parent])
+        raise BagError(f'{path}: not a bag file (.mcap, or a directory with metadata.yaml)')
+    metadata = path / 'metadata.yaml'
+    mcaps = sorted(path.glob('*.mcap'))
+    if metadata.is_file():
+        try:
+            info = yaml.safe_load(metadata.read_text())['rosbag2_bagfile_information']
+            storage = str(info['storage_identifier'])
+            files = [path / str(name) for name in info['relative_file_paths']]
+            if storage not in STORAGE_PLUGINS or not files:
+                raise ValueError(f'storage {storage!r}, {len(files)} files')
+        except Exception as error:  # yaml and key errors alike: the file is not rosbag2 metadata
+            problem = Damage(metadata, 0, metadata.stat().st_size,
+                             f'not rosbag2 metadata ({type(error).__name__}: '
+                             f'{str(error).splitlines()[0] if str(error) else ""}); '
+                             + ('read the .mcap files directly' if mcaps else 'no .mcap file'))
+            if not mcaps or damage is None:
+                raise BagError(str(problem)) from None
+            damage.append(problem)
+            return _BagFiles('mcap', mcaps)
+        missing = [f.name for f in files if not f.exists()]
+        if missing:
+            raise BagError(f'{path}: metadata.yaml lists {", ".join(missing)}, not there')
+        return _BagFiles(storage, files if storage == 'mcap' else [path])
+    if mcaps:
+        return _BagFiles('mcap', mcaps)
+    if list(path.glob('*.db3')):
+        raise BagError(f'{path}: a .db3 without metadata.yaml (an unclosed split? '
+                       'importance-sampler bag-repair recovers it)')
+    raise BagError(f'{path} is a directory but not a rosbag2 bag (no metadata.yaml and no .mcap '
+                   'or .db3 file)')
 
 
 def open_reader(path: str | Path) -> AnyReader:
-    """An opened AnyReader over a rosbag2 directory (mcap or sqlite3) or a single file."""
+    """An opened AnyReader over a rosbag2 directory (mcap or sqlite3); for SQLite3 bags and for
+    tests that want an independent reader."""
     path = Path(path)
     if not path.exists():
         raise BagError(f'{path}: no such bag')
@@ -182,7 +388,8 @@ def open_reader(path: str | Path) -> AnyReader:
 
 
 def message_counts(path: str | Path) -> dict[str, int]:
-    """Topic name -> number of messages, from the bag's metadata / summary (reads no data)."""
+    """Topic name -> number of messages, from the bag's metadata / summary (reads no data;
+    rosbags' reader, so BagError for a bag without them)."""
     reader = open_reader(path)
     try:
         counts: dict[str, int] = {}
@@ -193,23 +400,63 @@ def message_counts(path: str | Path) -> dict[str, int]:
         reader.close()
 
 
-def topics(path: str | Path) -> dict[str, str]:
-    """Topic name -> message type of a bag."""
-    reader = open_reader(path)
-    try:
-        return {c.topic: c.msgtype for c in reader.connections}
-    finally:
-        reader.close()
+def topics(path: str | Path, damage: list[Damage] | None = None) -> dict[str, str]:
+    """Topic name -> message type of a bag. For an MCAP file without a readable summary this
+    reads the whole file (its damage is reported by read_messages, not here)."""
+    bag = _bag_files(Path(path), damage)
+    if bag.storage == 'sqlite3':
+        reader = open_reader(bag.files[0])
+        try:
+            return {c.topic: c.msgtype for c in reader.connections}
+        finally:
+            reader.close()
+    result: dict[str, str] = {}
+    for file in bag.files:
+        scan = McapScan(file)
+        channels = scan.summary_channels()
+        if channels is None:
+            for _ in scan.messages():
+                pass
+            channels = scan.channels
+            if not channels and scan.damage:
+                raise BagError(f'{file}: not a readable rosbag2 ({scan.damage[0].reason})')
+        result.update({c.topic: c.schema.name for c in channels.values() if c.schema})
+    return result
 
 
-def read_messages(path: str | Path, topic_names: list[str] | None = None) -> Iterator[BagMessage]:
-    """The bag's messages in log-time order, optionally only those of `topic_names`."""
-    reader = open_reader(path)
-    try:
-        connections = [
-            c for c in reader.connections if topic_names is None or c.topic in topic_names
-        ]
-        for connection, stamp_ns, rawdata in reader.messages(connections=connections):
-            yield BagMessage(connection.topic, connection.msgtype, stamp_ns, bytes(rawdata))
-    finally:
-        reader.close()
+def read_messages(path: str | Path, topic_names: list[str] | None = None,
+                  damage: list[Damage] | None = None) -> Iterator[BagMessage]:
+    """The bag's messages, optionally only those of `topic_names`: MCAP in file order (CRCs
+    verified, damaged ranges appended to `damage` and skipped), SQLite3 in log-time order.
+    Without `damage`, the first damage raises BagError (after the messages before it)."""
+    path = Path(path)
+    bag = _bag_files(path, damage)
+    wanted = None if topic_names is None else set(topic_names)
+    if bag.storage == 'sqlite3':
+        reader = open_reader(bag.files[0])
+        try:
+            connections = [c for c in reader.connections if wanted is None or c.topic in wanted]
+            for connection, stamp_ns, rawdata in reader.messages(connections=connections):
+                yield BagMessage(connection.topic, connection.msgtype, stamp_ns, bytes(rawdata))
+        finally:
+            reader.close()
+        return
+    for file in bag.files:
+        scan = McapScan(file)
+        reported = 0
+        for message in scan.messages():
+            if reported < len(scan.damage):
+                reported = _report(scan.damage, reported, damage)
+            channel = message.channel
+            if (wanted is None or channel.topic in wanted) and channel.schema is not None:
+                yield BagMessage(channel.topic, channel.schema.name, message.log_time,
+                                 message.data)
+        _report(scan.damage, reported, damage)
+
+
+def _report(found: list[Damage], reported: int, damage: list[Damage] | None) -> int:
+    if damage is None and len(found) > reported:
+        raise BagError(f'damaged bag: {found[reported]}')
+    if damage is not None:
+        damage.extend(found[reported:])
+    return len(found)

@@ -3,13 +3,15 @@
 Used by replay (and the fleet replay). Images, detection arrays and ground truth are joined by
 exact header stamp with the recorder node's join (stamp_join.StampJoin, window join_timeout_s of
 the bag's log time); frames come out in the order their first message was logged. A detection array
-whose image never comes (or the reverse) is counted, not silently dropped. A bag damaged part-way
-yields the frames before the damage and records what went wrong in `FrameSource.truncated`.
+whose image never comes (or the reverse) is counted, not silently dropped. A damaged bag yields
+every frame that can be read: MCAP chunks that fail their CRC or do not parse are skipped (bag_io
+/ mcap_scan), a file cut off part-way is read up to the cut, a garbage metadata.yaml is passed
+over for the .mcap files; each such damage is recorded with its byte range in
+`FrameSource.damage`, and in one line in `FrameSource.truncated` (replay's partial-input
+status).
 """
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +19,7 @@ from typing import Any
 
 from importance_sampler_ros import topics
 from importance_sampler_ros.bags import bag_io
+from importance_sampler_ros.bags.mcap_scan import Damage
 from importance_sampler_ros.bags.messages import detections_from_msg, stamp_to_ns
 from importance_sampler_ros.detection.detections import FrameDetections
 from importance_sampler_ros.stamp_join import JoinedFrame, StampJoin
@@ -84,13 +87,12 @@ class FrameSource:
                  join_timeout_s: float = 2.0) -> None:
         self.path = Path(path)
         self.join_timeout_s = join_timeout_s
-        self.truncated = ''
-        self._scratch: tempfile.TemporaryDirectory | None = None
+        self.damage: list[Damage] = []
+        self.read_error = ''
         try:
-            self.topics = bag_io.topics(self.path)
+            self.topics = bag_io.topics(self.path, self.damage)
         except bag_io.BagError as error:
-            if not self._read_damaged_mcap():
-                raise FrameSourceError(str(error)) from None
+            raise FrameSourceError(str(error)) from None
         self.image_topic = choose_image_topic(self.topics, image_topic)
         # The number of images, for progress totals; None when the bag's index does not say.
         try:
@@ -117,7 +119,7 @@ class FrameSource:
                          timeout_s=self.join_timeout_s, awaited_s=self.join_timeout_s,
                          ordered=True)
         try:
-            for message in bag_io.read_messages(self.path, list(parts)):
+            for message in bag_io.read_messages(self.path, list(parts), self.damage):
                 if message.topic == self.image_topic:
                     frame = self._image_frame(message)
                     stamp_ns, value = frame.stamp_ns, frame
@@ -129,8 +131,8 @@ class FrameSource:
                     joined = join.add(part, stamp_ns, value, message.stamp_ns / 1e9)
                     yield from map(_input_frame, joined)
                 self._count(join)
-        except Exception as error:  # rosbags raises assorted errors on damaged data
-            self.truncated = f'read stopped after {self.images_read} images: {error}'
+        except Exception as error:  # rosbags (SQLite3) raises assorted errors on damaged data
+            self.read_error = f'read stopped after {self.images_read} images: {error}'
         yield from map(_input_frame, join.drain())
         self._count(join)
 
@@ -142,27 +144,13 @@ class FrameSource:
                                         if self.ground_truth_topic != self.detections_topic
                                         else 0))
 
-    def _read_damaged_mcap(self) -> bool:
-        """An MCAP file cut short (no summary, no footer) is recovered up to the damage with
-        bag-repair's reader into a scratch copy, which is then replayed; the original is never
-        touched."""
-        from importance_sampler_ros.recording.repair import repair_split
-
-        files = [self.path] if self.path.is_file() else sorted(self.path.glob('*.mcap'))
-        if len(files) != 1 or files[0].suffix != '.mcap':
-            return False
-        self._scratch = tempfile.TemporaryDirectory(prefix='replay-damaged-')
-        split = Path(self._scratch.name) / 'recovered'
-        split.mkdir()
-        shutil.copyfile(files[0], split / files[0].name)
-        result = repair_split(split)
-        if result.status != 'repaired' or result.messages == 0:
-            return False
-        self.path = split
-        self.topics = bag_io.topics(split)
-        self.truncated = (f'{files[0]} is damaged; replayed the {result.messages} messages '
-                          f'before the damage ({result.detail})')
-        return True
+    @property
+    def truncated(self) -> str:
+        """What could not be read, in one line ('' when the bag was read whole)."""
+        parts = [str(d) for d in self.damage] + ([self.read_error] if self.read_error else [])
+        if len(parts) > 3:
+            parts = [*parts[:3], f'and {len(parts) - 3} more damaged ranges']
+        return f'damaged: {"; ".join(parts)}' if parts else ''
 
     def _image_frame(self, message: bag_io.BagMessage) -> InputFrame:
         image = message.decode()

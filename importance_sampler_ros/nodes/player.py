@@ -17,6 +17,11 @@ shifting stamps on each pass so that time keeps increasing.
 
 QoS: images are published reliable (matches reliable and best-effort subscribers; see
 --image-reliability), depth 5; the other topics reliable, depth 10.
+
+Damaged input: the bag is read with bag_io (MCAP chunk CRCs verified); a damaged range is logged
+with its byte range and skipped, and a message that does not decode as its type is logged and not
+published. Exit status: 0 all played, 2 the bag or an option cannot be used (one line says why:
+no such bag, an empty directory, no image topic...), 3 played with damage skipped (partial input).
 """
 from __future__ import annotations
 
@@ -25,7 +30,6 @@ import importlib
 import json
 import math
 import os
-import struct
 import sys
 import time
 from collections import OrderedDict
@@ -35,11 +39,13 @@ from typing import Any
 
 from importance_sampler_ros import topics
 from importance_sampler_ros.bags import bag_io
+from importance_sampler_ros.bags.bag_io import header_from_cdr, with_header_stamp
 from importance_sampler_ros.bags.frames import (
     GROUND_TRUTH_TOPIC,
     FrameSourceError,
     choose_image_topic,
 )
+from importance_sampler_ros.bags.mcap_scan import Damage
 
 DETECTION_ARRAY_TYPE = bag_io.msgtype('DetectionArray')
 DEFAULT_PACE_TOPIC = topics.TRACKED_DETECTIONS
@@ -50,6 +56,8 @@ HEADER_FIRST_TYPES = frozenset({
                                   'SampleDecision')),
 })
 _NS = 1_000_000_000
+EXIT_BAD_INPUT = 2
+EXIT_PARTIAL = 3
 
 
 class PlayError(ValueError):
@@ -63,22 +71,6 @@ def message_class(msgtype: str) -> type:
         return getattr(importlib.import_module(f'{package}.msg'), name)
     except (ImportError, AttributeError) as error:
         raise PlayError(f'no Python message class for {msgtype}: {error}') from error
-
-
-def header_stamp_ns(cdr: bytes | memoryview) -> int:
-    """The header stamp of a header-first message from its CDR bytes."""
-    endian = '<' if cdr[1] == 1 else '>'
-    sec, nanosec = struct.unpack_from(f'{endian}iI', cdr, 4)
-    return sec * _NS + nanosec
-
-
-def with_header_stamp(cdr: bytes, stamp_ns: int) -> bytes:
-    """A copy of header-first CDR bytes with the header stamp replaced."""
-    endian = '<' if cdr[1] == 1 else '>'
-    sec, nanosec = divmod(int(stamp_ns), _NS)
-    out = bytearray(cdr)
-    struct.pack_into(f'{endian}iI', out, 4, sec, nanosec)
-    return bytes(out)
 
 
 @dataclass(frozen=True)
@@ -145,6 +137,8 @@ class PlayStats:
     wall_s: float = 0.0
     publish_errors: int = 0
     pace_timeouts: int = 0
+    invalid_messages: int = 0  # read but not published: they do not decode
+    damaged_ranges: int = 0  # byte ranges of the bag skipped (first pass)
     subscribers_at_start: int = 0
     per_topic: dict[str, int] = field(default_factory=dict)
 
@@ -194,6 +188,7 @@ class Player:
         self.stamps = _Stamps(restamp)
         self.pace_timeout_s = pace_timeout_s
         self.stats = PlayStats()
+        self.damage: list[Damage] = []
         self.stopped = False
         images = image_qos('reliable' if image_reliable else 'best_effort', depth=5)
         other_qos = VIEW_QOS
@@ -211,7 +206,10 @@ class Player:
                                      self._on_pace, other_qos, raw=True)
 
     def _on_pace(self, data: bytes) -> None:
-        self._answered.add(header_stamp_ns(data))
+        try:
+            self._answered.add(header_from_cdr(data)[0])
+        except ValueError:
+            return
 
     def wait_for_subscribers(self, count: int, timeout_s: float,
                              also: tuple[str, ...] = ()) -> list[str]:
@@ -257,10 +255,23 @@ class Player:
         last_image_stamp: int | None = None
         period = 0
         self._first_stamp = 0
-        for message in bag_io.read_messages(self.bag, list(types)):
+        damage: list[Damage] = []
+        for message in bag_io.read_messages(self.bag, list(types), damage):
+            self._note_damage(damage)
             if self.stopped or not rclpy.ok():
                 self.stopped = True
                 break
+            # checked before the clock starts: the first check of a type compiles its rosbags
+            # deserialiser (~0.1 s), which would otherwise delay the first frames into a burst
+            try:
+                if message.msgtype in bag_io.typestore().types:  # others cannot be checked
+                    bag_io.validate_message(message.rawdata, message.msgtype)
+            except bag_io.BadMessageError as error:
+                self.stats.invalid_messages += 1
+                self.node.get_logger().warning(
+                    f'{message.topic} message at {message.stamp_ns} ns not published: {error} '
+                    f'[{self.stats.invalid_messages} so far]', throttle_duration_sec=2.0)
+                continue
             if wall_start is None:
                 wall_start, log_start = time.monotonic(), message.stamp_ns
             is_image = message.topic == self.image_topic
@@ -273,7 +284,7 @@ class Player:
                     time.sleep(delay)
             data = message.rawdata
             if message.msgtype in HEADER_FIRST_TYPES:
-                original = header_stamp_ns(data)
+                original = header_from_cdr(data)[0]
                 stamp = self.stamps.map(original)
                 if stamp != original:
                     data = with_header_stamp(data, stamp)
@@ -285,7 +296,17 @@ class Player:
                     last_image_stamp = original
                     self._awaited = stamp
             self._publish(message.topic, data, is_image)
+        self._note_damage(damage)
         return last_image_stamp, period
+
+    def _note_damage(self, damage: list[Damage]) -> None:
+        """Log each damaged range once (on the first pass; --loop meets them again)."""
+        if self.stats.passes:
+            return
+        for entry in damage[len(self.damage):]:
+            _log(f'damaged input skipped: {entry}')
+        self.damage = list(damage)
+        self.stats.damaged_ranges = len(damage)
 
     def _wait_for_answer(self) -> None:
         """Block until the graph answered the previous image (or the pace timeout)."""
@@ -371,14 +392,18 @@ def run_play(args: argparse.Namespace) -> int:
     if not args.as_fast_as_possible and not (args.rate > 0 and math.isfinite(args.rate)):
         _log(f'--rate must be > 0, got {args.rate}')
         return 2
+    damage: list[Damage] = []
     try:
-        bag_topics = bag_io.topics(args.bag)
+        bag_topics = bag_io.topics(args.bag, damage)
         image_topic, plan = plan_topics(
             bag_topics, image_topic=args.image_topic, topics=args.topics,
             detections_as=args.detections_as, detections_source=args.detections_source)
     except (bag_io.BagError, PlayError) as error:
         _log(str(error))
-        return 2
+        return EXIT_BAD_INPUT
+    except OSError as error:  # e.g. a bag file without read permission
+        _log(f'{args.bag}: {error.strerror or error}')
+        return EXIT_BAD_INPUT
 
     from importance_sampler_ros.nodes.launcher import TRANSPORT_DEFAULT, TRANSPORT_VARIABLE
 
@@ -414,7 +439,10 @@ def run_play(args: argparse.Namespace) -> int:
             rclpy.spin_once(node, timeout_sec=0.05)
     except PlayError as error:
         _log(str(error))
-        status = 2
+        status = EXIT_BAD_INPUT
+    except (bag_io.BagError, OSError) as error:  # the bag became unreadable while playing
+        _log(f'playing stopped: {error}')
+        status = EXIT_BAD_INPUT
     except (KeyboardInterrupt, ExternalShutdownException):
         if player is not None:
             player.stopped = True
@@ -428,6 +456,13 @@ def run_play(args: argparse.Namespace) -> int:
              f'messages in {stats.wall_s:.2f} s ({stats.image_rate_hz:.1f} images/s), '
              f'{stats.publish_errors} publish errors, {stats.pace_timeouts} pace timeouts')
         if args.summary_json is not None:
-            summary = {**asdict(stats), 'image_rate_hz': stats.image_rate_hz}
+            summary = {**asdict(stats), 'image_rate_hz': stats.image_rate_hz,
+                       'damage': [str(d) for d in player.damage]}
             args.summary_json.write_text(json.dumps(summary, indent=2))
+        if status == 0 and (damage or player.damage or stats.invalid_messages):
+            for entry in damage:  # found before playing (a garbage metadata.yaml)
+                _log(f'damaged input: {entry}')
+            _log(f'partial input: {len(damage) + len(player.damage)} damaged ranges skipped, '
+                 f'{stats.invalid_messages} messages that do not decode not published')
+            status = EXIT_PARTIAL
     return status

@@ -11,17 +11,20 @@ Publishes:
   decisions_topic   /importance_sampler/decisions           SampleDecision of every frame once its
                                                             decision is final; reliable, depth 100
 
-Images are never deserialised: the CDR bytes of a raw subscription go into the bag as they are
-(their header stamp is read from the bytes). An image and a DetectionArray are joined by exact
+The CDR bytes of a raw subscription go into the bag as they are, after the recorder core has
+checked that they decode (an image whose data does not fit its size is rejected, never written;
+their header stamp is read from the bytes). An image and a DetectionArray are joined by exact
 header stamp (stamp_join.StampJoin, the join replay uses too); either waits at most
 `join_timeout_s` for the other, then it is counted unmatched and dropped. A matched frame also
 waits (at most `join_timeout_s`) for the RelabelArray of its stamp, which goes to the recorder
 first, as in replay. Bad input is logged
 (throttled) and skipped. A write error (disk full, I/O error) stops recording with one error line;
-the node keeps running and counting. SIGINT / SIGTERM: the frames still in the ring buffer are
-decided and written, the open split is closed, and the statistics go to the log and to
-<recording>/stats.json. Parameters: registry.NODES['recorder_node'] (RecorderConfig with its
-SamplerConfig, and RecorderNodeSettings).
+the node keeps running, deciding and publishing decisions and logging its statistics, and exits
+with `write_error_exit_status` (0 unless set). SIGINT / SIGTERM: the frames still in the ring
+buffer are decided (and written unless recording stopped), the open split is closed, and the
+statistics go to the log and to <recording>/stats.json (written atomically). Parameters:
+registry.NODES['recorder_node'] (RecorderConfig with its SamplerConfig, and
+RecorderNodeSettings).
 """
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ from typing import Any
 
 from rclpy.node import Node
 
+from importance_sampler_ros.bags.bag_io import header_from_cdr
 from importance_sampler_ros.nodes.message_types import rclpy_types
 from importance_sampler_ros.nodes.parameters import declare_parameters, run_node
 from importance_sampler_ros.nodes.qos import FRAME_QOS, image_qos
@@ -40,7 +44,6 @@ from importance_sampler_ros.recording.recorder import (
     RecorderError,
     RecordingStoppedError,
 )
-from importance_sampler_ros.recording.splits import header_from_cdr
 from importance_sampler_ros.registry import NODES, RecorderNodeSettings
 from importance_sampler_ros.stamp_join import JoinedFrame, StampJoin
 
@@ -64,8 +67,7 @@ class RecorderNode(Node):
                               timeout_s=p.join_timeout_s, awaited_s=p.join_timeout_s)
         self.counts = dict.fromkeys(
             ('images_received', 'detections_received', 'frames_matched', 'unmatched_images',
-             'unmatched_detections', 'bad_input', 'decisions_published',
-             'frames_after_stop'), 0)
+             'unmatched_detections', 'bad_input', 'decisions_published'), 0)
         self.stopped = False
 
         self.decisions_pub = self.create_publisher(
@@ -112,18 +114,18 @@ class RecorderNode(Node):
             self._add_frame(frame.parts['image'], frame.parts['DetectionArray'], frame.stamp_ns)
 
     def _add_frame(self, image: bytes, detections: bytes, stamp_ns: int) -> None:
-        if self.stopped:
-            self.counts['frames_after_stop'] += 1
-            return
         try:
             results = self.recorder.add_frame(image, detections)
         except RecordingStoppedError as error:
             self._stop(error)
-            return
+            results = error.results
         except (ValueError, TypeError) as error:  # malformed CDR, mismatched stamps, NaN g
             self._bad_input(f'frame with stamp {stamp_ns} ns ignored: '
                             f'{type(error).__name__}: {error}')
             return
+        self._publish(results)
+
+    def _publish(self, results: list) -> None:
         for result in results:
             self.decisions_pub.publish(result.decision_cdr)
             self.counts['decisions_published'] += 1
@@ -131,8 +133,6 @@ class RecorderNode(Node):
     def on_relabels(self, data: bytes) -> None:
         """The core gets a frame's relabels after every earlier frame (those they name) and
         before the frame itself, which waits for them: the order replay feeds it."""
-        if self.stopped:
-            return
         try:
             stamp_ns, _ = header_from_cdr(data)
             self._add_frames(self.join.release_older(stamp_ns))
@@ -149,11 +149,10 @@ class RecorderNode(Node):
 
     def expire_pending(self) -> None:
         """Timer: give up join partners that waited too long; flush the bag if due."""
-        if not self.stopped:
-            try:
-                self.recorder.flush_if_due()
-            except RecordingStoppedError as error:
-                self._stop(error)
+        try:
+            self.recorder.flush_if_due()
+        except RecordingStoppedError as error:
+            self._stop(error)
         self._add_frames(self.join.expire(time.monotonic()))
 
     def _unmatched(self) -> tuple[int, int]:
@@ -180,11 +179,14 @@ class RecorderNode(Node):
 
     def _log(self, level: str, text: str) -> None:
         """Log through rclpy while the context lives; after shutdown (close() runs then) rclpy
-        cannot publish to /rosout any more, so print instead."""
-        if self.context.ok():
-            getattr(self.get_logger(), level)(text)
-        else:
+        cannot publish to /rosout any more, so print instead. rclpy ties a severity to the call
+        site (file and line) and raises if one site logs at two levels: one call per level."""
+        if not self.context.ok():
             print(f'[{level.upper()}] [{NODE_NAME}]: {text}', file=sys.stderr, flush=True)
+        elif level == 'error':
+            self.get_logger().error(text)
+        else:
+            self.get_logger().info(text)
 
     def stats(self) -> dict[str, Any]:
         return {**self.recorder.stats(), **self.counts}
@@ -206,19 +208,32 @@ class RecorderNode(Node):
         self._add_frames(self.join.drain())  # frames still awaiting their relabels
         self._count_unmatched()
         try:
-            self.recorder.close(extra_stats=self.counts)
+            results = self.recorder.close(extra_stats=self.counts)
         except RecordingStoppedError as error:
             self._stop(error)
+            results = error.results
+        if self.context.ok():
+            self._publish(results)
         self.log_stats()
-        self._log('info', f'recording closed: {self.recorder.recording_dir}')
+        self._log('info', f'recording closed: {self.recorder.recording_dir}'
+                  + (' (stopped early by a write error)' if self.stopped else ''))
 
 
 def main(args: list[str] | None = None) -> int:
+    nodes: list[RecorderNode] = []
+
+    def make_node() -> RecorderNode:
+        nodes.append(RecorderNode())
+        return nodes[-1]
+
     try:
-        return run_node(RecorderNode, args)
+        status = run_node(make_node, args)
     except RecorderError as error:
         print(f'[ERROR] recorder_node: {error}', file=sys.stderr)
         return 1
+    if status == 0 and nodes and nodes[0].stopped:
+        return int(nodes[0].params.write_error_exit_status)
+    return status
 
 
 if __name__ == '__main__':

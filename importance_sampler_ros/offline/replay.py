@@ -5,9 +5,11 @@ Writes the sampled bag exactly as the recorder node would (the same Recorder cor
 nodes' and are checked the same way (registry.load): a value that does not fit is refused with one
 line naming the node and the parameter.
 
-Exit status: 0 done; 1 the replay could not start or finish (unreadable bag, output not empty,
-recording stopped); 2 a bad parameter or option (nothing written); 3 the input bag is truncated
-(replayed up to the damage, report written).
+Exit status: 0 done; 1 the replay could not start or finish, one line says why (unreadable bag,
+--out a file or not empty, recording stopped, report not writable: disk full); 2 a bad parameter
+or option (nothing written); 3 done on damaged input (MCAP chunks failing their CRC, a file cut
+off, a garbage metadata.yaml): what could be read was replayed and the report names each damaged
+byte range.
 """
 from __future__ import annotations
 
@@ -83,6 +85,8 @@ def replay_bag(input_bag: str | Path, output: str | Path, *,
     if ignored:
         LOG.debug('parameters replay does not use (ROS-only or undeclared): %s',
                   ', '.join(ignored))
+    if output.exists() and not output.is_dir():
+        raise ReplayError(f'--out {output} is a file, not a directory; choose another --out')
     if output.exists() and any(output.iterdir()):
         raise ReplayError(f'{output} exists and is not empty; choose another --out')
     if output.exists():
@@ -148,8 +152,12 @@ def replay_bag(input_bag: str | Path, output: str | Path, *,
         images_undecoded=pipeline.images_undecoded,
         unmatched_images=source.unmatched_images,
         unmatched_detection_arrays=source.unmatched_detections)
-    report_path = write_report(report, records, pipeline.examples, output,
-                               relative_variance_curve)
+    try:
+        report_path = write_report(report, records, pipeline.examples, output,
+                                   relative_variance_curve)
+    except OSError as error:
+        raise ReplayError(f'the sampled bag is complete, but the report could not be written '
+                          f'into {output}: {error}') from None
     return ReplayResult(report, report_path, EXIT_TRUNCATED if source.truncated else 0, records)
 
 
@@ -221,6 +229,6 @@ def run_replay(args: argparse.Namespace) -> int:
     for warning in result.report.warnings:
         print(f'importance-sampler replay: warning: {warning}', file=sys.stderr)
     if result.exit_code == EXIT_TRUNCATED:
-        print(f'importance-sampler replay: error: input truncated, replayed up to the damage: '
+        print(f'importance-sampler replay: error: partial input, replayed what could be read: '
               f'{result.report.truncated}', file=sys.stderr)
     return result.exit_code

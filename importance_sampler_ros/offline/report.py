@@ -4,6 +4,7 @@ Everything here works on plain records that the pipeline fills while it runs; no
 """
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -15,6 +16,8 @@ import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt
 import numpy as np
+
+from importance_sampler_ros.files import write_atomically
 
 NS_PER_S = 1e9
 
@@ -159,7 +162,7 @@ class ReplayReport:
             lines.append(f'{key.replace("_", " ")}: {value}' + (f'  [{meaning}]' if meaning
                                                                  else ''))
         if self.truncated:
-            lines.append(f'TRUNCATED INPUT: {self.truncated}')
+            lines.append(f'PARTIAL INPUT (read what could be read): {self.truncated}')
         lines.extend(f'WARNING: {warning}' for warning in self.warnings)
         return lines
 
@@ -195,7 +198,9 @@ def write_report(
     directory: str | Path,
     relative_variance_curve: Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]],
 ) -> Path:
-    """Write report.json and the plots into `directory`; returns the json path."""
+    """Write report.json and the plots into `directory`; returns the json path. Each file is
+    written whole or not at all (write_atomically): on a full disk this raises OSError and
+    leaves no partial file behind."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     importances = np.array([f.frame_importance for f in frames], np.float64)
@@ -212,7 +217,8 @@ def write_report(
         report.plots['relabel_examples'] = str(
             _plot_relabel_examples(examples, directory / 'relabel_examples.png'))
     path = directory / 'report.json'
-    path.write_text(json.dumps(report.to_dict(), indent=2, default=_json_default) + '\n')
+    text = json.dumps(report.to_dict(), indent=2, default=_json_default) + '\n'
+    write_atomically(path, text.encode(), sync=False)
     return path
 
 
@@ -223,10 +229,14 @@ def _json_default(value: Any) -> Any:
 
 
 def save_figure(fig: plt.Figure, path: Path) -> Path:
-    """Lay out, write as PNG and release a figure; returns the path."""
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    """Lay out, write as PNG (atomically) and release a figure; returns the path."""
+    try:
+        fig.tight_layout()
+        png = io.BytesIO()
+        fig.savefig(png, format='png', dpi=110)
+    finally:
+        plt.close(fig)
+    write_atomically(Path(path), png.getvalue(), sync=False)
     return path
 
 

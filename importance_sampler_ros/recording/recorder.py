@@ -23,9 +23,17 @@ splits, each a complete rosbag2 bag; a split closes when it holds `split_bytes` 
 `split_seconds`. Written data is flushed to the file at most `flush_interval_s` (wall clock) after
 it was written (and fsynced with `fsync`), so SIGKILL loses at most that much; closed splits are
 never touched again, and `importance-sampler bag-repair` (recording/repair.py) recovers the open
-one. A write error (disk full, I/O error) raises RecordingStoppedError once with a clear message
-and stops recording; the open split is aborted (repairable), closed splits stay as they are.
-`close()` writes stats() to <output_dir>/<bag_name>/stats.json.
+one. A write error (disk full, I/O error) stops recording: the open split is aborted (repairable),
+closed splits stay as they are, and the call that met the error raises RecordingStoppedError once
+with a clear message (and the frames it decided in `results`). After that the recorder keeps
+deciding frames (the node keeps publishing decisions) but writes nothing; kept frames that were
+not written are counted (`kept_not_written`).
+
+Validation: a frame is checked when it arrives (add_frame): the image CDR must decode and its
+data length fit its size, the DetectionArray must decode, both carry the same stamp; a bad frame
+raises ValueError, is counted (`frames_rejected`) and never buffered, so nothing that was
+accepted can poison a split. `close()` writes stats() to <output_dir>/<bag_name>/stats.json,
+atomically (a temporary file renamed over it).
 """
 from __future__ import annotations
 
@@ -46,13 +54,9 @@ from importance_sampler_ros import topics
 from importance_sampler_ros.bags import bag_io
 from importance_sampler_ros.bags.messages import detections_to_msg, header_msg, stamp_to_ns
 from importance_sampler_ros.detection.detections import FrameDetections
+from importance_sampler_ros.files import write_atomically
 from importance_sampler_ros.recording.config import RecorderConfig
-from importance_sampler_ros.recording.splits import (
-    BagSink,
-    SplitWriter,
-    header_from_cdr,
-    split_path,
-)
+from importance_sampler_ros.recording.splits import BagSink, split_path
 from importance_sampler_ros.sampling.sampler import (
     REASON_RELABEL,
     Decision,
@@ -78,7 +82,12 @@ class RecorderError(RuntimeError):
 
 
 class RecordingStoppedError(RecorderError):
-    """Writing failed (disk full, I/O error): recording has stopped; closed splits are intact."""
+    """Writing failed (disk full, I/O error): recording has stopped; closed splits are intact.
+    `results`: the frames the failing call decided all the same."""
+
+    def __init__(self, message: str, results: list[FrameResult] | None = None) -> None:
+        super().__init__(message)
+        self.results = results or []
 
 
 @dataclass
@@ -113,20 +122,21 @@ WriterFactory = Callable[[Path, str], BagSink]
 class Recorder:
     """Importance-samples frames into a split rosbag2 recording.
 
-    `writer_factory(path, storage)` opens one split (default: SplitWriter); tests inject faults
-    through it. Call `close()` (or use as a context manager) to finish: it decides the frames
-    still in the buffer and closes the open split.
+    `writer_factory(path, storage)` opens one split (default: bag_io.BagWriter with the
+    configured bag version); tests inject faults through it. Call `close()` (or use as a
+    context manager) to finish: it decides the frames still in the buffer and closes the open
+    split.
     """
 
     def __init__(
         self,
         config: RecorderConfig,
-        writer_factory: WriterFactory = SplitWriter,
+        writer_factory: WriterFactory = bag_io.BagWriter,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
-        if writer_factory is SplitWriter:
-            writer_factory = functools.partial(SplitWriter, version=config.bag_version)
+        if writer_factory is bag_io.BagWriter:
+            writer_factory = functools.partial(bag_io.BagWriter, version=config.bag_version)
         self._writer_factory = writer_factory
         self._clock = clock
         name = config.bag_name or datetime.now(UTC).strftime('recording_%Y%m%d_%H%M%S')
@@ -147,16 +157,17 @@ class Recorder:
         self._split_index = 0
         self._split_start_ns = 0
         self._last_flush = clock()
-        self._unflushed = False
+        self._unflushed = 0  # frames written to the open split since its last flush
         self.closed_splits: list[Path] = []
         self.error: str | None = None
+        self._error_raised = False
         self._closed = False
         self._tally = RelativeVarianceTally()
         self._counts = dict.fromkeys(
             ('frames', 'kept', 'sampled', 'relabel', 'forced', 'dropped', 'budget',
              'bytes_written', 'relabels_received', 'relabel_observations_buffered',
              'relabel_observations_late_kept', 'relabel_observations_late_dropped',
-             'relabel_observations_unknown'), 0)
+             'relabel_observations_unknown', 'frames_rejected', 'kept_not_written'), 0)
 
     # --- input ---------------------------------------------------------------------------
 
@@ -166,19 +177,13 @@ class Recorder:
         """One frame: its image as CDR bytes and its detections as DetectionArray CDR bytes, a
         rosbags DetectionArray or FrameDetections. Both must carry the same header stamp.
         Returns the frames whose decision this call made final (those pushed out of the ring
-        buffer)."""
+        buffer). A frame that fails validation (module docstring) raises ValueError."""
         self._check_open()
-        detections_cdr, array = _detections(detections)
-        stamp_ns = stamp_to_ns(array.header)
-        image_stamp_ns, _ = header_from_cdr(image_cdr)
-        if image_stamp_ns != stamp_ns:
-            raise ValueError(
-                f'image stamp {image_stamp_ns} differs from detections stamp {stamp_ns}'
-            )
-        if stamp_ns in self._by_stamp:
-            raise ValueError(f'a frame with stamp {stamp_ns} is already in the ring buffer')
-        if stamp_ns in self._departed:
-            raise ValueError(f'a frame with stamp {stamp_ns} was already decided')
+        try:
+            stamp_ns, array, detections_cdr = self._validated(image_cdr, detections)
+        except ValueError:
+            self._counts['frames_rejected'] += 1
+            raise
         track_ids = np.array([d.track_id for d in array.detections], np.int64)
         track_g = np.array([d.importance for d in array.detections], np.float64)
         decision = self.sampler.decide(
@@ -192,8 +197,26 @@ class Recorder:
         self._buffer_bytes += frame.nbytes
         self._counts['frames'] += 1
         results = self._evict(force=False)
-        self.flush_if_due()
+        self._flush_if_due()
+        self._raise_new_error(results)
         return results
+
+    def _validated(self, image_cdr: bytes,
+                   detections: bytes | FrameDetections | Any) -> tuple[int, Any, bytes]:
+        """(stamp, DetectionArray, its CDR) of a frame that passes validation, or ValueError."""
+        detections_cdr, array = _detections(detections)
+        stamp_ns = stamp_to_ns(array.header)
+        image = bag_io.validate_message(image_cdr, bag_io.IMAGE_TYPE)
+        image_stamp_ns = stamp_to_ns(image.header)
+        if image_stamp_ns != stamp_ns:
+            raise ValueError(
+                f'image stamp {image_stamp_ns} differs from detections stamp {stamp_ns}'
+            )
+        if stamp_ns in self._by_stamp:
+            raise ValueError(f'a frame with stamp {stamp_ns} is already in the ring buffer')
+        if stamp_ns in self._departed:
+            raise ValueError(f'a frame with stamp {stamp_ns} was already decided')
+        return stamp_ns, array, detections_cdr
 
     def add_relabels(self, relabels: bytes | Any) -> int:
         """A RelabelArray (CDR bytes or rosbags message). Each observation's frame, if still in
@@ -227,6 +250,10 @@ class Recorder:
         """Flush what was written to the open split if `flush_interval_s` has passed since the
         last flush (add_frame calls this; a node may call it from a timer, so that a quiet
         stretch without new frames does not leave kept frames in memory)."""
+        self._flush_if_due()
+        self._raise_new_error([])
+
+    def _flush_if_due(self) -> None:
         if self._split is None or not self._unflushed or self.error is not None:
             return
         now = self._clock()
@@ -234,7 +261,7 @@ class Recorder:
             split = self._split
             self._guarded(lambda: split.flush(self.config.fsync))
             self._last_flush = now
-            self._unflushed = False
+            self._unflushed = 0
 
     def flush(self) -> list[FrameResult]:
         """Decide every frame in the buffer now (at shutdown) and flush the open split."""
@@ -243,32 +270,36 @@ class Recorder:
         if self._split is not None:
             split = self._split
             self._guarded(lambda: split.flush(self.config.fsync))
-            self._last_flush, self._unflushed = self._clock(), False
+            self._last_flush, self._unflushed = self._clock(), 0
+        self._raise_new_error(results)
         return results
 
     def close(self, extra_stats: dict[str, Any] | None = None) -> list[FrameResult]:
         """Decide the buffered frames, close the open split, write stats() (plus
         `extra_stats`, e.g. the node's join counts) to <recording_dir>/stats.json. Idempotent;
-        after a write error it only writes the stats."""
+        after a write error the buffered frames are decided but not written. Raises
+        RecordingStoppedError if writing fails here (the stats are written all the same)."""
         if self._closed:
             return []
         results: list[FrameResult] = []
         try:
+            results = self._evict(force=True)
             if self.error is None:
-                results = self._evict(force=True)
                 self._close_split()
         finally:
             self._closed = True
             self._write_stats(extra_stats or {})
+        self._raise_new_error(results)
         return results
 
     def _write_stats(self, extra: dict[str, Any]) -> None:
         stats = {**self.stats(), **extra}
         path = self.recording_dir / 'stats.json'
         try:
-            path.write_text(json.dumps(stats, indent=1, default=str) + '\n')
+            write_atomically(path, (json.dumps(stats, indent=1, default=str) + '\n').encode(),
+                             sync=self.config.fsync)
         except OSError as error:  # e.g. the disk that stopped the recording is still full
-            log.error('cannot write %s: %s; stats: %s', path, error, stats)
+            log.error('cannot write %s: %s; stats: %s', path, error, json.dumps(stats, default=str))
 
     def __enter__(self) -> Recorder:
         return self
@@ -302,10 +333,14 @@ class Recorder:
     # --- internals -----------------------------------------------------------------------
 
     def _check_open(self) -> None:
-        if self.error is not None:
-            raise RecordingStoppedError(self.error)
         if self._closed:
             raise RecorderError('the recorder is closed')
+
+    def _raise_new_error(self, results: list[FrameResult]) -> None:
+        """Raise RecordingStoppedError once, from the call that met the write error."""
+        if self.error is not None and not self._error_raised:
+            self._error_raised = True
+            raise RecordingStoppedError(self.error, results)
 
     def _evict(self, force: bool) -> list[FrameResult]:
         results = []
@@ -335,7 +370,10 @@ class Recorder:
         decision_cdr = bag_io.serialize(decision_message(decision, frame.frame_id))
         if decision.kept:
             self._counts['kept'] += 1
-            self._write(frame, decision_cdr)
+            if self.error is None:
+                self._write(frame, decision_cdr)
+            else:
+                self._counts['kept_not_written'] += 1
         return FrameResult(decision, frame.frame_id, len(frame.relabels), decision_cdr)
 
     def _write(self, frame: _Buffered, decision_cdr: bytes) -> None:
@@ -349,17 +387,26 @@ class Recorder:
             if self._split is None:
                 self._open_split(frame.stamp_ns)
             split = self._split
-            split.write(DETECTIONS_TOPIC, _DETECTION_ARRAY, frame.stamp_ns, frame.detections_cdr)
-            split.write(RELABELS_TOPIC, _RELABEL_ARRAY, frame.stamp_ns, relabels_cdr)
-            split.write(DECISIONS_TOPIC, _SAMPLE_DECISION, frame.stamp_ns, decision_cdr)
+            # validate=False: the image and detections were validated in add_frame, the
+            # relabels and the decision serialized here from message objects.
+            split.write(DETECTIONS_TOPIC, _DETECTION_ARRAY, frame.stamp_ns, frame.detections_cdr,
+                        validate=False)
+            split.write(RELABELS_TOPIC, _RELABEL_ARRAY, frame.stamp_ns, relabels_cdr,
+                        validate=False)
+            split.write(DECISIONS_TOPIC, _SAMPLE_DECISION, frame.stamp_ns, decision_cdr,
+                        validate=False)
             split.write(self.config.image_topic, bag_io.IMAGE_TYPE, frame.stamp_ns,
-                        frame.image_cdr)
-            self._unflushed = True
+                        frame.image_cdr, validate=False)
+            self._unflushed += 1
 
         before = self._split.bytes_written if self._split is not None else 0
-        self._guarded(write)
-        self.flush_if_due()
+        if not self._guarded(write):
+            self._counts['kept_not_written'] += 1
+            return
         self._counts['bytes_written'] += self._split.bytes_written - before
+        self._flush_if_due()
+        if self._split is None:
+            return
         split_bytes = self.config.split_bytes
         split_ns = self.config.split_seconds * _NS
         if (split_bytes and self._split.bytes_written >= split_bytes) or (
@@ -378,15 +425,17 @@ class Recorder:
         if self._split is None:
             return
         split = self._split
-        self._guarded(lambda: split.close(self.config.fsync))
+        if not self._guarded(lambda: split.close(self.config.fsync)):
+            return
         self.closed_splits.append(split.path)
         self._split = None
-        self._unflushed = False
+        self._unflushed = 0
         log.info('closed split %s', split.path)
 
-    def _guarded(self, action: Callable[[], None]) -> None:
+    def _guarded(self, action: Callable[[], None]) -> bool:
         """Run a bag operation; on OSError (disk full, I/O error) or a writer error, stop
-        recording with a clear message, leaving closed splits as they are."""
+        recording with a clear message (self.error), abort the open split and leave closed
+        splits as they are. False when it failed; the public method then raises."""
         try:
             action()
         except Exception as error:  # rosbags raises WriterError, the OS OSError
@@ -397,6 +446,10 @@ class Recorder:
                 + (f'; recover the open one with: importance-sampler bag-repair {open_path}'
                    if open_path else '')
             )
+            # what the open split held unflushed is lost with it (a failed write() counts
+            # its own frame)
+            self._counts['kept_not_written'] += self._unflushed
+            self._unflushed = 0
             if self._split is not None:
                 try:
                     self._split.abort()
@@ -404,7 +457,8 @@ class Recorder:
                     log.debug('abort after write error failed: %s', abort_error)
                 self._split = None
             log.error(self.error)
-            raise RecordingStoppedError(self.error) from error
+            return False
+        return True
 
 
 def decision_message(decision: Decision, frame_id: str, types: Any = None) -> Any:
@@ -434,14 +488,13 @@ def _warm_up() -> None:
                                        aggregation='sum', model_name='', inference_ms=0.0,
         scorer='', uncertainty_names=[], candidates=[], situations=[])):
         bag_io.deserialize(bag_io.serialize(empty), empty.__msgtype__)
+    image = types.Image(header=header, height=1, width=1, encoding='rgb8', is_bigendian=0,
+                        step=3, data=np.zeros(3, np.uint8))
+    bag_io.validate_message(bag_io.serialize(image), bag_io.IMAGE_TYPE)  # add_frame checks each
 
 
 def _deserialize(data: bytes | bytearray | memoryview, msgtype: str) -> Any:
-    try:
-        return bag_io.deserialize(data, msgtype)
-    except Exception as error:  # rosbags raises SerdeError (and others) for malformed CDR
-        name = msgtype.rsplit('/', 1)[-1]
-        raise ValueError(f'malformed {name} CDR ({len(data)} bytes): {error}') from error
+    return bag_io.validate_message(data, msgtype)
 
 
 def _is_bytes(value: Any) -> bool:

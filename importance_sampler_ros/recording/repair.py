@@ -1,18 +1,25 @@
-"""`importance-sampler bag-repair PATH`: recover what can be read of a split that was never closed.
+"""`importance-sampler bag-repair PATH`: recover what can be read of a split that was never closed,
+and verify (and if need be rewrite) the ones that were.
 
 A split left open by SIGKILL or power loss lacks metadata.yaml (rosbag2 readers refuse it), and:
 
-- MCAP: the file ends without summary and footer, possibly inside a record. Everything before
-  the damage is intact: the header, then complete chunks (each with the schema and channel
-  records the writer put into it) and their message indexes. The repair reads the records in file
-  order, stops at the first one that is cut off or does not parse, and rewrites the messages read
-  so far into a new MCAP file with a full summary (chunk indexes, statistics), which replaces the
-  damaged file atomically (with --keep-damaged the original stays next to it as *.damaged).
+- MCAP: the file ends without summary and footer, possibly inside a record. The repair reads it
+  with bags/mcap_scan.py (record by record, chunk CRCs checked, damaged ranges skipped), checks
+  that every message decodes as its schema's type (an Image also that its data fits its size),
+  and writes the messages that pass into a new MCAP file with CRCs and a full summary, which
+  replaces the damaged file atomically (with --keep-damaged the original stays next to it as
+  *.damaged). The result is then read back with rosbags and every message decoded; a split
+  that does not pass is reported failed, never repaired.
 - SQLite3: transactions committed before the crash are in the .db3 (SQLite rolls back a half
   written one when the file is opened); the repair only reads the topics and counts.
 
 Both then get a metadata.yaml rebuilt from what was read (topics, types, type hashes, counts,
-time range), the same fields rosbags writes. A split that has metadata.yaml is left alone.
+time range), the same fields rosbags writes. A closed MCAP split (with metadata.yaml) is verified
+the same way and rewritten only when damage is found.
+
+Exit status: 0 when every split is intact or was recovered up to where it was cut off (what a
+crash leaves), 3 when damage inside a file was skipped (a corrupt chunk, a garbled record:
+messages lost in the middle), 1 when a split could not be repaired.
 """
 from __future__ import annotations
 
@@ -24,13 +31,17 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from mcap.records import Channel, Message, Schema
-from mcap.stream_reader import StreamReader
 from mcap.writer import CompressionType
 from mcap.writer import Writer as McapWriter
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+from rosbags.typesys.store import Typestore
+
+from importance_sampler_ros.bags import bag_io
+from importance_sampler_ros.bags.mcap_scan import ChannelInfo, Damage, McapScan
 
 _LIBRARY = 'importance_sampler_ros bag-repair'
+EXIT_FAILED = 1
+EXIT_PARTIAL = 3
 
 
 @dataclass
@@ -46,10 +57,17 @@ class _Topic:
 @dataclass
 class RepairResult:
     path: Path
-    status: str  # 'repaired', 'closed' (nothing to do) or 'failed'
+    status: str  # 'repaired', 'closed' (intact, nothing to do) or 'failed'
     messages: int = 0
     detail: str = ''
     topics: dict[str, int] = field(default_factory=dict)
+    damage: list[Damage] = field(default_factory=list)  # what was skipped
+    undecodable: int = 0  # messages dropped because they do not decode
+
+    @property
+    def lost_inside(self) -> bool:
+        """Whether data inside the file was skipped (not only a cut-off end)."""
+        return self.undecodable > 0 or any(not d.cut_off for d in self.damage)
 
 
 def repair(path: str | Path, keep_damaged: bool = False) -> list[RepairResult]:
@@ -69,23 +87,37 @@ def repair(path: str | Path, keep_damaged: bool = False) -> list[RepairResult]:
 
 
 def repair_split(split: Path, keep_damaged: bool = False) -> RepairResult:
-    if (split / 'metadata.yaml').exists():
-        return RepairResult(split, 'closed', detail='has metadata.yaml; left as it is')
     bag_file = _storage_file(split)
+    closed = (split / 'metadata.yaml').exists()
+    if closed and (bag_file is None or bag_file.suffix != '.mcap'):
+        return RepairResult(split, 'closed', detail='has metadata.yaml; left as it is')
     if bag_file is None:
         return RepairResult(split, 'failed', detail='no .mcap or .db3 bag file found')
+    result = RepairResult(split, 'repaired')
     try:
         if bag_file.suffix == '.mcap':
-            topics, start, end, detail = _repair_mcap(bag_file, keep_damaged)
+            scan = McapScan(bag_file)
+            if closed:
+                checked = sum(1 for _ in scan.messages())
+                if not scan.damage:
+                    return RepairResult(split, 'closed', checked,
+                                        f'has metadata.yaml; verified {checked} messages '
+                                        f'({scan.verified_chunks} chunks with CRC, '
+                                        f'{scan.unverified_chunks} without)')
+            topics, start, end = _repair_mcap(bag_file, keep_damaged, result)
             storage = 'mcap'
         else:
-            topics, start, end, detail = _read_sqlite(bag_file)
+            topics, start, end = _read_sqlite(bag_file)
+            result.detail = 'committed transactions read'
             storage = 'sqlite3'
         _write_metadata(split, bag_file.name, storage, topics, start, end)
+        if storage == 'mcap':
+            _check_decodes(split)
     except Exception as error:  # report and go on with the next split
         return RepairResult(split, 'failed', detail=f'{type(error).__name__}: {error}')
-    counts = {t.name: t.count for t in topics}
-    return RepairResult(split, 'repaired', sum(counts.values()), detail, counts)
+    result.topics = {t.name: t.count for t in topics}
+    result.messages = sum(result.topics.values())
+    return result
 
 
 def _storage_file(split: Path) -> Path | None:
@@ -97,49 +129,34 @@ def _storage_file(split: Path) -> Path | None:
 
 
 def _repair_mcap(
-    path: Path, keep_damaged: bool
-) -> tuple[list[_Topic], int, int, str]:
-    """Copy the intact messages of `path` into a new MCAP file with a summary; replace it."""
+    path: Path, keep_damaged: bool, result: RepairResult
+) -> tuple[list[_Topic], int, int]:
+    """Copy the intact, decodable messages of `path` into a new MCAP file with CRCs and a
+    summary; replace it. What was skipped goes into `result`."""
     tmp = path.with_name(path.name + '.repairing')
-    schemas: dict[int, Schema] = {}
-    channels: dict[int, tuple[int, _Topic]] = {}  # old channel id -> (new id, topic)
-    out_schema_ids: dict[int, int] = {}
+    scan = McapScan(path)
+    out_channels: dict[int, tuple[int, _Topic]] = {}  # scanned channel id -> (new id, topic)
+    out_schemas: dict[tuple[str, bytes], int] = {}
+    checker = _Decoder()
     start, end = 2**63 - 1, 0
-    stopped = 'read to the end'
     try:
-        with path.open('rb') as source, tmp.open('wb') as sink:
+        with tmp.open('wb') as sink:
             writer = McapWriter(sink, compression=CompressionType.NONE)
             writer.start(profile='ros2', library=_LIBRARY)
-            records = StreamReader(source, record_size_limit=None).records
-            while True:
-                try:
-                    record = next(records)
-                except StopIteration:
-                    break
-                except Exception as error:  # a cut-off or garbled record: the damage starts here
-                    stopped = f'stopped at byte {source.tell()}: {type(error).__name__} {error}'
-                    break
-                if isinstance(record, Schema):
-                    schemas[record.id] = record
-                elif isinstance(record, Channel) and record.id not in channels:
-                    schema = schemas.get(record.schema_id)
-                    if schema is None:
-                        continue
-                    if schema.id not in out_schema_ids:
-                        out_schema_ids[schema.id] = writer.register_schema(
-                            schema.name, schema.encoding, schema.data)
-                    new_id = writer.register_channel(
-                        record.topic, record.message_encoding, out_schema_ids[schema.id],
-                        dict(record.metadata))
-                    topic = _Topic(record.topic, schema.name, schema.data.decode(),
-                                   record.metadata.get('offered_qos_profiles', ''))
-                    channels[record.id] = (new_id, topic)
-                elif isinstance(record, Message) and record.channel_id in channels:
-                    new_id, topic = channels[record.channel_id]
-                    writer.add_message(new_id, record.log_time, record.data, record.publish_time,
-                                       record.sequence)
-                    topic.count += 1
-                    start, end = min(start, record.log_time), max(end, record.log_time)
+            for message in scan.messages():
+                channel = message.channel
+                if channel.schema is None:
+                    continue
+                if not checker.decodes(channel, message.data):
+                    result.undecodable += 1
+                    continue
+                if channel.id not in out_channels:
+                    out_channels[channel.id] = _register(writer, channel, out_schemas)
+                new_id, topic = out_channels[channel.id]
+                writer.add_message(new_id, message.log_time, message.data, message.publish_time,
+                                   message.sequence)
+                topic.count += 1
+                start, end = min(start, message.log_time), max(end, message.log_time)
             writer.finish()
             sink.flush()
             os.fsync(sink.fileno())
@@ -149,13 +166,81 @@ def _repair_mcap(
     if keep_damaged:
         path.replace(path.with_name(path.name + '.damaged'))
     tmp.replace(path)
-    topics = [t for _, t in channels.values()]
+    result.damage = list(scan.damage)
+    parts = [str(d) for d in scan.damage] or ['read to the end']
+    if result.undecodable:
+        parts.append(f'{result.undecodable} messages dropped: they do not decode '
+                     f'({checker.first_error})')
+    result.detail = '; '.join(parts)
+    topics = [t for _, t in out_channels.values()]
     for topic in topics:
         topic.type_hash = _type_hash(topic.msgtype, topic.msgdef)
-    return topics, start, end, stopped
+    return topics, start, end
 
 
-def _read_sqlite(path: Path) -> tuple[list[_Topic], int, int, str]:
+def _register(writer: McapWriter, channel: ChannelInfo,
+              schemas: dict[tuple[str, bytes], int]) -> tuple[int, _Topic]:
+    schema = channel.schema
+    assert schema is not None
+    key = (schema.name, schema.data)
+    if key not in schemas:
+        schemas[key] = writer.register_schema(schema.name, schema.encoding, schema.data)
+    new_id = writer.register_channel(channel.topic, channel.message_encoding, schemas[key],
+                                     dict(channel.metadata))
+    topic = _Topic(channel.topic, schema.name, schema.data.decode('utf-8', 'replace'),
+                   channel.metadata.get('offered_qos_profiles', ''))
+    return new_id, topic
+
+
+class _Decoder:
+    """Decodes messages with the types their schemas define (the package's and ROS's types are
+    known already); a type whose definition does not parse cannot be checked and passes."""
+
+    def __init__(self) -> None:
+        self._stores: dict[tuple[str, bytes], Typestore | None] = {}
+        self.first_error = ''
+
+    def decodes(self, channel: ChannelInfo, data: bytes) -> bool:
+        schema = channel.schema
+        assert schema is not None
+        key = (schema.name, schema.data)
+        if key not in self._stores:
+            self._stores[key] = _schema_store(schema.name, schema.data.decode('utf-8', 'replace'))
+        store = self._stores[key]
+        if store is None:
+            return True
+        try:
+            message = store.deserialize_cdr(data, schema.name)
+            if schema.name == bag_io.IMAGE_TYPE:
+                bag_io.check_image(message)
+        except Exception as error:  # rosbags raises SerdeError and others; ours BadMessageError
+            if not self.first_error:
+                self.first_error = f'{channel.topic}: {error}'
+            return False
+        return True
+
+
+def _schema_store(msgtype: str, msgdef: str) -> Typestore | None:
+    try:
+        store = get_typestore(Stores.EMPTY)
+        store.register(get_types_from_msg(msgdef, msgtype))
+        return store
+    except Exception:  # rosbags raises several types for definitions it cannot parse
+        return None
+
+
+def _check_decodes(split: Path) -> None:
+    """Read the repaired split back with rosbags (an independent reader) and decode every
+    message; raise if anything does not."""
+    reader = bag_io.open_reader(split)
+    try:
+        for connection, _, rawdata in reader.messages():
+            reader.deserialize(rawdata, connection.msgtype)
+    finally:
+        reader.close()
+
+
+def _read_sqlite(path: Path) -> tuple[list[_Topic], int, int]:
     # Opening read-write lets SQLite roll back a transaction the crash left half written.
     connection = sqlite3.connect(f'file:{path}', uri=True)
     try:
@@ -179,7 +264,7 @@ def _read_sqlite(path: Path) -> tuple[list[_Topic], int, int, str]:
         if count:
             start, end = min(start, low), max(end, high)
         topics.append(_Topic(name, msgtype, '', qos or '', type_hash or '', count))
-    return topics, start, end, 'committed transactions read'
+    return topics, start, end
 
 
 def _type_hash(msgtype: str, msgdef: str) -> str:
@@ -246,16 +331,17 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    failed = False
+    failed = lost = False
     for path in args.paths:
         for result in repair(path, keep_damaged=args.keep_damaged):
             if result.status == 'repaired':
                 topics = ', '.join(f'{k}: {v}' for k, v in result.topics.items())
                 print(f'{result.path}: repaired, {result.messages} messages ({topics}); '
                       f'{result.detail}')
+                lost = lost or result.lost_inside
             elif result.status == 'closed':
                 print(f'{result.path}: {result.detail}')
             else:
                 failed = True
                 print(f'{result.path}: repair failed: {result.detail}')
-    return 1 if failed else 0
+    return EXIT_FAILED if failed else EXIT_PARTIAL if lost else 0
