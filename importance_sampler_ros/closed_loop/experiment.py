@@ -456,7 +456,7 @@ def plot_gains(result: dict[str, Any], path: Path) -> Path:
     strategies = [s for s in table if s != 'random']
     tags = sorted(next(iter(table.values()))['by_tag'])
     groups = ['overall', *tags]
-    fig, ax = plt.subplots(figsize=(max(8, 1.1 * len(groups) * len(strategies) / 3), 5))
+    fig, ax = plt.subplots(figsize=(min(16.0, max(8.0, 1.0 * len(groups))), 5.5))
     width = 0.8 / max(1, len(strategies))
     for k, strategy in enumerate(strategies):
         row = table[strategy]
