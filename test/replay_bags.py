@@ -52,7 +52,9 @@ def write_drive(path: Path, frames: int = 60, storage: str = 'mcap',
             image = rgb_to_image_msg(rgb, det.stamp_ns, 'camera', types)
             for key, value in (bad_images or {}).get(index, {}).items():
                 setattr(image, key, value)
-            writer.write(image_topic, bag_io.IMAGE_TYPE, det.stamp_ns, image)
+            # the bad ones on purpose: the writer would refuse them (they stand for a camera's)
+            writer.write(image_topic, bag_io.IMAGE_TYPE, det.stamp_ns, image,
+                         validate=index not in (bad_images or {}))
             if with_detections:
                 writer.write('/recorded/detections', bag_io.msgtype('DetectionArray'),
                              det.stamp_ns, detections_to_msg(det, types))

@@ -215,6 +215,7 @@ def test_an_mcap_without_metadata_reads_whole_and_a_cut_one_up_to_the_cut(
     assert len(damage) == 1 and damage[0].cut_off and damage[0].start == layout[3][0]
 
 
+@pytest.mark.slow
 def test_empty_directory_and_existing_file_as_out_are_one_line_errors(
         drive: Path, tmp_path: Path) -> None:
     (tmp_path / 'empty').mkdir()

@@ -256,16 +256,17 @@ class BagWriter:
 
     def write(self, topic: str, message_type: str, stamp_ns: int, message: Any,
               validate: bool = True) -> None:
-        """Write one message; CDR bytes are validated first (validate_message) unless the caller
-        did that already (`validate=False`). A bad message raises BadMessageError and is not
-        written."""
+        """Write one message, validated first (CDR bytes: validate_message; a message object:
+        its image size, check_image) unless the caller did that already or writes bad input on
+        purpose, as test fixtures do (`validate=False`). A bad message raises BadMessageError and
+        is not written."""
         if isinstance(message, (bytes, bytearray, memoryview)):
             data = message
             if validate:
                 validate_message(data, message_type)
         else:
             data = serialize(message)
-            if message_type == IMAGE_TYPE:
+            if validate and message_type == IMAGE_TYPE:
                 check_image(message)
         connection = self._connections.get(topic)
         if connection is None:

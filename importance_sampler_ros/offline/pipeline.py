@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import logging
 import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Mapping
@@ -158,6 +159,9 @@ class Pipeline:
         self.tracker = RelabelingTracker(tracker.of(TrackerConfig), tracker.of(RelabelConfig))
         self.policy = FramePolicy.from_settings(tracker.of(TrackerNodeSettings))
         self.images_undecoded = 0  # with recorded detections: no crops, otherwise as any frame
+        # frames the recorder refused (an image whose data does not fit its size): the node's
+        # bad_input, never written
+        self.frames_rejected = 0
         recording = params['recorder_node'].of(RecorderConfig)
         self.recorder = Recorder(dataclasses.replace(
             recording, output_dir=str(output_dir.parent), bag_name=output_dir.name,
@@ -200,7 +204,15 @@ class Pipeline:
                                       self.types)
         track_done = time.perf_counter()
         self.recorder.add_relabels(relabel_msg)
-        results = self.recorder.add_frame(frame.image_cdr, detection_msg)
+        try:
+            results = self.recorder.add_frame(frame.image_cdr, detection_msg)
+        except ValueError as error:  # the recorder node skips it the same way (bad_input)
+            self.frames_rejected += 1
+            if self.frames_rejected == 1:
+                logging.getLogger('importance_sampler.replay').warning(
+                    'frame with stamp %d ns not recorded: %s (counted as frames_rejected)',
+                    frame.stamp_ns, error)
+            return
         record_done = time.perf_counter()
 
         self.stage_seconds['detector' if self.detector else 'recorded detections'] += (

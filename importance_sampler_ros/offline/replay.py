@@ -150,6 +150,7 @@ def replay_bag(input_bag: str | Path, output: str | Path, *,
         tracker_resets=pipeline.policy.counts.tracker_resets,
         images_skipped=pipeline.policy.counts.images_skipped,
         images_undecoded=pipeline.images_undecoded,
+        frames_rejected=pipeline.frames_rejected,
         unmatched_images=source.unmatched_images,
         unmatched_detection_arrays=source.unmatched_detections)
     try:

@@ -77,6 +77,8 @@ MEANINGS: dict[str, str] = {
     'accuracy_by_distance': 'class accuracy before->after relabels per distance bin',
     'model': 'detector that scored the frames (or recorded detections)',
     'stale_frames_skipped': 'frames older than the previous one, skipped as the node would',
+    'frames_rejected': 'frames the recorder refused (image data not fitting its size), not '
+                       'recorded, as the node would',
     'unmatched_images': 'images without a recorded detection array (not replayed)',
     'unmatched_detection_arrays': 'recorded detection arrays without their image',
 }
