@@ -14,22 +14,23 @@ import numpy as np
 import yaml
 from conftest import wait_until
 
+from importance_sampler_ros import topics
 from importance_sampler_ros.bags import bag_io
 from importance_sampler_ros.bags.images import rgb_to_image_msg
 from importance_sampler_ros.bags.messages import detections_to_msg
 from importance_sampler_ros.detection.detections import FrameDetections
 
 REPO = Path(__file__).resolve().parent.parent
-IMAGE_TOPIC = '/camera/image_raw'
-DETECTIONS = '/importance_sampler/detections'
-TRACKED = '/importance_sampler/tracked_detections'
-RELABELS = '/importance_sampler/relabels'
-DECISIONS = '/importance_sampler/decisions'
-DEBUG_IMAGE = '/importance_sampler/debug_image'
-MARKERS = '/importance_sampler/markers'
-FRAME_IMPORTANCE = '/importance_sampler/frame_importance'
-KEEP_RATIO = '/importance_sampler/keep_ratio'
-TRUTH_TOPIC = '/ground_truth/detections'
+IMAGE_TOPIC = topics.IMAGE
+DETECTIONS = topics.DETECTIONS
+TRACKED = topics.TRACKED_DETECTIONS
+RELABELS = topics.RELABELS
+DECISIONS = topics.DECISIONS
+DEBUG_IMAGE = topics.DEBUG_IMAGE
+MARKERS = topics.MARKERS
+FRAME_IMPORTANCE = topics.FRAME_IMPORTANCE
+KEEP_RATIO = topics.KEEP_RATIO
+TRUTH_TOPIC = topics.GROUND_TRUTH
 START_NS = 1_700_000_000_000_000_000
 
 

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from importance_sampler_ros.closed_loop.finetune import (
     FinetuneSettings,
@@ -64,6 +63,7 @@ from importance_sampler_ros.evaluation.errors import (
     sampler_enrichment,
     spearman,
 )
+from importance_sampler_ros.progress import progress
 
 CANDIDATE_FLOOR = 0.05  # cached detections always carry candidates down to this score
 POOL_SEEDS = tuple(range(5001, 5009))
@@ -141,17 +141,10 @@ def _replay_frames(count: int) -> Iterator[SourceFrame]:
         yield SourceFrame(frame.image, frame.stamp_ns, frame.truth, seed, 0)
 
 
-def _cache(detector, frames: Iterator[SourceFrame], total: int, label_rois: bool, what: str,
-           log: Log) -> list[CachedFrame]:
-    out = []
-    started = time.perf_counter()
-    for frame in cache_frames(detector, frames, label_rois=label_rois):
-        out.append(frame)
-        if len(out) % 200 == 0 or len(out) == total:
-            rate = len(out) / (time.perf_counter() - started)
-            log(f'{what}: {len(out)}/{total} frames ({rate:.1f} frames/s, '
-                f'ETA {(total - len(out)) / rate:.0f} s)')
-    return out
+def _cache(detector, frames: Iterator[SourceFrame], total: int, label_rois: bool, what: str
+           ) -> list[CachedFrame]:
+    return list(progress(cache_frames(detector, frames, label_rois=label_rois), total,
+                         desc=what, unit='frames'))
 
 
 def _tag_shares(frames: Sequence[CachedFrame], indices: np.ndarray | None = None
@@ -245,11 +238,11 @@ def run_closed_loop(settings: ClosedLoopSettings, log: Log = print) -> dict[str,
     box_coder = detector.model.roi_heads.box_coder
     n_pool_frames = round(settings.seconds * settings.fps) * len(settings.pool_seeds)
     pool = _cache(detector, _drive_frames(settings.pool_seeds, settings.seconds, settings.fps, 1),
-                  n_pool_frames, True, 'pool', log)
+                  n_pool_frames, True, 'pool')
     n_test = len(range(0, round(settings.seconds * settings.fps), settings.test_stride))
     test = _cache(detector, _drive_frames(settings.test_seeds, settings.seconds, settings.fps,
                                           settings.test_stride),
-                  n_test * len(settings.test_seeds), False, 'test set', log)
+                  n_test * len(settings.test_seeds), False, 'test set')
     n_natural_test = len(test)
     if settings.tail_seconds > 0:
         from importance_sampler_ros.synth.situations import RARE_KINDS
@@ -257,9 +250,9 @@ def run_closed_loop(settings: ClosedLoopSettings, log: Log = print) -> dict[str,
         n_tail = len(range(0, round(settings.tail_seconds * settings.fps), settings.test_stride))
         test += _cache(detector, _tail_drives(TAIL_SEED_BASE, settings.tail_seconds,
                                               settings.fps, settings.test_stride),
-                       n_tail * len(RARE_KINDS), False, 'test set, rare situations', log)
+                       n_tail * len(RARE_KINDS), False, 'test set, rare situations')
     replay_cache = _cache(detector, _replay_frames(settings.replay_frames),
-                          settings.replay_frames, True, 'replay set', log)
+                          settings.replay_frames, True, 'replay set')
     replay = [label_frame(f, f.truth.boxes, f.truth.class_ids, box_coder, 'truth')
               for f in replay_cache]
     del replay_cache
@@ -327,7 +320,6 @@ def _train_and_evaluate(selection: Selection, budget: float, pool: Sequence[Cach
     t0 = time.perf_counter()
     layers = LastLayers(detector)
     frames = _labelled(pool, selection, box_coder, own_labels)
-    torch.manual_seed(selection.seed)
     losses = finetune(layers, frames, replay, settings.finetune, seed=1000 + selection.seed)
     evaluation = _evaluate(test_truth, detect_cached(layers, detector, test), n_natural)
     picked = errors[selection.indices]
