@@ -50,7 +50,7 @@ def test_cached_last_layers_reproduce_the_detector(detector, cached):
     # the rows are proposals, then truth boxes, then detection boxes
     frame = frames[-1]
     assert frame.n_truth == len(frame.truth) and frame.n_detections == len(frame.detections)
-    assert frame.fc6.dtype == torch.float16 and frame.fc6.shape[0] == len(frame.rois)
+    assert frame.features.dtype == torch.float16 and frame.features.shape[0] == len(frame.rois)
 
 
 @pytest.mark.slow

@@ -513,3 +513,35 @@ def test_repair_of_a_truncated_mcap_stops_at_the_damage(tmp_path: Path) -> None:
 
 if __name__ == '__main__' and sys.argv[1:2] == ['child']:
     _child(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+
+
+def test_relabel_keeps_thinned_and_counted_in_the_keep_ratio(tmp_path: Path) -> None:
+    """relabel_keep_gap_s keeps one named frame per gap; relabel_keeps_in_budget lowers the
+    draws' ratio by the share of relabel keeps, so that the total stays near keep_ratio."""
+    def run(name: str, gap_s: float, in_budget: bool) -> tuple[dict, list]:
+        sampler = SamplerConfig(keep_ratio=0.2, seed=4, relabel_keeps_in_budget=in_budget,
+                                mean_window=50)
+        recorder = Recorder(config(tmp_path, bag_name=name, relabel_keep_gap_s=gap_s,
+                                   sampler=sampler))
+        results = []
+        for i in range(600):
+            results += recorder.add_frame(*make_frame(i))
+            if i % 10 == 9:  # every second, a relabel naming the last 10 frames
+                recorder.add_relabels(make_relabels(i, list(range(i - 9, i + 1))))
+        results += recorder.close()
+        return recorder.stats(), results
+
+    every, _ = run('every', 0.0, False)
+    thinned, results = run('thinned', 0.5, False)
+    budgeted, _ = run('budgeted', 0.5, True)
+    # every frame is named: without thinning all 600 are kept
+    assert every['kept'] == 600
+    # 0.5 s at 10 Hz: frames 0 and 5 of each relabel's ten (stamps of frame i: i / 10 s)
+    relabel_kept = sorted(r.decision.stamp_ns for r in results if r.decision.reason == 'relabel')
+    assert all((ns // FRAME_NS) % 5 == 0 for ns in relabel_kept)
+    assert thinned['relabel'] + thinned['sampled'] == thinned['kept']
+    # sampled 0.2, plus relabel keeps of 0.2 of the frames when their coin said drop: 0.36
+    assert 0.3 * 600 < thinned['kept'] < 0.42 * 600
+    # in the budget: the draws aim at 0.2 - 0.2 -> min_keep_ratio, relabel keeps remain
+    assert budgeted['sampled'] < 0.1 * thinned['sampled']
+    assert abs(budgeted['kept'] - 0.2 * 600) < 0.05 * 600

@@ -41,7 +41,9 @@ from importance_sampler_ros.closed_loop.head_cache import (
     LastLayers,
     SourceFrame,
     cache_frames,
+    cached_on_disk,
     detect_cached,
+    file_digest,
 )
 from importance_sampler_ros.closed_loop.selection import (
     Selection,
@@ -91,6 +93,10 @@ class ClosedLoopSettings:
     replay_frames: int = 400
     finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
     quick: bool = False
+    # directory keeping the detector's cached output between runs (None = recompute)
+    cache_dir: Path | None = None
+    # the first retrained layer (head_cache.RETRAINABLE): fc7 and up, or fc6 and up
+    retrain_from: str = 'fc7'
 
     def __post_init__(self) -> None:
         if not self.pool_seeds or not self.test_seeds or not self.seeds:
@@ -141,10 +147,22 @@ def _replay_frames(count: int) -> Iterator[SourceFrame]:
         yield SourceFrame(frame.image, frame.stamp_ns, frame.truth, seed, 0)
 
 
-def _cache(detector, frames: Iterator[SourceFrame], total: int, label_rois: bool, what: str
+def _cache(detector, frames: Iterator[SourceFrame], total: int, label_rois: bool, what: str,
+           settings: ClosedLoopSettings | None = None, key: dict[str, Any] | None = None
            ) -> list[CachedFrame]:
-    return list(progress(cache_frames(detector, frames, label_rois=label_rois), total,
-                         desc=what, unit='frames'))
+    def compute() -> list[CachedFrame]:
+        layer = settings.retrain_from if settings else 'fc7'
+        return list(progress(cache_frames(detector, frames, label_rois=label_rois,
+                                          from_layer=layer), total, desc=what, unit='frames'))
+
+    if settings is None or settings.cache_dir is None:
+        return compute()
+    identity = {'what': what.replace(' ', '_').replace(',', ''), 'label_rois': label_rois,
+                'total': total, 'fps': float(settings.fps), 'from_layer': settings.retrain_from,
+                'checkpoint': file_digest(detector.checkpoint),
+                'candidate_floor': detector.config.candidate_floor,
+                'score_threshold': detector.config.score_threshold, **(key or {})}
+    return cached_on_disk(settings.cache_dir, identity, compute)
 
 
 def _tag_shares(frames: Sequence[CachedFrame], indices: np.ndarray | None = None
@@ -238,11 +256,14 @@ def run_closed_loop(settings: ClosedLoopSettings, log: Log = print) -> dict[str,
     box_coder = detector.model.roi_heads.box_coder
     n_pool_frames = round(settings.seconds * settings.fps) * len(settings.pool_seeds)
     pool = _cache(detector, _drive_frames(settings.pool_seeds, settings.seconds, settings.fps, 1),
-                  n_pool_frames, True, 'pool')
+                  n_pool_frames, True, 'pool', settings,
+                  {'seeds': settings.pool_seeds, 'seconds': float(settings.seconds)})
     n_test = len(range(0, round(settings.seconds * settings.fps), settings.test_stride))
     test = _cache(detector, _drive_frames(settings.test_seeds, settings.seconds, settings.fps,
                                           settings.test_stride),
-                  n_test * len(settings.test_seeds), False, 'test set')
+                  n_test * len(settings.test_seeds), False, 'test set', settings,
+                  {'seeds': settings.test_seeds, 'seconds': float(settings.seconds),
+                   'stride': settings.test_stride})
     n_natural_test = len(test)
     if settings.tail_seconds > 0:
         from importance_sampler_ros.synth.situations import RARE_KINDS
@@ -250,14 +271,17 @@ def run_closed_loop(settings: ClosedLoopSettings, log: Log = print) -> dict[str,
         n_tail = len(range(0, round(settings.tail_seconds * settings.fps), settings.test_stride))
         test += _cache(detector, _tail_drives(TAIL_SEED_BASE, settings.tail_seconds,
                                               settings.fps, settings.test_stride),
-                       n_tail * len(RARE_KINDS), False, 'test set, rare situations')
+                       n_tail * len(RARE_KINDS), False, 'test set, rare situations', settings,
+                       {'seed_base': TAIL_SEED_BASE, 'seconds': float(settings.tail_seconds),
+                        'stride': settings.test_stride})
     replay_cache = _cache(detector, _replay_frames(settings.replay_frames),
-                          settings.replay_frames, True, 'replay set')
+                          settings.replay_frames, True, 'replay set', settings)
     replay = [label_frame(f, f.truth.boxes, f.truth.class_ids, box_coder, 'truth')
               for f in replay_cache]
     del replay_cache
     test_truth = [f.truth for f in test]
-    base = _evaluate(test_truth, detect_cached(LastLayers(detector), detector, test),
+    base = _evaluate(test_truth, detect_cached(LastLayers(detector, settings.retrain_from),
+                                               detector, test),
                      n_natural_test)
     log(f'base model on the test set: mAP@0.5 {base["mAP"]:.3f}, rare tags {base["rare_tags"]:.3f}')
     errors = true_errors(pool, threshold)
@@ -318,7 +342,7 @@ def _train_and_evaluate(selection: Selection, budget: float, pool: Sequence[Cach
                         test: Sequence[CachedFrame], test_truth, n_natural: int, detector,
                         box_coder, settings: ClosedLoopSettings, log: Log) -> dict[str, Any]:
     t0 = time.perf_counter()
-    layers = LastLayers(detector)
+    layers = LastLayers(detector, settings.retrain_from)
     frames = _labelled(pool, selection, box_coder, own_labels)
     losses = finetune(layers, frames, replay, settings.finetune, seed=1000 + selection.seed)
     evaluation = _evaluate(test_truth, detect_cached(layers, detector, test), n_natural)
@@ -406,6 +430,7 @@ def summarise(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
 def _settings_dict(settings: ClosedLoopSettings) -> dict[str, Any]:
     values = asdict(settings)
     values['out'] = str(settings.out)
+    values['cache_dir'] = str(settings.cache_dir) if settings.cache_dir else None
     return values
 
 
@@ -500,6 +525,10 @@ def configure_closed_loop_parser(parser: argparse.ArgumentParser) -> None:
                         help="node parameter YAML (default: the package's "
                              'config/importance_sampler.yaml)')
     parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda'")
+    parser.add_argument('--cache-dir', default=None,
+                        help="keep the detector's output on the pool and test drives here and "
+                             'reuse it when a later run asks for the same drives and checkpoint '
+                             '(about 1/4 MB per pool frame)')
     parser.add_argument('--replay-frames', type=int, default=defaults.replay_frames,
                         help='frames of the original training distribution mixed in')
     parser.add_argument('--replay-share', type=float, default=tune.replay_share,
@@ -525,7 +554,7 @@ def run_closed_loop_command(args: argparse.Namespace) -> int:
             params_file=args.params, device=args.device, replay_frames=values['replay_frames'],
             finetune=FinetuneSettings(iterations=values['iterations'], lr=args.lr,
                                       replay_share=args.replay_share),
-            quick=args.quick)
+            quick=args.quick, cache_dir=Path(args.cache_dir) if args.cache_dir else None)
     except ValueError as error:
         print(f'importance-sampler closed-loop: {error}', file=sys.stderr)
         return 2

@@ -55,7 +55,7 @@ class LabelledFrame:
     matched label box (meaningful for foreground rows only); weight: the frame's loss weight.
     """
 
-    fc6: torch.Tensor
+    features: torch.Tensor
     labels: torch.Tensor
     targets: torch.Tensor
     weight: float = 1.0
@@ -88,7 +88,7 @@ def label_frame(frame: CachedFrame, boxes: np.ndarray, classes: np.ndarray, box_
         labels[fg] = torch.as_tensor(np.asarray(classes, np.int64))[match[fg]]
         if fg.any():
             targets[fg] = box_coder.encode_single(label_boxes[match[fg]], rois[fg])
-    return LabelledFrame(frame.fc6[rows], labels, targets, float(weight))
+    return LabelledFrame(frame.features[rows], labels, targets, float(weight))
 
 
 def _sample_rois(frame: LabelledFrame, count: int, generator: torch.Generator) -> torch.Tensor:
@@ -103,7 +103,7 @@ def _sample_rois(frame: LabelledFrame, count: int, generator: torch.Generator) -
 
 def frame_loss(layers: LastLayers, frame: LabelledFrame, rows: torch.Tensor) -> torch.Tensor:
     """Fast R-CNN classification + box loss of one frame's sampled RoIs."""
-    _, logits, deltas = layers(frame.fc6[rows])
+    _, logits, deltas = layers(frame.features[rows])
     labels = frame.labels[rows]
     loss = functional.cross_entropy(logits, labels)
     fg = torch.nonzero(labels > 0).flatten()

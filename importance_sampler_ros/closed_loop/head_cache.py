@@ -4,11 +4,13 @@ evaluating the retrained detector need no further backbone passes.
 A torchvision Faster R-CNN with a two-layer box head (`TwoMLPHead`: fc6, fc7; the project's
 isr_small and the mobilenet models) turns each region of interest (RoI) into
 relu(fc7(relu(fc6(roi_align(features, box))))) and then into class logits (cls_score) and box
-deltas (bbox_pred). The closed loop retrains the *last layers*: fc7, cls_score and bbox_pred; the
-backbone, the RPN and fc6 stay as trained. For every frame this module keeps the RPN proposals
-and relu(fc6(.)) of each of them (the inputs of the retrained layers), plus the same for the
-frame's label boxes (ground truth, the detector's own detections), which torchvision's training
-adds to the proposals. Features are stored in float16 (about 1/4 MB per frame).
+deltas (bbox_pred). The closed loop retrains the box head's top: with `from_layer='fc7'` fc7,
+cls_score and bbox_pred (the inputs cached are relu(fc6(.)), 256 values per RoI, about 1/5 MB per
+frame); with `from_layer='fc6'` fc6 as well (the inputs cached are the RoI-aligned feature maps,
+64 x 7 x 7 per RoI for isr_small, about 2 MB per frame). The backbone and the RPN stay as
+trained. For every frame this module keeps the RPN proposals and those inputs for each of them,
+plus the same for the frame's label boxes (ground truth, the detector's own detections), which
+torchvision's training adds to the proposals. Features are stored in float16.
 
 With the base model's own last layers, `detect_cached` reproduces the detector's output on the
 same frames (up to the float16 rounding of the features): a test holds it.
@@ -16,8 +18,12 @@ same frames (up to the float16 rounding of the features): a test holds it.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Iterator, Sequence
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -54,7 +60,8 @@ class CachedFrame:
 
     rois (R, 4) in resized-image pixels: the n_proposals RPN proposals, then the n_truth
     ground-truth boxes, then the n_detections published detection boxes (label boxes for the
-    self-labelled variant). fc6 (R, D): relu(fc6(roi_align(.))) of each, float16.
+    self-labelled variant). features (R, D), float16: the inputs of the first retrained layer for
+    each, relu(fc6(roi_align(.))) or the flattened roi_align(.) itself (see the module docstring).
     """
 
     stamp_ns: int
@@ -63,7 +70,7 @@ class CachedFrame:
     truth: FrameDetections
     detections: FrameDetections
     rois: torch.Tensor
-    fc6: torch.Tensor
+    features: torch.Tensor
     n_proposals: int
     n_truth: int
     image_size: tuple[int, int]
@@ -87,13 +94,19 @@ def two_mlp_head(detector: Detector) -> TwoMLPHead:
     return head
 
 
+RETRAINABLE = ('fc7', 'fc6')  # the first retrained layer: fc7 and up, or fc6 and up
+
+
 def cache_frames(detector: Detector, frames: Iterable[SourceFrame], *, label_rois: bool,
-                 batch_size: int = 4) -> Iterator[CachedFrame]:
+                 batch_size: int = 4, from_layer: str = 'fc7') -> Iterator[CachedFrame]:
     """Run the detector once over `frames`; yield each frame's CachedFrame in order.
 
     label_rois: also pool the truth and detection boxes (pool frames, to train on); test frames
-    need only their proposals.
+    need only their proposals. from_layer: the first layer to be retrained (RETRAINABLE); the
+    cached features are its inputs.
     """
+    if from_layer not in RETRAINABLE:
+        raise ValueError(f'from_layer must be one of {RETRAINABLE}, got {from_layer!r}')
     head = two_mlp_head(detector)
     heads = detector.model.roi_heads
     chunk: list[SourceFrame] = []
@@ -116,11 +129,13 @@ def cache_frames(detector: Detector, frames: Iterable[SourceFrame], *, label_roi
                 pooled = heads.box_roi_pool(
                     {name: level[k:k + 1] for name, level in computed.feature_maps.items()},
                     [rois], [size])
-                fc6 = torch.relu(head.fc6(pooled.flatten(start_dim=1)))
+                inputs = pooled.flatten(start_dim=1)
+                if from_layer == 'fc7':
+                    inputs = torch.relu(head.fc6(inputs))
                 yield CachedFrame(
                     stamp_ns=frame.stamp_ns, drive_seed=frame.drive_seed, index=frame.index,
                     truth=frame.truth, detections=detections, rois=rois.cpu().float(),
-                    fc6=fc6.to(FEATURE_DTYPE).cpu(), n_proposals=len(proposals),
+                    features=inputs.to(FEATURE_DTYPE).cpu(), n_proposals=len(proposals),
                     n_truth=len(frame.truth) if label_rois else 0, image_size=tuple(size),
                     original_size=tuple(original))
 
@@ -133,20 +148,63 @@ def cache_frames(detector: Detector, frames: Iterable[SourceFrame], *, label_roi
         yield from flush()
 
 
-class LastLayers(nn.Module):
-    """fc7, cls_score and bbox_pred of a detector's box head and predictor: what is retrained."""
+CACHE_FORMAT = 1
 
-    def __init__(self, detector: Detector) -> None:
+
+def cached_on_disk(directory: Path | None, key: dict[str, Any],
+                   compute: Callable[[], list[CachedFrame]]) -> list[CachedFrame]:
+    """`compute()`, or its result from an earlier run with the same `key` under `directory`.
+
+    The key names everything the cached frames depend on (drive seeds, lengths, the checkpoint's
+    bytes); it is hashed into the file name. The files are pickles: load only caches you wrote.
+    None = no disk cache.
+    """
+    if directory is None:
+        return compute()
+    text = json.dumps({'format': CACHE_FORMAT, **key}, sort_keys=True, default=str)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    path = Path(directory) / f'{key.get("what", "frames")}-{digest}.pt'
+    if path.is_file():
+        return torch.load(path, weights_only=False)
+    frames = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix('.partial')
+    torch.save(frames, partial)
+    partial.replace(path)
+    return frames
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file's bytes (a checkpoint's identity in cache keys)."""
+    digest = hashlib.sha256()
+    with open(path, 'rb') as stream:
+        for block in iter(lambda: stream.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class LastLayers(nn.Module):
+    """The retrained layers, copied from a detector: (fc6 with from_layer='fc6'), fc7,
+    cls_score and bbox_pred."""
+
+    def __init__(self, detector: Detector, from_layer: str = 'fc7') -> None:
         super().__init__()
+        if from_layer not in RETRAINABLE:
+            raise ValueError(f'from_layer must be one of {RETRAINABLE}, got {from_layer!r}')
         head = two_mlp_head(detector)
         predictor = detector.model.roi_heads.box_predictor
+        self.fc6 = copy.deepcopy(head.fc6).float().cpu() if from_layer == 'fc6' else None
         self.fc7 = copy.deepcopy(head.fc7).float().cpu()
         self.cls_score = copy.deepcopy(predictor.cls_score).float().cpu()
         self.bbox_pred = copy.deepcopy(predictor.bbox_pred).float().cpu()
 
-    def forward(self, fc6: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(features h the predictor sees, class logits, box deltas) for fc6 rows."""
-        h = torch.relu(self.fc7(fc6.float()))
+    def forward(self, features: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(features h the predictor sees, class logits, box deltas) for cached feature rows."""
+        x = features.float()
+        if self.fc6 is not None:
+            x = torch.relu(self.fc6(x))
+        h = torch.relu(self.fc7(x))
         return h, self.cls_score(h), self.bbox_pred(h)
 
 
@@ -162,8 +220,8 @@ def detect_cached(layers: LastLayers, detector: Detector, frames: Sequence[Cache
         for start in range(0, len(frames), chunk):
             part = frames[start:start + chunk]
             proposals = [f.rois[:f.n_proposals] for f in part]
-            fc6 = torch.cat([f.fc6[:f.n_proposals] for f in part])
-            h, logits, deltas = layers(fc6)
+            features = torch.cat([f.features[:f.n_proposals] for f in part])
+            h, logits, deltas = layers(features)
             captured = detections_from_head_outputs(
                 heads, h, logits, deltas, proposals, [f.image_size for f in part],
                 [f.original_size for f in part], candidate_floor=score_floor)

@@ -110,6 +110,7 @@ class _Buffered:
     track_importances: np.ndarray
     decision: Decision
     relabels: list[Any] = field(default_factory=list)
+    relabel_keep: bool = False  # a relabel keeps it (relabel_keep_gap_s thins them)
 
     @property
     def nbytes(self) -> int:
@@ -226,15 +227,20 @@ class Recorder:
         array = _deserialize(relabels, _RELABEL_ARRAY) if _is_bytes(relabels) else relabels
         self._counts['relabels_received'] += len(array.relabels)
         found = 0
+        gap_ns = self.config.relabel_keep_gap_s * _NS
         for relabel in array.relabels:
             by_frame: dict[int, list[Any]] = {}
             for observation in relabel.observations:
                 by_frame.setdefault(stamp_to_ns(observation.stamp), []).append(observation)
-            for stamp_ns, observations in by_frame.items():
+            last_keep_ns: int | None = None
+            for stamp_ns, observations in sorted(by_frame.items()):
                 frame = self._by_stamp.get(stamp_ns)
                 if frame is not None:
                     frame.relabels.append(replace(relabel, observations=observations))
                     found += len(observations)
+                    if last_keep_ns is None or stamp_ns - last_keep_ns >= gap_ns:
+                        frame.relabel_keep = True
+                        last_keep_ns = stamp_ns
                     continue
                 kept = self._departed.get(stamp_ns)
                 key = ('relabel_observations_unknown' if kept is None else
@@ -359,7 +365,8 @@ class Recorder:
     def _finalize(self, frame: _Buffered) -> FrameResult:
         decision = frame.decision
         self._tally.add(decision.importance, decision.probability)
-        if not decision.kept and frame.relabels:
+        self.sampler.note_final(frame.relabel_keep)
+        if not decision.kept and frame.relabel_keep:
             decision = replace(decision, kept=True, weight=1.0, reason=REASON_RELABEL)
             self.sampler.note_kept(frame.stamp_ns, frame.nbytes, frame.track_ids,
                                    frame.track_importances)

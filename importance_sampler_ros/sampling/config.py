@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from importance_sampler_ros.params import Settings, finite, param
 
+DRAWS = ('independent', 'systematic')
+
 
 @dataclass(frozen=True)
 class SamplerConfig(Settings):
@@ -44,4 +46,12 @@ class SamplerConfig(Settings):
     sharpness: float = param(1.0, "Sharpening exponent a: q = min(1, rho g^a / mean(g^a)); 1 = the "
                              "paper's rule, larger concentrates the keeps on the most important "
                              'frames', min_value=0.01, max_value=8.0)
+    relabel_keeps_in_budget: bool = param(
+        False, 'Relabel keeps count against keep_ratio: the draws aim at keep_ratio minus the '
+        'share of recent frames (mean_window) a relabel kept, at least min_keep_ratio')
+    draw: str = param('independent', "How the keep coins are thrown: 'independent' (one uniform "
+                      "per frame) or 'systematic' (one uniform offset for the run: a frame is kept "
+                      'when the running sum of q passes the next offset + k; each frame is still '
+                      'kept with probability q, but keeps are spread out, about 1/rho frames '
+                      'apart, and their number stays within 1 of the sum of q)', choices=DRAWS)
     seed: int = param(-1, 'Seed of the sampling draws; -1 = random', min_value=-1)

@@ -36,6 +36,21 @@ unbiased for any a; a > 1 spends the budget on the frames with the largest g (cl
 a < 1 spreads it towards uniform. The SampleDecision still reports the frame's own g; its
 importance_mean is then the mean of g^a.
 
+Systematic draws (`draw: systematic`): instead of one uniform per frame, one uniform offset u is
+drawn for the run and frame i is kept when the running sum Q_i = q_1 + ... + q_i passes a point
+u + k (k integer), i.e. when (Q_{i-1}, Q_i] holds one. This is systematic sampling with
+probabilities proportional to size (Madow 1949). Over u, the interval of length q_i <= 1 holds a
+point with probability exactly q_i, so when the q sequence does not depend on the draws (keep-ratio
+mode with the window or a fixed mean, and no redundancy control) every frame is kept with
+probability q_i and the 1/q_i weights stay unbiased, by linearity of expectation, though the coins
+are no longer independent. What it buys: two frames whose q add up to at most 1 are never both
+kept, so a run of similar consecutive frames yields about one keep per 1/rho frames instead of a
+random clump (consecutive near-duplicates were what ranking and independent coins over-select),
+and the number of keeps differs from sum q by less than 1 (no binomial spread). Where q does
+depend on earlier draws (the byte budget adapts rho to what was kept; redundancy control looks at
+kept tracks) the inclusion probability is q_i only approximately; a test measures the weighted
+sums' bias in both modes.
+
 Relative variance (paper eq. 6-7): R = sum g^2 / sum (g^2 / q), in (0, 1]; 1 when every frame is
 kept, rho for uniform sampling with q = rho, and larger is better (the variance of the weighted
 sum relative to keeping everything).
@@ -156,16 +171,29 @@ class ImportanceSampler:
         self.config = config or SamplerConfig()
         self._rng = np.random.default_rng(None if self.config.seed < 0 else self.config.seed)
         self._mean = _WindowMean(self.config.mean_window)
+        self._relabel_share = _WindowMean(self.config.mean_window)
         self._budget = _ByteBudget(self.config) if self.config.bytes_per_hour > 0 else None
         self._frames_seen = 0
+        # systematic draws: the run's points sit at 1 - u + k; the phase is Q + u modulo 1
+        self._phase = float(self._rng.random())
         # track id -> (stamp_ns, importance) of the track's detection in its latest kept frame
         self._track_keeps: dict[int, tuple[int, float]] = {}
         self.suppressed = 0
 
     @property
     def keep_ratio(self) -> float:
-        """The current rho (adapted online in byte-budget mode)."""
-        return self._budget.rho if self._budget else self.config.keep_ratio
+        """The current rho of the draws: adapted online in byte-budget mode, and less the
+        recent share of relabel keeps with relabel_keeps_in_budget."""
+        rho = self._budget.rho if self._budget else self.config.keep_ratio
+        if self.config.relabel_keeps_in_budget:
+            rho = max(self.config.min_keep_ratio, rho - self._relabel_share.mean)
+        return rho
+
+    def note_final(self, relabel_keep: bool) -> None:
+        """A frame's decision became final; `relabel_keep`: a relabel keeps it (whatever its
+        coin said). Frames named by relabels are chosen by the tracker, not by the coins, so the
+        share that follows stays fixed before each later coin."""
+        self._relabel_share.add(1.0 if relabel_keep else 0.0)
 
     @property
     def importance_mean(self) -> float:
@@ -212,10 +240,19 @@ class ImportanceSampler:
             q *= self.config.redundancy_scale
         if self._budget and self._budget.balance < 0.0:
             return decision(False, q, 0.0, REASON_BUDGET)
-        if q > 0.0 and self._rng.random() < q:
+        if q > 0.0 and self._draw(q):
             self._note_kept(stamp_ns, nbytes, track_ids, track_importances)
             return decision(True, q, 1.0 / q, REASON_SAMPLED)
         return decision(False, q, 0.0, REASON_DROPPED)
+
+    def _draw(self, q: float) -> bool:
+        if self.config.draw == 'independent':
+            return bool(self._rng.random() < q)
+        self._phase += q
+        if self._phase >= 1.0:
+            self._phase -= math.floor(self._phase)
+            return True
+        return False
 
     def note_kept(
         self,
