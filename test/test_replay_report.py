@@ -91,3 +91,27 @@ def test_overlapping_curves_get_a_note(tmp_path, figures):
     assert 'overlap' in note and 'gains nothing' in note
     assert report_module.curves_overlap(np.array([0.1, 0.5]), np.array([0.1, 0.49]))
     assert not report_module.curves_overlap(np.array([0.2, 0.5]), np.array([0.1, 0.5]))
+
+
+def _record(i: int, kept: bool, errors: int, tags: tuple[str, ...]) -> report_module.FrameRecord:
+    return report_module.FrameRecord(
+        stamp_ns=i, frame_importance=1.0, probability=0.5, kept=kept, reason='', weight=2.0,
+        image_bytes=10, detections=1, detector_errors=errors, visible_errors=errors // 2,
+        matched=0, situations=tags)
+
+
+def test_kept_error_enrichment_and_situation_shares():
+    # 8 frames, 2 kept: the kept ones hold 6 + 4 errors against 20 in all (2.5 per frame)
+    records = [_record(0, True, 6, ('night',)), _record(1, True, 4, ('day',))]
+    records += [_record(i, False, e, ('day',)) for i, e in enumerate([2, 2, 2, 2, 1, 1], 2)]
+    rates = report_module.detector_error_rates(records)
+    assert rates['kept_error_enrichment'] == pytest.approx(5.0 / 2.5)
+    assert rates['detector_errors_per_frame_kept'] == pytest.approx(5.0)
+    shares = report_module.situation_shares(records)
+    assert shares == {'day': {'all': 7 / 8, 'kept': 0.5}, 'night': {'all': 1 / 8, 'kept': 0.5}}
+    report = report_module.ReplayReport('in', 'out', '/camera', ground_truth={
+        **rates, 'situation_shares_all_to_kept': shares})
+    text = '\n'.join(report.summary_lines())
+    assert 'kept error enrichment: 2.000' in text and 'night 0.125->0.500' in text
+    assert set(report.to_dict()['meanings']) >= {'kept_error_enrichment',
+                                                 'situation_shares_all_to_kept'}

@@ -24,7 +24,7 @@ import shlex
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from importance_sampler_ros.closed_loop.finetune import (
     label_frame,
 )
 from importance_sampler_ros.closed_loop.head_cache import (
+    RETRAINABLE,
     CachedFrame,
     LastLayers,
     SourceFrame,
@@ -299,25 +300,24 @@ def run_closed_loop(settings: ClosedLoopSettings, log: Log = print) -> dict[str,
     default_aggregation = det_values['aggregation']
     candidates_default = bool(det_values['candidates_in_frame'])
     self_label_info: dict[str, Any] = {}
+    scores = {s: frame_scores(pool, s, default_aggregation, candidates_default) for s in SCORERS}
     for budget in settings.budgets:
-        top_lists = [select_top(f'top-N {s} ({default_aggregation})',
-                                frame_scores(pool, s, default_aggregation, candidates_default),
-                                budget, 0) for s in SCORERS]
-        oracle = select_top('oracle (true errors)', errors, budget, 0)
         for seed in settings.seeds:
             overrides = {'recorder_node': {'keep_ratio': budget, 'seed': int(seed)},
                          'detector_node': det_overrides}
             run_params, _ = load_parameters(settings.params_file, overrides)
             sampler = run_product_sampler(pool, run_params)
+            count = int(sampler.kept.sum())
             own = self_labels(pool, sampler.relabels, threshold)
             selections = [
-                select_random(len(pool), budget, seed),
+                select_random(len(pool), count, seed),
                 sampler_selection(sampler, seed, weighted=True),
                 sampler_selection(sampler, seed, weighted=False),
                 sampler_selection(sampler, seed, weighted=True, labels='self',
                                   name='sampler, self-labels'),
-                *[replace(s, seed=seed) for s in top_lists],
-                replace(oracle, seed=seed),
+                *[select_top(f'top-N {s} ({default_aggregation})', scores[s], count, seed)
+                  for s in SCORERS],
+                select_top('oracle (true errors)', errors, count, seed),
             ]
             if seed == settings.seeds[0]:
                 kept = selections[1].indices
@@ -525,6 +525,9 @@ def configure_closed_loop_parser(parser: argparse.ArgumentParser) -> None:
                         help="node parameter YAML (default: the package's "
                              'config/importance_sampler.yaml)')
     parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda'")
+    parser.add_argument('--retrain-from', choices=RETRAINABLE, default=defaults.retrain_from,
+                        help='first retrained layer of the box head: fc7 (fc7 and the predictor) '
+                             'or fc6 (the whole box head; caches 10x more per frame)')
     parser.add_argument('--cache-dir', default=None,
                         help="keep the detector's output on the pool and test drives here and "
                              'reuse it when a later run asks for the same drives and checkpoint '
@@ -554,7 +557,8 @@ def run_closed_loop_command(args: argparse.Namespace) -> int:
             params_file=args.params, device=args.device, replay_frames=values['replay_frames'],
             finetune=FinetuneSettings(iterations=values['iterations'], lr=args.lr,
                                       replay_share=args.replay_share),
-            quick=args.quick, cache_dir=Path(args.cache_dir) if args.cache_dir else None)
+            quick=args.quick, retrain_from=args.retrain_from,
+            cache_dir=Path(args.cache_dir) if args.cache_dir else None)
     except ValueError as error:
         print(f'importance-sampler closed-loop: {error}', file=sys.stderr)
         return 2

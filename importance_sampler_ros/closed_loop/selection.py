@@ -1,11 +1,13 @@
 """Which pool frames each strategy sends to the labellers, at one budget.
 
-- random: uniformly, without replacement;
-- top-N by a frame score (each scorer and aggregation the detector offers), over the whole pool;
 - the product's sampler exactly as the car runs it: the offline pipeline (tracker, near-to-far
   relabels, recorder with its ring buffer, q = min(1, rho g / g_mean), relabel keeps) over each
-  pool drive in order, fed by the detector's cached output; its kept frames carry weight 1/q;
-- oracle: top-N by the true error count (the ceiling; needs the ground truth it is judged on).
+  pool drive in order, fed by the detector's cached output; its kept frames carry weight 1/q.
+  The budget is its keep_ratio; every other strategy then selects as many frames as it kept
+  (per sampling seed), so that all compare at an equal number of labelled frames;
+- random: uniformly, without replacement;
+- top-N by a frame score (each scorer with the detector's aggregation), over the whole pool;
+- oracle: top-N by the true error count (needs the ground truth it is judged on).
 
 Self-labels (the paper's idea, no ground truth): a frame's labels are the detector's own
 published detections, with the class of every observation a near-to-far relabel named replaced
@@ -43,19 +45,16 @@ class Selection:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def budget_frames(n_pool: int, budget: float) -> int:
-    return max(1, round(budget * n_pool))
-
-
-def select_random(n_pool: int, budget: float, seed: int) -> Selection:
+def select_random(n_pool: int, count: int, seed: int) -> Selection:
+    """`count` frames uniformly, without replacement."""
     rng = np.random.default_rng([seed, 11])
-    n = budget_frames(n_pool, budget)
+    n = max(1, min(n_pool, count))
     return Selection('random', seed, np.sort(rng.choice(n_pool, n, replace=False)), np.ones(n))
 
 
-def select_top(name: str, scores: np.ndarray, budget: float, seed: int) -> Selection:
-    """The budget's worth of highest-scoring frames (ties: earlier first)."""
-    n = budget_frames(len(scores), budget)
+def select_top(name: str, scores: np.ndarray, count: int, seed: int) -> Selection:
+    """The `count` highest-scoring frames (ties: earlier first)."""
+    n = max(1, min(len(scores), count))
     order = np.argsort(-np.asarray(scores, np.float64), kind='stable')[:n]
     return Selection(name, seed, np.sort(order), np.ones(n))
 

@@ -236,7 +236,8 @@ class Pipeline:
             stamp_ns=frame.stamp_ns, frame_importance=float(detections.frame_importance),
             probability=float('nan'), kept=False, reason='', weight=0.0, image_bytes=nbytes,
             detections=len(detections), detector_errors=errors, visible_errors=visible,
-            matched=matched)
+            matched=matched,
+            situations=tuple(frame.truth.situations) if frame.truth is not None else ())
 
     def _note_results(self, results: list[FrameResult]) -> None:
         for result in results:

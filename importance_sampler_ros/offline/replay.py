@@ -28,6 +28,7 @@ from importance_sampler_ros.offline.report import (
     FrameRecord,
     ReplayReport,
     detector_error_rates,
+    situation_shares,
     write_report,
 )
 from importance_sampler_ros.params import ParameterError
@@ -144,6 +145,9 @@ def replay_bag(input_bag: str | Path, output: str | Path, *,
     report.ground_truth = {}
     if pipeline.has_truth:
         report.ground_truth.update(detector_error_rates(records))
+        shares = situation_shares(records)
+        if shares:
+            report.ground_truth['situation_shares_all_to_kept'] = shares
         report.ground_truth.update(pipeline.truth.summary())
     report.ground_truth.update(
         model=pipeline.model_name, stale_frames_skipped=pipeline.policy.counts.frames_stale,

@@ -40,6 +40,7 @@ class FrameRecord:
     detector_errors: int | None = None
     visible_errors: int | None = None
     matched: int | None = None
+    situations: tuple[str, ...] = ()  # the ground truth's situation tags
 
 
 @dataclass
@@ -69,6 +70,11 @@ MEANINGS: dict[str, str] = {
     'visible_errors_per_frame_kept': 'false positives + wrong classes per kept frame',
     'detector_errors_per_frame_dropped': 'the same per dropped frame (lower than kept is good)',
     'visible_errors_per_frame_dropped': 'the same per dropped frame (lower than kept is good)',
+    'kept_error_enrichment': ('errors per kept frame / errors per frame of the whole run: 1 = a '
+                              'random choice, higher = the kept frames hold more errors'),
+    'kept_visible_error_enrichment': 'the same for the visible errors',
+    'situation_shares_all_to_kept': ('share of frames carrying each situation tag, all frames -> '
+                                     'kept frames (higher kept = the sampler favours it)'),
     'matched_detections': 'detections matched to a true object (IoU)',
     'far_field_threshold_m': 'objects at least this far count as far',
     'far_accuracy_before_relabel': 'class accuracy of far matched detections from the detector',
@@ -156,6 +162,7 @@ class ReplayReport:
         for key, value in self.ground_truth.items():
             if isinstance(value, dict):
                 value = ', '.join(
+                    f'{name} {v["all"]:.3f}->{v["kept"]:.3f}' if 'kept' in v else
                     f'{name} {v["before"]:.3f}->{v["after"]:.3f} (n={v["n"]})'
                     for name, v in value.items())
             elif isinstance(value, float):
@@ -185,12 +192,28 @@ def detector_error_rates(frames: Sequence[FrameRecord]) -> dict[str, float]:
     """Detector errors per frame in kept and in dropped frames (ground truth needed): all errors,
     and the visible ones (false positives and wrong classes, which importance can see)."""
     rates = {}
+    known = [f for f in frames if f.detector_errors is not None]
     for name, want_kept in (('kept', True), ('dropped', False)):
-        chosen = [f for f in frames if f.kept == want_kept and f.detector_errors is not None]
+        chosen = [f for f in known if f.kept == want_kept]
         for key, values in (('detector_errors', [f.detector_errors for f in chosen]),
                             ('visible_errors', [f.visible_errors for f in chosen])):
             rates[f'{key}_per_frame_{name}'] = float(np.mean(values)) if values else float('nan')
+    for key, attribute in (('kept_error_enrichment', 'detector_errors'),
+                           ('kept_visible_error_enrichment', 'visible_errors')):
+        overall = np.mean([getattr(f, attribute) for f in known]) if known else 0.0
+        kept = [getattr(f, attribute) for f in known if f.kept]
+        rates[key] = float(np.mean(kept) / overall) if kept and overall > 0 else float('nan')
     return rates
+
+
+def situation_shares(frames: Sequence[FrameRecord]) -> dict[str, dict[str, float]]:
+    """Per situation tag of the ground truth: the share of all frames and of kept frames that
+    carry it (the labellers' view of what the sampler keeps)."""
+    kept = [f for f in frames if f.kept]
+    tags = sorted({tag for f in frames for tag in f.situations})
+    return {tag: {'all': sum(tag in f.situations for f in frames) / max(1, len(frames)),
+                  'kept': sum(tag in f.situations for f in kept) / max(1, len(kept))}
+            for tag in tags}
 
 
 def write_report(
