@@ -130,7 +130,8 @@ def config(tmp_path: Path, **overrides: object) -> RecorderConfig:
 
 
 def test_bag_holds_exactly_the_kept_frames_with_their_decisions(tmp_path: Path) -> None:
-    recorder = Recorder(config(tmp_path, split_bytes=100_000))
+    # every buffered frame a relabel names is kept (no thinning)
+    recorder = Recorder(config(tmp_path, split_bytes=100_000, relabel_keep_gap_s=0.0))
     images, results = {}, []
     relabelled = list(range(81, 100))  # frames 81..99 named by a relabel emitted at frame 100
     for i in range(300):

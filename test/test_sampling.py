@@ -264,7 +264,7 @@ def test_systematic_draws_keep_each_frame_with_probability_q_and_spread_the_keep
         adjacent = kept[1:][np.diff(kept) == 1]
         assert all(q[i - 1] + q[i] > 1.0 for i in adjacent)
     independent = [np.flatnonzero([d.kept for d in run(ImportanceSampler(
-        SamplerConfig(seed=s, keep_ratio=0.1)), g)]) for s in range(20)]
+        SamplerConfig(seed=s, keep_ratio=0.1, draw='independent')), g)]) for s in range(20)]
     systematic = [np.flatnonzero([d.kept for d in run(ImportanceSampler(
         SamplerConfig(seed=s, **config)), g)]) for s in range(20)]
 

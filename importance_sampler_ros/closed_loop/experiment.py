@@ -72,6 +72,10 @@ CANDIDATE_FLOOR = 0.05  # cached detections always carry candidates down to this
 POOL_SEEDS = tuple(range(5001, 5009))
 TEST_SEEDS = (6001, 6002, 6003, 6004)
 TAIL_SEED_BASE = 7001
+# The sampler's defaults before systematic draws and budgeted, thinned relabel keeps: an
+# ablation row of the closed loop (it keeps more frames than the budget: see its frame count).
+PREVIOUS_SAMPLER = {'draw': 'independent', 'relabel_keeps_in_budget': False,
+                    'relabel_keep_gap_s': 0.0}
 QUICK = {'pool_seeds': (5001, 5002), 'test_seeds': (6001,), 'seconds': 8.0, 'seeds': (0,),
          'replay_frames': 16, 'iterations': 10, 'tail_seconds': 1.0}
 
@@ -308,6 +312,8 @@ def run_closed_loop(settings: ClosedLoopSettings, log: Log = print) -> dict[str,
             run_params, _ = load_parameters(settings.params_file, overrides)
             sampler = run_product_sampler(pool, run_params)
             count = int(sampler.kept.sum())
+            previous, _ = load_parameters(settings.params_file, {
+                **overrides, 'recorder_node': {**overrides['recorder_node'], **PREVIOUS_SAMPLER}})
             own = self_labels(pool, sampler.relabels, threshold)
             selections = [
                 select_random(len(pool), count, seed),
@@ -318,6 +324,8 @@ def run_closed_loop(settings: ClosedLoopSettings, log: Log = print) -> dict[str,
                 *[select_top(f'top-N {s} ({default_aggregation})', scores[s], count, seed)
                   for s in SCORERS],
                 select_top('oracle (true errors)', errors, count, seed),
+                sampler_selection(run_product_sampler(pool, previous), seed, weighted=True,
+                                  name='sampler, earlier defaults (ablation)'),
             ]
             if seed == settings.seeds[0]:
                 kept = selections[1].indices

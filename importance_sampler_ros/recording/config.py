@@ -49,7 +49,7 @@ class RecorderConfig(Settings):
     fsync: bool = param(True, 'fsync at every flush and when a split closes (survives power '
                         'loss)')
     relabel_keep_gap_s: float = param(
-        0.0, 'Of the buffered frames one relabel names, keep (reason relabel) only those at least '
+        1.0, 'Of the buffered frames one relabel names, keep (reason relabel) only those at least '
         'this many seconds apart, from the earliest on; the others carry the relabel if sampled '
         'anyway; 0 = keep them all', min_value=0.0)
     sampler: SamplerConfig = nested(SamplerConfig)
