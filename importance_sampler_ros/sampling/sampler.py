@@ -51,6 +51,15 @@ depend on earlier draws (the byte budget adapts rho to what was kept; redundancy
 kept tracks) the inclusion probability is q_i only approximately; a test measures the weighted
 sums' bias in both modes.
 
+Relabel keeps inside the budget (`relabel_keeps_in_budget`, default on): the recorder keeps every
+frame a relabel names (thinned by its relabel_keep_gap_s) whatever the coin said, on top of the
+sampled ones; on drives with many relabels that doubled the keep ratio asked for (measured in the
+closed loop: 132 frames kept at rho = 0.05 of 1200). With the option the draws aim at rho minus
+the share of the last `mean_window` final frames that a relabel kept (at least min_keep_ratio), so
+that sampled plus relabel keeps stay near rho. Which frames a relabel names is the tracker's
+choice, not the coins', so this rho too is fixed before each coin (the weights stay as argued
+above; the share lags by the recorder's buffer_seconds).
+
 Relative variance (paper eq. 6-7): R = sum g^2 / sum (g^2 / q), in (0, 1]; 1 when every frame is
 kept, rho for uniform sampling with q = rho, and larger is better (the variance of the weighted
 sum relative to keeping everything).
