@@ -129,3 +129,38 @@ def test_near_duplicates_are_selected_frames_close_in_the_same_drive():
             [(1, 0), (1, 1), (1, 10), (2, 11), (2, 30)]]
     assert near_duplicate_share(pool, np.array([0, 1, 2, 3, 4])) == pytest.approx(0.4)
     assert near_duplicate_share(pool, np.array([2, 3])) == 0.0  # other drive
+
+
+def test_disk_cache_reuses_only_the_same_key(tmp_path):
+    from importance_sampler_ros.closed_loop.head_cache import cached_on_disk
+
+    calls = []
+
+    def compute(value):
+        def run():
+            calls.append(value)
+            return [{'frame': value, 'features': torch.ones(2, 3) * value}]
+        return run
+
+    first = cached_on_disk(tmp_path, {'what': 'pool', 'seeds': [1]}, compute(1))
+    again = cached_on_disk(tmp_path, {'what': 'pool', 'seeds': [1]}, compute(2))
+    other = cached_on_disk(tmp_path, {'what': 'pool', 'seeds': [2]}, compute(3))
+    assert calls == [1, 3]
+    assert again[0]['frame'] == 1 and torch.equal(again[0]['features'], first[0]['features'])
+    assert other[0]['frame'] == 3
+    assert sorted(p.suffix for p in tmp_path.iterdir()) == ['.pt', '.pt']  # no partial left
+    assert cached_on_disk(None, {'what': 'pool'}, compute(4))[0]['frame'] == 4
+
+
+@pytest.mark.slow
+def test_retraining_from_fc6_caches_roi_features_and_reproduces_fc7(detector, cached):
+    frames, sources = cached
+    deep = list(cache_frames(detector, sources[:3], label_rois=False, from_layer='fc6'))
+    assert deep[0].features.shape[1] == detector.model.roi_heads.box_head.fc6.in_features
+    shallow = detect_cached(LastLayers(detector), detector, frames[:3])
+    again = detect_cached(LastLayers(detector, 'fc6'), detector, deep)
+    for a, b in zip(shallow, again, strict=True):
+        top_a, top_b = np.sort(a.scores)[::-1][:5], np.sort(b.scores)[::-1][:5]
+        np.testing.assert_allclose(top_a, top_b, atol=0.03)  # float16 either way
+    with pytest.raises(ValueError, match='from_layer'):
+        LastLayers(detector, 'backbone')
