@@ -182,7 +182,8 @@ def test_recorded_detections_with_relabels(ros, tmp_path):
     write_drive(drive, approaching_object_frames(80), truth_topic='/recorded/detections')
     params = params_file(
         tmp_path,
-        recorder_node={'bag_name': 'e2e', 'buffer_seconds': 4.0, 'keep_ratio': 0.2,
+        recorder_node={'bag_name': 'e2e', 'buffer_seconds': 4.0, 'relabel_keep_gap_s': 0.0,
+                       'keep_ratio': 0.2,
                        'warmup_frames': 0, 'seed': 11, 'fsync': False})
     graph = Graph(tmp_path, ros, ['--params', str(params), '--skip', 'detector_node',
                                   '--output-dir', str(tmp_path / 'rec')], visualize=False)
