@@ -112,6 +112,19 @@ def wait_for_children(pid: int, count: int, timeout_s: float = 10.0) -> list[int
     return children_of(pid)
 
 
+def wait_for_environ(pid: int, entry: bytes, timeout_s: float = 10.0) -> bool:
+    """Whether process `pid`'s environment holds `entry` within `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if entry in Path(f'/proc/{pid}/environ').read_bytes().split(b'\0'):
+                return True
+        except OSError:
+            return False
+        time.sleep(0.05)
+    return False
+
+
 @pytest.fixture
 def env():
     environment = ros_env(DOMAIN)
@@ -127,8 +140,8 @@ def test_up_starts_nodes_with_the_yaml_and_overrides_and_stops_on_sigint(tmp_pat
         children = wait_for_children(up.pid, 2)
         assert len(children) == 2
         for child in children:
-            environ = Path(f'/proc/{child}/environ').read_bytes().split(b'\0')
-            assert b'FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA' in environ
+            # a child seen between fork and exec still shows up's own environment: poll
+            assert wait_for_environ(child, b'FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA')
         # the recorder is up once its recording directory exists
         deadline = time.monotonic() + 20
         while not any((tmp_path / 'rec').glob('*')) and time.monotonic() < deadline:
