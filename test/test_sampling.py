@@ -290,3 +290,23 @@ def test_systematic_draws_in_byte_budget_mode_stay_close_to_unbiased():
     # q depends on earlier keeps here, so unbiasedness is approximate: within 3 % measured
     # (the independent draws' exact unbiasedness is tested above)
     assert np.mean(estimates) == pytest.approx(g.sum(), rel=0.03)
+
+
+def test_independent_draws_use_one_uniform_per_frame_from_the_seed():
+    g = np.random.default_rng(3).exponential(1.0, 500)
+    decisions = run(ImportanceSampler(SamplerConfig(keep_ratio=0.1, seed=7,
+                                                    draw='independent')), g)
+    coins = np.random.default_rng(7).random(len(g))
+    assert [d.kept for d in decisions] == [bool(c < d.probability)
+                                           for c, d in zip(coins, decisions, strict=True)]
+
+
+def test_relabel_share_lowers_rho_only_in_keep_ratio_mode():
+    plain = ImportanceSampler(SamplerConfig(keep_ratio=0.2))
+    budget = ImportanceSampler(SamplerConfig(keep_ratio=0.2, bytes_per_hour=3600.0))
+    for sampler in (plain, budget):
+        for i in range(10):
+            sampler.note_final(relabel_keep=i == 0)  # a share of 0.1 kept by relabels
+    assert plain.keep_ratio == pytest.approx(0.1)
+    # the byte budget charges relabel keeps through note_kept: no second correction
+    assert budget.keep_ratio == 0.2

@@ -5,9 +5,12 @@ Frame life: `add_frame` throws the sampler's coin at once (so q depends on nothi
 later) and puts the frame in the ring buffer. The frame leaves the buffer when it is older than
 `buffer_seconds` (by header stamps) than the newest frame, or when the buffer holds more than
 `buffer_bytes`; only then is its decision final and, if kept, the frame written. A relabel
-(RelabelArray from the tracker) naming a frame still in the buffer keeps it: reason 'relabel' and
-weight 1 when the coin had said drop (msg/SampleDecision.msg), reason 'sampled' and weight 1/q
-when the coin had kept it anyway. Relabels naming frames that already left the buffer are counted
+(RelabelArray from the tracker) naming frames still in the buffer keeps them, thinned to frames at
+least `relabel_keep_gap_s` apart from the earliest on: reason 'relabel' and weight 1 when the coin
+had said drop (msg/SampleDecision.msg), reason 'sampled' and weight 1/q when the coin had kept it
+anyway. Every named frame that is written carries the relabel. The sampler hears of each final
+frame whether a relabel kept it (note_final), to count relabel keeps inside its keep ratio.
+Relabels naming frames that already left the buffer are counted
 by what had become of the frame (kept without them / dropped / never seen) and reported in
 `stats()`, never silently lost.
 

@@ -48,7 +48,8 @@ class SamplerConfig(Settings):
                              'frames', min_value=0.01, max_value=8.0)
     relabel_keeps_in_budget: bool = param(
         True, 'Relabel keeps count against keep_ratio: the draws aim at keep_ratio minus the '
-        'share of recent frames (mean_window) a relabel kept, at least min_keep_ratio')
+        'share of recent frames (mean_window) a relabel kept, at least min_keep_ratio (the byte '
+        'budget charges relabel keeps anyway)')
     draw: str = param('systematic', "How the keep coins are thrown: 'independent' (one uniform "
                       "per frame) or 'systematic' (one uniform offset for the run: a frame is kept "
                       'when the running sum of q passes the next offset + k; each frame is still '

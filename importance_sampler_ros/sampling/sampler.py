@@ -56,9 +56,10 @@ frame a relabel names (thinned by its relabel_keep_gap_s) whatever the coin said
 sampled ones; on drives with many relabels that doubled the keep ratio asked for (measured in the
 closed loop: 132 frames kept at rho = 0.05 of 1200). With the option the draws aim at rho minus
 the share of the last `mean_window` final frames that a relabel kept (at least min_keep_ratio), so
-that sampled plus relabel keeps stay near rho. Which frames a relabel names is the tracker's
-choice, not the coins', so this rho too is fixed before each coin (the weights stay as argued
-above; the share lags by the recorder's buffer_seconds).
+that sampled plus relabel keeps stay near rho. (In byte-budget mode relabel keeps are charged to
+the byte budget like any keep, so its rho needs no such correction.) Which frames a relabel
+names is the tracker's choice, not the coins', so this rho too is fixed before each coin (the
+weights stay as argued above; the share lags by the recorder's buffer_seconds).
 
 Relative variance (paper eq. 6-7): R = sum g^2 / sum (g^2 / q), in (0, 1]; 1 when every frame is
 kept, rho for uniform sampling with q = rho, and larger is better (the variance of the weighted
@@ -183,17 +184,21 @@ class ImportanceSampler:
         self._relabel_share = _WindowMean(self.config.mean_window)
         self._budget = _ByteBudget(self.config) if self.config.bytes_per_hour > 0 else None
         self._frames_seen = 0
-        # systematic draws: the run's points sit at 1 - u + k; the phase is Q + u modulo 1
-        self._phase = float(self._rng.random())
+        # systematic draws: the run's points sit at 1 - u + k; the phase is Q + u modulo 1 (drawn
+        # only for them, so that independent draws keep their sequence for a given seed)
+        self._phase = float(self._rng.random()) if self.config.draw == 'systematic' else 0.0
         # track id -> (stamp_ns, importance) of the track's detection in its latest kept frame
         self._track_keeps: dict[int, tuple[int, float]] = {}
         self.suppressed = 0
 
     @property
     def keep_ratio(self) -> float:
-        """The current rho of the draws: adapted online in byte-budget mode, and less the
-        recent share of relabel keeps with relabel_keeps_in_budget."""
-        rho = self._budget.rho if self._budget else self.config.keep_ratio
+        """The current rho of the draws: adapted online in byte-budget mode (whose feedback
+        already sees relabel keeps), else keep_ratio less the recent share of relabel keeps with
+        relabel_keeps_in_budget."""
+        if self._budget:
+            return self._budget.rho  # relabel keeps are charged to the byte budget (note_kept)
+        rho = self.config.keep_ratio
         if self.config.relabel_keeps_in_budget:
             rho = max(self.config.min_keep_ratio, rho - self._relabel_share.mean)
         return rho
