@@ -110,7 +110,8 @@ def main() -> int:
     detector = Detector(params['detector_node'].of(DetectorConfig))
     n_pool = round(SECONDS * FPS) * len(POOL_SEEDS)
     pool = ex._cache(detector, ex._drive_frames(POOL_SEEDS, SECONDS, FPS, 1), n_pool, True,
-                     'pool', settings, {'seeds': POOL_SEEDS, 'seconds': SECONDS})
+                     'pool', settings, ex.detector_key(detector, settings),
+                     {'seeds': POOL_SEEDS, 'seconds': SECONDS})
     drives = {s: Drive(SynthConfig(seconds=SECONDS, fps=FPS, seed=s)) for s in POOL_SEEDS}
     test = list(ex._drive_frames(TEST_SEEDS, SECONDS, FPS, STRIDE))
     n_natural = len(test)

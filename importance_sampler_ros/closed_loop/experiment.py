@@ -152,21 +152,30 @@ def _replay_frames(count: int) -> Iterator[SourceFrame]:
         yield SourceFrame(frame.image, frame.stamp_ns, frame.truth, seed, 0)
 
 
-def _cache(detector, frames: Iterator[SourceFrame], total: int, label_rois: bool, what: str,
-           settings: ClosedLoopSettings | None = None, key: dict[str, Any] | None = None
-           ) -> list[CachedFrame]:
-    def compute() -> list[CachedFrame]:
-        layer = settings.retrain_from if settings else 'fc7'
-        return list(progress(cache_frames(detector, frames, label_rois=label_rois,
-                                          from_layer=layer), total, desc=what, unit='frames'))
+def detector_key(detector, settings: ClosedLoopSettings) -> dict[str, Any] | None:
+    """What every cached set depends on besides its drives (None without a disk cache)."""
+    if settings.cache_dir is None:
+        return None
+    return {'fps': float(settings.fps), 'from_layer': settings.retrain_from,
+            'checkpoint': file_digest(detector.checkpoint),
+            'candidate_floor': detector.config.candidate_floor,
+            'score_threshold': detector.config.score_threshold}
 
-    if settings is None or settings.cache_dir is None:
+
+def _cache(detector, frames: Iterator[SourceFrame], total: int, label_rois: bool, what: str,
+           settings: ClosedLoopSettings, detector_identity: dict[str, Any] | None,
+           key: dict[str, Any] | None = None) -> list[CachedFrame]:
+    """The detector's output on `frames`, from the disk cache when `detector_identity` (from
+    detector_key, computed once per run) and `key` (the drives) match an earlier run's."""
+    def compute() -> list[CachedFrame]:
+        return list(progress(cache_frames(detector, frames, label_rois=label_rois,
+                                          from_layer=settings.retrain_from),
+                             total, desc=what, unit='frames'))
+
+    if detector_identity is None:
         return compute()
     identity = {'what': what.replace(' ', '_').replace(',', ''), 'label_rois': label_rois,
-                'total': total, 'fps': float(settings.fps), 'from_layer': settings.retrain_from,
-                'checkpoint': file_digest(detector.checkpoint),
-                'candidate_floor': detector.config.candidate_floor,
-                'score_threshold': detector.config.score_threshold, **(key or {})}
+                'total': total, **detector_identity, **(key or {})}
     return cached_on_disk(settings.cache_dir, identity, compute)
 
 
@@ -260,13 +269,14 @@ def run_closed_loop(settings: ClosedLoopSettings, log: Log = print) -> dict[str,
     threshold = float(det_values['score_threshold'])
     box_coder = detector.model.roi_heads.box_coder
     n_pool_frames = round(settings.seconds * settings.fps) * len(settings.pool_seeds)
+    identity = detector_key(detector, settings)
     pool = _cache(detector, _drive_frames(settings.pool_seeds, settings.seconds, settings.fps, 1),
-                  n_pool_frames, True, 'pool', settings,
+                  n_pool_frames, True, 'pool', settings, identity,
                   {'seeds': settings.pool_seeds, 'seconds': float(settings.seconds)})
     n_test = len(range(0, round(settings.seconds * settings.fps), settings.test_stride))
     test = _cache(detector, _drive_frames(settings.test_seeds, settings.seconds, settings.fps,
                                           settings.test_stride),
-                  n_test * len(settings.test_seeds), False, 'test set', settings,
+                  n_test * len(settings.test_seeds), False, 'test set', settings, identity,
                   {'seeds': settings.test_seeds, 'seconds': float(settings.seconds),
                    'stride': settings.test_stride})
     n_natural_test = len(test)
@@ -277,10 +287,11 @@ def run_closed_loop(settings: ClosedLoopSettings, log: Log = print) -> dict[str,
         test += _cache(detector, _tail_drives(TAIL_SEED_BASE, settings.tail_seconds,
                                               settings.fps, settings.test_stride),
                        n_tail * len(RARE_KINDS), False, 'test set, rare situations', settings,
+                       identity,
                        {'seed_base': TAIL_SEED_BASE, 'seconds': float(settings.tail_seconds),
                         'stride': settings.test_stride})
     replay_cache = _cache(detector, _replay_frames(settings.replay_frames),
-                          settings.replay_frames, True, 'replay set', settings)
+                          settings.replay_frames, True, 'replay set', settings, identity)
     replay = [label_frame(f, f.truth.boxes, f.truth.class_ids, box_coder, 'truth')
               for f in replay_cache]
     del replay_cache

@@ -97,6 +97,11 @@ def two_mlp_head(detector: Detector) -> TwoMLPHead:
 RETRAINABLE = ('fc7', 'fc6')  # the first retrained layer: fc7 and up, or fc6 and up
 
 
+def _check_layer(from_layer: str) -> None:
+    if from_layer not in RETRAINABLE:
+        raise ValueError(f'from_layer must be one of {RETRAINABLE}, got {from_layer!r}')
+
+
 def cache_frames(detector: Detector, frames: Iterable[SourceFrame], *, label_rois: bool,
                  batch_size: int = 4, from_layer: str = 'fc7') -> Iterator[CachedFrame]:
     """Run the detector once over `frames`; yield each frame's CachedFrame in order.
@@ -105,8 +110,7 @@ def cache_frames(detector: Detector, frames: Iterable[SourceFrame], *, label_roi
     need only their proposals. from_layer: the first layer to be retrained (RETRAINABLE); the
     cached features are its inputs.
     """
-    if from_layer not in RETRAINABLE:
-        raise ValueError(f'from_layer must be one of {RETRAINABLE}, got {from_layer!r}')
+    _check_layer(from_layer)
     head = two_mlp_head(detector)
     heads = detector.model.roi_heads
     chunk: list[SourceFrame] = []
@@ -189,8 +193,7 @@ class LastLayers(nn.Module):
 
     def __init__(self, detector: Detector, from_layer: str = 'fc7') -> None:
         super().__init__()
-        if from_layer not in RETRAINABLE:
-            raise ValueError(f'from_layer must be one of {RETRAINABLE}, got {from_layer!r}')
+        _check_layer(from_layer)
         head = two_mlp_head(detector)
         predictor = detector.model.roi_heads.box_predictor
         self.fc6 = copy.deepcopy(head.fc6).float().cpu() if from_layer == 'fc6' else None

@@ -10,9 +10,8 @@ least `relabel_keep_gap_s` apart from the earliest on: reason 'relabel' and weig
 had said drop (msg/SampleDecision.msg), reason 'sampled' and weight 1/q when the coin had kept it
 anyway. Every named frame that is written carries the relabel. The sampler hears of each final
 frame whether a relabel kept it (note_final), to count relabel keeps inside its keep ratio.
-Relabels naming frames that already left the buffer are counted
-by what had become of the frame (kept without them / dropped / never seen) and reported in
-`stats()`, never silently lost.
+Relabels naming frames that already left the buffer are counted by what had become of the frame
+(kept without them / dropped / never seen) and reported in `stats()`, never silently lost.
 
 What a kept frame writes (docs/ARCHITECTURE.md "Output bag"), all logged at the frame's header
 stamp: its DetectionArray as received on /importance_sampler/detections, a RelabelArray on
