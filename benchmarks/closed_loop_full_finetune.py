@@ -35,21 +35,12 @@ from importance_sampler_ros.detection.detections import FrameDetections
 from importance_sampler_ros.detection.detector import Detector
 from importance_sampler_ros.offline.pipeline import load_parameters
 from importance_sampler_ros.synth.world import Drive, SynthConfig, random_frame
-from importance_sampler_ros.training.train import learning_rate_factor
+from importance_sampler_ros.training.train import learning_rate_factor, training_example
 
 POOL_SEEDS = (5001, 5002, 5003)
 TEST_SEEDS = (6001, 6002)
 SECONDS, FPS, STRIDE, TAIL_SECONDS = 40.0, 10.0, 4, 6.0
 LR, REPLAY_SEED_BASE = 2e-4, 10**9
-
-
-def _tensor(image: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
-
-
-def _target(truth: FrameDetections) -> dict[str, torch.Tensor]:
-    return {'boxes': torch.from_numpy(truth.boxes.astype(np.float32)).reshape(-1, 4),
-            'labels': torch.from_numpy(truth.class_ids.astype(np.int64))}
 
 
 def evaluate(model, detector: Detector, test: list, n_natural: int) -> dict:
@@ -61,7 +52,8 @@ def evaluate(model, detector: Detector, test: list, n_natural: int) -> dict:
     with torch.no_grad():
         for k in range(0, len(test), 8):
             part = test[k:k + 8]
-            for frame, found in zip(part, model([_tensor(f.image) for f in part]), strict=True):
+            images = [detector.to_tensor(f.image) for f in part]
+            for frame, found in zip(part, model(images), strict=True):
                 labels = found['labels'].numpy()
                 out.append(FrameDetections(
                     stamp_ns=frame.stamp_ns, boxes=found['boxes'].numpy(), class_ids=labels,
@@ -82,7 +74,7 @@ def finetune(model, initial: dict, frames: list, iterations: int, seed: int) -> 
             group['lr'] = LR * learning_rate_factor(step / iterations, step, 10)
         batch = [frames[j] for j in rng.integers(len(frames), size=3)]
         replay = random_frame(REPLAY_SEED_BASE + seed * 100_000 + step, mix='common')
-        batch.append((_tensor(replay.image), _target(replay.truth)))
+        batch.append(training_example(replay.image, replay.truth))
         losses = model([b[0] for b in batch], [b[1] for b in batch])
         loss = sum(losses.values())
         optimiser.zero_grad()
@@ -133,7 +125,7 @@ def main() -> int:
             frames = []
             for i in indices:
                 rendered = drives[pool[i].drive_seed].render(pool[i].index)
-                frames.append((_tensor(rendered.image), _target(rendered.truth)))
+                frames.append(training_example(rendered.image, rendered.truth))
             finetune(detector.model, initial, frames, args.iterations, 1000 + seed)
             result = evaluate(detector.model, detector, test, n_natural)
             row = {'strategy': strategy, 'seed': seed, 'frames': len(indices),

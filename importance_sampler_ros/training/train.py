@@ -101,12 +101,19 @@ class SyntheticFrames(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         frame = random_frame(training_seed(self.seed, index), self.width, self.height,
                              mix=self.mix)
-        image = torch.from_numpy(frame.image).permute(2, 0, 1).float().div_(255.0)
-        target = {
-            'boxes': torch.from_numpy(frame.truth.boxes.astype(np.float32)).reshape(-1, 4),
-            'labels': torch.from_numpy(frame.truth.class_ids.astype(np.int64)),
-        }
-        return image, target
+        return training_example(frame.image, frame.truth)
+
+
+def training_example(image: np.ndarray, truth: FrameDetections
+                     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """(H, W, 3) uint8 RGB and its ground truth -> the image tensor and target dict a
+    torchvision detector trains on."""
+    tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
+    target = {
+        'boxes': torch.from_numpy(truth.boxes.astype(np.float32)).reshape(-1, 4),
+        'labels': torch.from_numpy(truth.class_ids.astype(np.int64)),
+    }
+    return tensor, target
 
 
 def _collate(batch: list) -> tuple[list, list]:
