@@ -34,7 +34,6 @@ import importlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -73,11 +72,7 @@ def start_graph(index: int, drive: Path, work: Path, env: dict, timeout_s: float
         played = json.loads(summary.read_text())
         time.sleep(0.5)
     finally:
-        up.send_signal(signal.SIGINT)
-        try:
-            up.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            up.kill()
+        live_graph.interrupt(up, 30)
     (stats_file,) = output.glob('*/stats.json')
     stats = json.loads(stats_file.read_text())
     short = [line for line in play_log.splitlines() if 'too few subscribers' in line]

@@ -145,6 +145,15 @@ class DecisionListener:
         self.node.destroy_node()
 
 
+def interrupt(process: subprocess.Popen, timeout_s: float) -> None:
+    """SIGINT, as a user's Ctrl-C; killed if it has not exited within `timeout_s`."""
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
 def cli(*args: str, env: dict, **popen) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, '-m', 'importance_sampler_ros.cli', *args],
                             cwd=REPO, env=env, **popen)
@@ -187,11 +196,7 @@ def run_graph(label: str, recorder_overrides: dict, drive: Path, work: Path,
         summary = json.loads(summary_path.read_text())
         time.sleep(1.0)
     finally:
-        up.send_signal(signal.SIGINT)
-        try:
-            up.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            up.kill()
+        interrupt(up, 60)
         listener.close()
         log.close()
     stats = json.loads((output / 'bench' / 'stats.json').read_text())

@@ -24,10 +24,10 @@ last 100 000 decided stamps (to classify late relabels), which at 100 Hz fills f
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -35,6 +35,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+live_graph = importlib.import_module('live_graph')  # interrupt(): stop a process as Ctrl-C does
 
 REPO = Path(__file__).resolve().parent.parent
 T0 = 1_700_000_000 * 1_000_000_000
@@ -140,11 +143,7 @@ def main() -> int:
         samples.append((wall, rss_mb(recorder.pid)))
         time.sleep(1.0)
     finally:
-        recorder.send_signal(signal.SIGINT)
-        try:
-            recorder.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            recorder.kill()
+        live_graph.interrupt(recorder, 120)
         node.destroy_node()
         rclpy.shutdown()
         node_log.close()
