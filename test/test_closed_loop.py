@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from importance_sampler_ros.closed_loop.experiment import summarise
+from importance_sampler_ros.closed_loop.experiment import headroom_line, summarise
 from importance_sampler_ros.closed_loop.finetune import FinetuneSettings, finetune, label_frame
 from importance_sampler_ros.closed_loop.head_cache import (
     LastLayers,
@@ -17,6 +17,7 @@ from importance_sampler_ros.closed_loop.head_cache import (
     cache_frames,
     detect_cached,
 )
+from importance_sampler_ros.closed_loop.selection import CEILING
 from importance_sampler_ros.detection.detector import Detector, DetectorConfig
 from importance_sampler_ros.synth.world import Drive, SynthConfig
 
@@ -108,7 +109,8 @@ def test_closed_loop_command_smoke(tmp_path):
     result = json.loads((out / 'closed_loop.json').read_text())
     strategies = {r['strategy'] for r in result['runs']}
     assert {'random', 'sampler, 1/q weights', 'sampler, self-labels',
-            'oracle (true errors)'} <= strategies
+            'oracle (true errors)', CEILING} <= strategies
+    assert next(r['frames'] for r in result['runs'] if r['strategy'] == CEILING) == 60
     assert len(result['runs']) == len(strategies)  # one seed
     assert result['pool']['frames'] == 60 and result['test']['natural_frames'] == 10
     assert result['test']['frames'] > 10  # plus one short forced drive per rare kind
@@ -118,6 +120,18 @@ def test_closed_loop_command_smoke(tmp_path):
     assert {'before_relabels', 'after_relabels'} <= set(result['self_labels']['0.1'])
     assert any(row['scorer'] == 'prob_residual' for row in result['scoring'])
     assert (out / 'closed_loop_gain.png').stat().st_size > 10_000
+
+
+def test_headroom_compares_the_ceiling_with_the_spread_of_gains():
+    runs = [_run('random', 0, 0.50, 0.2), _run('random', 1, 0.52, 0.2),
+            _run('top', 0, 0.51, 0.2), _run('top', 1, 0.51, 0.2),
+            _run(CEILING, 0, 0.505, 0.2), _run(CEILING, 1, 0.525, 0.2)]
+    line = headroom_line(summarise(runs)['0.05'])
+    assert '+0.50 +- 0.00 points' in line and 'spread 1.41 points' in line
+    assert 'no selection of fewer frames' in line
+    wide = [*runs[:4], _run(CEILING, 0, 0.6, 0.2), _run(CEILING, 1, 0.62, 0.2)]
+    assert 'room to differ' in headroom_line(summarise(wide)['0.05'])
+    assert 'one seed' in headroom_line(summarise(runs[::2])['0.05'])
 
 
 def test_near_duplicates_are_selected_frames_close_in_the_same_drive():

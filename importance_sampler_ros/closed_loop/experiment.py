@@ -5,7 +5,8 @@ next model than retraining on as many random frames?
    The detector runs once over both (head_cache): its detections with every scorer, and the
    inputs of its last layers.
 2. Selection at each budget (a share of the pool's frames) by every strategy (selection.py):
-   random, the product's sampler as the recorder runs it, top-N by each scorer, the oracle.
+   random, the product's sampler as the recorder runs it, top-N by each scorer, the oracle,
+   and every pool frame (the ceiling: how much any selection could gain under this judge).
 3. Labelling: the selected frames get their ground-truth boxes; the self-labelled variant uses
    the detector's own detections corrected by near-to-far relabels.
 4. Retraining (finetune.py): the last layers of the default detector, identical schedule for
@@ -47,11 +48,13 @@ from importance_sampler_ros.closed_loop.head_cache import (
     file_digest,
 )
 from importance_sampler_ros.closed_loop.selection import (
+    CEILING,
     Selection,
     frame_scores,
     label_accuracy,
     run_product_sampler,
     sampler_selection,
+    select_all,
     select_random,
     select_top,
     self_labels,
@@ -335,6 +338,7 @@ def run_closed_loop(settings: ClosedLoopSettings, log: Log = print) -> dict[str,
                 *[select_top(f'top-N {s} ({default_aggregation})', scores[s], count, seed)
                   for s in SCORERS],
                 select_top('oracle (true errors)', errors, count, seed),
+                select_all(len(pool), seed),
                 sampler_selection(run_product_sampler(pool, previous), seed, weighted=True,
                                   name='sampler, earlier defaults (ablation)'),
             ]
@@ -474,10 +478,30 @@ def format_summary(result: dict[str, Any]) -> str:
                 f"{rare['mAP']['mean']:8.3f} +- {rare['mAP']['std']:.3f} "
                 f"{100 * rare['gain_over_random']['mean']:+6.2f} +- "
                 f"{100 * rare['gain_over_random']['std']:.2f}")
+        lines.append(headroom_line(table))
     lines.append("'err x': errors per selected frame / errors per pool frame (1 = random); mAP "
                  'on the natural test drives; rare-tag mAP: mean over the rare situation tags '
                  '(natural and forced test drives)')
     return '\n'.join(lines)
+
+
+def headroom_line(table: dict[str, Any]) -> str:
+    """What the judge can tell apart at one budget: the ceiling's gain over random against the
+    spread of the gains over random among the seeds."""
+    ceiling = table.get(CEILING)
+    if ceiling is None:
+        return 'headroom: not measured (no ceiling run)'
+    gain = ceiling['gain_over_random']
+    spreads = [row['gain_over_random']['std'] for name, row in table.items()
+               if name not in ('random', CEILING) and row['gain_over_random']['n'] > 1]
+    head = (f"headroom: labelling all {ceiling['frames']['mean']:.0f} pool frames gains "
+            f"{100 * gain['mean']:+.2f} +- {100 * gain['std']:.2f} points over random")
+    if not spreads:
+        return head + ' (one seed: the spread of gains is not known)'
+    spread = float(np.median(spreads))
+    verdict = ("no selection of fewer frames can show a gain beyond the seeds' spread"
+               if gain['mean'] <= 2 * spread else 'selections have room to differ')
+    return f'{head}; gains over random spread {100 * spread:.2f} points over seeds: {verdict}'
 
 
 def plot_gains(result: dict[str, Any], path: Path) -> Path:

@@ -52,6 +52,15 @@ def select_random(n_pool: int, count: int, seed: int) -> Selection:
     return Selection('random', seed, np.sort(rng.choice(n_pool, n, replace=False)), np.ones(n))
 
 
+CEILING = 'every pool frame (ceiling)'
+
+
+def select_all(n_pool: int, seed: int) -> Selection:
+    """Every pool frame: what labelling the whole pool gives under the same retraining, the
+    most any selection of fewer frames can be expected to reach (the judge's headroom)."""
+    return Selection(CEILING, seed, np.arange(n_pool), np.ones(n_pool))
+
+
 def select_top(name: str, scores: np.ndarray, count: int, seed: int) -> Selection:
     """The `count` highest-scoring frames (ties: earlier first)."""
     n = max(1, min(len(scores), count))
