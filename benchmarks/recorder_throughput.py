@@ -55,7 +55,8 @@ def templates() -> tuple[bytes, object]:
     ]
     array = types.DetectionArray(header=header, detections=detections, frame_importance=1.0,
                                  aggregation='sum', model_name='bench', inference_ms=80.0,
-        scorer='', uncertainty_names=[], candidates=[], situations=[])
+        scorer='', uncertainty_names=[], candidates=[], situations=[],
+        frame_descriptor=np.zeros(0, np.float32))
     return bag_io.serialize(image), array
 
 

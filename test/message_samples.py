@@ -31,6 +31,7 @@ def sample_detections() -> FrameDetections:
         aggregation='sum',
         model_name='isr_small@test',
         inference_ms=81.5,
+        descriptor=np.array([0.5, 1.25, 0.0, 3.0], np.float32),
     )
 
 

@@ -15,6 +15,7 @@ from importance_sampler_ros.detection.detector import (
     default_checkpoint_path,
     forward_with_features,
     load_checkpoint,
+    proposals_and_features,
     save_checkpoint,
     state_dict_megabytes,
 )
@@ -146,6 +147,27 @@ def test_closed_form_equals_autograd_on_the_shipped_default_model():
         scene[:, top:top + 24, left:left + 40] = torch.rand(3, 1, 1, generator=generator)
     noise = torch.rand(3, height, width, generator=generator)
     check_closed_form_against_autograd(model, [scene, noise])
+
+
+def test_frame_descriptor_is_mean_and_sd_of_the_box_head_over_the_proposals(random_checkpoint):
+    detector = Detector(DetectorConfig(checkpoint=random_checkpoint, score_threshold=0.02))
+    images = [random_image(3), random_image(4)]
+    frames = detector.detect_batch(images, [1, 2])
+    heads = detector.model.roi_heads
+    for image, frame in zip(images, frames, strict=True):
+        tensor = torch.from_numpy(image).permute(2, 0, 1).float() / 255
+        with torch.no_grad():
+            computed = proposals_and_features(detector.model, [tensor])
+            pooled = heads.box_roi_pool(computed.feature_maps, computed.proposals,
+                                        computed.image_sizes)
+            features = heads.box_head(pooled)
+        width = features.shape[1]
+        assert frame.descriptor.shape == (2 * width,) and len(computed.proposals[0]) > 1
+        np.testing.assert_allclose(frame.descriptor[:width], features.mean(0).numpy(),
+                                   rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(frame.descriptor[width:], features.std(0).numpy(),
+                                   rtol=1e-4, atol=1e-6)
+    assert not np.allclose(frames[0].descriptor, frames[1].descriptor)
 
 
 def test_detector_fills_frame_detections(random_checkpoint):

@@ -93,7 +93,8 @@ class Generator:
             frame_importance=self.real() if extreme else float(self.rng.exponential()),
             aggregation=self.choice(['sum', 'max', '']), model_name='fuzz',
             inference_ms=self.real(), scorer='', uncertainty_names=[], candidates=[],
-            situations=[])
+            situations=[], frame_descriptor=self.rng.normal(size=int(self.rng.integers(0, 5)))
+            .astype(np.float32))
 
     def relabels(self, stamp_ns: int, stamps: list[int], extreme: bool):
         t = self.types

@@ -5,6 +5,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import rclpy
 from message_samples import sample_detections, sample_messages
@@ -78,6 +79,7 @@ def test_detections_survive_both_backends():
         assert (back.boxes == original.boxes).all()
         assert back.distances[1] != back.distances[1]  # NaN survives
         assert back.track_ids.tolist() == [7, 0]
+        np.testing.assert_array_equal(back.descriptor, original.descriptor)
 
 
 def detections_to_msg_via(types, det):

@@ -64,7 +64,8 @@ def make_frame(
         uncertainty=np.zeros(0, np.float32))
     detections = types.DetectionArray(header=header, detections=[detection], frame_importance=g,
                                       aggregation='sum', model_name='test', inference_ms=1.0,
-        scorer='', uncertainty_names=[], candidates=[], situations=[])
+        scorer='', uncertainty_names=[], candidates=[], situations=[],
+        frame_descriptor=np.zeros(0, np.float32))
     return bag_io.serialize(image), detections
 
 

@@ -71,7 +71,8 @@ def make_frame(types, i: int, stamp_ns: int | None = None) -> tuple[object, obje
         uncertainty=np.zeros(0, np.float32))
     detections = types.DetectionArray(header=header, detections=[detection], frame_importance=g,
                                       aggregation='sum', model_name='test', inference_ms=2.0,
-        scorer='', uncertainty_names=[], candidates=[], situations=[])
+        scorer='', uncertainty_names=[], candidates=[], situations=[],
+        frame_descriptor=np.zeros(0, np.float32))
     return image, detections
 
 

@@ -71,6 +71,7 @@ def detections_to_msg(det: FrameDetections, types: SimpleNamespace) -> Any:
         uncertainty_names=list(det.uncertainty_names),
         candidates=[] if candidates is None else _detection_msgs(candidates, types),
         situations=list(det.situations),
+        frame_descriptor=np.asarray(det.descriptor, np.float32),
     )
 
 
@@ -104,6 +105,7 @@ def detections_from_msg(msg: Any) -> FrameDetections:
     det.inference_ms = float(msg.inference_ms)
     det.scorer = str(msg.scorer)
     det.situations = tuple(str(t) for t in msg.situations)
+    det.descriptor = np.asarray(msg.frame_descriptor, np.float32).reshape(-1)
     if len(msg.candidates):
         det.candidates = _frame_from_detection_msgs(list(msg.candidates), stamp_ns, frame_id,
                                                     names)

@@ -45,6 +45,7 @@ from importance_sampler_ros.closed_loop.head_cache import (
     cache_frames,
     cached_on_disk,
     detect_cached,
+    ensure_descriptors,
     file_digest,
 )
 from importance_sampler_ros.closed_loop.selection import (
@@ -179,7 +180,9 @@ def _cache(detector, frames: Iterator[SourceFrame], total: int, label_rois: bool
         return compute()
     identity = {'what': what.replace(' ', '_').replace(',', ''), 'label_rois': label_rois,
                 'total': total, **detector_identity, **(key or {})}
-    return cached_on_disk(settings.cache_dir, identity, compute)
+    cached = cached_on_disk(settings.cache_dir, identity, compute)
+    ensure_descriptors(detector, cached, settings.retrain_from)
+    return cached
 
 
 def _tag_shares(frames: Sequence[CachedFrame], indices: np.ndarray | None = None

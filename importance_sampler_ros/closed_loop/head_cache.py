@@ -36,6 +36,7 @@ from importance_sampler_ros.detection.detector import (
     Detector,
     detections_from_head_outputs,
     detections_from_proposals,
+    frame_descriptor,
     proposals_and_features,
 )
 
@@ -100,6 +101,26 @@ RETRAINABLE = ('fc7', 'fc6')  # the first retrained layer: fc7 and up, or fc6 an
 def _check_layer(from_layer: str) -> None:
     if from_layer not in RETRAINABLE:
         raise ValueError(f'from_layer must be one of {RETRAINABLE}, got {from_layer!r}')
+
+
+def ensure_descriptors(detector: Detector, frames: Iterable[CachedFrame], from_layer: str
+                       ) -> None:
+    """Give every cached frame's detections the frame descriptor the detector publishes
+    (detector.frame_descriptor of the box head's output over the proposals), computed from the
+    cached proposal features where a cache written before descriptors existed lacks it (from the
+    float16 features: equal to the live value to about 1e-3 relative)."""
+    _check_layer(from_layer)
+    head = two_mlp_head(detector)
+    for frame in frames:
+        present = getattr(frame.detections, 'descriptor', None)
+        if present is not None and len(present):
+            continue
+        x = frame.features[:frame.n_proposals].float()
+        with torch.no_grad():
+            if from_layer == 'fc6':
+                x = torch.relu(head.fc6(x))
+            frame.detections.descriptor = (
+                frame_descriptor(torch.relu(head.fc7(x))).numpy().astype(np.float32))
 
 
 def cache_frames(detector: Detector, frames: Iterable[SourceFrame], *, label_rois: bool,

@@ -28,7 +28,9 @@ class FrameDetections:
     `distances` is NaN when unknown (only synthetic ground truth knows it). `uncertainty` is
     (N, K): every scorer's value per detection, named by `uncertainty_names`; `importances` holds
     the column of `scorer`. `candidates` are the sub-threshold boxes (never published as
-    detections), `situations` the frame's situation tags (ground truth only).
+    detections), `situations` the frame's situation tags (ground truth only), `descriptor` the
+    mean and standard deviation of the box head's features over the frame's proposals (empty for
+    ground truth; msg/DetectionArray.msg frame_descriptor).
     """
 
     stamp_ns: int
@@ -49,6 +51,7 @@ class FrameDetections:
     uncertainty: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     candidates: FrameDetections | None = None
     situations: tuple[str, ...] = ()
+    descriptor: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
 
     def __post_init__(self) -> None:
         n = len(self.boxes)
@@ -66,6 +69,7 @@ class FrameDetections:
         self.uncertainty = (np.zeros((n, k), np.float32) if values.size == 0
                             else values.reshape(n, k))
         self.situations = tuple(self.situations)
+        self.descriptor = np.asarray(self.descriptor, np.float32).reshape(-1)
 
     def __len__(self) -> int:
         return len(self.boxes)

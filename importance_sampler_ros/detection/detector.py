@@ -345,7 +345,8 @@ class CapturedDetections:
     boxes (N, 4) xyxy in original image pixels, scores (N,), labels (N,) class ids >= 1,
     features (N, D) box-head features h, logits (N, C) class logits of the same proposal.
     `candidates`: the same for the sub-threshold candidates (score in [floor, threshold)) when a
-    candidate floor was given, else None.
+    candidate floor was given, else None. `descriptor` (2 D,): the mean and standard deviation of
+    the box-head features over all of the image's proposals.
     """
 
     boxes: torch.Tensor
@@ -354,6 +355,7 @@ class CapturedDetections:
     features: torch.Tensor
     logits: torch.Tensor
     candidates: CapturedDetections | None = None
+    descriptor: torch.Tensor | None = None
 
 
 def forward_with_features(
@@ -423,15 +425,26 @@ def detections_from_head_outputs(
     )
     captured = []
     cap = heads.detections_per_img
-    for selection, resized, original in zip(selections, image_sizes, original_sizes, strict=True):
+    per_image = features.split([len(p) for p in proposals], 0)
+    for selection, resized, original, own in zip(selections, image_sizes, original_sizes,
+                                                 per_image, strict=True):
         scores = selection[1]
         published = _capture(selection, torch.where(scores > threshold)[0][:cap], features,
                              logits, resized, original)
+        published.descriptor = frame_descriptor(own)
         if candidate_floor is not None:
             published.candidates = _capture(selection, torch.where(scores <= threshold)[0][:cap],
                                             features, logits, resized, original)
         captured.append(published)
     return captured
+
+
+def frame_descriptor(features: torch.Tensor) -> torch.Tensor:
+    """(2 D,): mean and standard deviation over rows of one image's box-head features (its
+    proposals); zeros for fewer than two proposals."""
+    if len(features) < 2:
+        return torch.zeros(2 * features.shape[1], dtype=features.dtype, device=features.device)
+    return torch.cat([features.mean(0), features.std(0)])
 
 
 def _capture(selection: tuple[torch.Tensor, ...], keep: torch.Tensor, features: torch.Tensor,
@@ -580,6 +593,8 @@ class Detector:
             uncertainty_names=SCORERS,
             uncertainty=scores,
         )
+        if captured.descriptor is not None:
+            frame.descriptor = captured.descriptor.float().cpu().numpy()
         if captured.candidates is not None:
             frame.candidates = self.frame_from_captured(captured.candidates, stamp_ns, frame_id)
         frame.frame_importance = frame_importance(frame, self.config.aggregation,

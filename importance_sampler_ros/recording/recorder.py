@@ -113,6 +113,7 @@ class _Buffered:
     decision: Decision
     relabels: list[Any] = field(default_factory=list)
     relabel_keep: bool = False  # a relabel keeps it (relabel_keep_gap_s thins them)
+    descriptor: np.ndarray | None = None  # DetectionArray.frame_descriptor (coverage score)
 
     @property
     def nbytes(self) -> int:
@@ -189,12 +190,17 @@ class Recorder:
             raise
         track_ids = np.array([d.track_id for d in array.detections], np.int64)
         track_g = np.array([d.importance for d in array.detections], np.float64)
-        decision = self.sampler.decide(
-            stamp_ns, float(array.frame_importance), len(image_cdr) + len(detections_cdr),
-            track_ids, track_g,
-        )
+        descriptor = np.asarray(array.frame_descriptor, np.float32)
+        try:
+            decision = self.sampler.decide(
+                stamp_ns, float(array.frame_importance), len(image_cdr) + len(detections_cdr),
+                track_ids, track_g, descriptor,
+            )
+        except ValueError:
+            self._counts['frames_rejected'] += 1
+            raise
         frame = _Buffered(stamp_ns, str(array.header.frame_id), bytes(image_cdr),
-                          detections_cdr, track_ids, track_g, decision)
+                          detections_cdr, track_ids, track_g, decision, descriptor=descriptor)
         self._buffer.append(frame)
         self._by_stamp[stamp_ns] = frame
         self._buffer_bytes += frame.nbytes
@@ -371,7 +377,7 @@ class Recorder:
         if not decision.kept and frame.relabel_keep:
             decision = replace(decision, kept=True, weight=1.0, reason=REASON_RELABEL)
             self.sampler.note_kept(frame.stamp_ns, frame.nbytes, frame.track_ids,
-                                   frame.track_importances)
+                                   frame.track_importances, frame.descriptor)
         self._counts[decision.reason] += 1
         self._departed[frame.stamp_ns] = decision.kept
         if len(self._departed) > _DEPARTED_MEMORY:
@@ -495,7 +501,8 @@ def _warm_up() -> None:
     for empty in (types.RelabelArray(header=header, relabels=[]),
                   types.DetectionArray(header=header, detections=[], frame_importance=0.0,
                                        aggregation='sum', model_name='', inference_ms=0.0,
-        scorer='', uncertainty_names=[], candidates=[], situations=[])):
+        scorer='', uncertainty_names=[], candidates=[], situations=[],
+        frame_descriptor=np.zeros(0, np.float32))):
         bag_io.deserialize(bag_io.serialize(empty), empty.__msgtype__)
     image = types.Image(header=header, height=1, width=1, encoding='rgb8', is_bigendian=0,
                         step=3, data=np.zeros(3, np.uint8))

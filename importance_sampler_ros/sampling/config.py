@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from importance_sampler_ros.params import Settings, finite, param
 
 DRAWS = ('independent', 'systematic')
+# What g is: the detector's frame importance, or the coverage distance (sampling/coverage.py).
+FRAME_SCORES = ('importance', 'coverage')
 
 
 @dataclass(frozen=True)
@@ -55,4 +57,11 @@ class SamplerConfig(Settings):
                       'when the running sum of q passes the next offset + k; each frame is still '
                       'kept with probability q, but keeps are spread out, about 1/rho frames '
                       'apart, and their number stays within 1 of the sum of q)', choices=DRAWS)
+    frame_score: str = param(
+        'importance', "What the frame score g is: 'importance' (DetectionArray.frame_importance, "
+        "the detector's scorer) or 'coverage' (distance of the frame's descriptor to the nearest "
+        "kept frame's, standardised; frames unlike everything kept so far score high)",
+        choices=FRAME_SCORES)
+    coverage_memory: int = param(2000, 'Coverage: how many of the latest kept frames a frame is '
+                                 'compared with', min_value=1, max_value=100_000)
     seed: int = param(-1, 'Seed of the sampling draws; -1 = random', min_value=-1)

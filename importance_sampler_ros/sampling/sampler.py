@@ -75,6 +75,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from importance_sampler_ros.sampling.config import SamplerConfig
+from importance_sampler_ros.sampling.coverage import CoverageScore
 
 # The REASON_* constants of msg/SampleDecision.msg.
 REASON_SAMPLED = 'sampled'
@@ -190,6 +191,8 @@ class ImportanceSampler:
         # track id -> (stamp_ns, importance) of the track's detection in its latest kept frame
         self._track_keeps: dict[int, tuple[int, float]] = {}
         self.suppressed = 0
+        self._coverage = (CoverageScore(self.config.coverage_memory)
+                          if self.config.frame_score == 'coverage' else None)
 
     @property
     def keep_ratio(self) -> float:
@@ -220,13 +223,21 @@ class ImportanceSampler:
         nbytes: int = 0,
         track_ids: Sequence[int] | np.ndarray = (),
         track_importances: Sequence[float] | np.ndarray = (),
+        descriptor: np.ndarray | None = None,
     ) -> Decision:
         """Throw the coin for one frame.
 
         `nbytes` is what keeping the frame costs (used by the byte budget, which it charges when
         the frame is kept). `track_ids` / `track_importances` are the frame's detections' track
-        ids (0 = untracked) and importances, used by redundancy control.
+        ids (0 = untracked) and importances, used by redundancy control. `descriptor`: the
+        frame's descriptor (DetectionArray.frame_descriptor), required with frame_score
+        'coverage', whose distance to the kept frames then replaces `importance` as g.
         """
+        if self._coverage is not None:
+            if descriptor is None or len(descriptor) == 0:
+                raise ValueError("frame_score 'coverage' needs the frame's descriptor "
+                                 '(DetectionArray.frame_descriptor is empty)')
+            importance = self._coverage.observe(descriptor)
         g = float(importance)
         if not math.isfinite(g) or g < 0.0:
             raise ValueError(f'frame importance must be finite and >= 0, got {importance!r}')
@@ -242,7 +253,7 @@ class ImportanceSampler:
             return Decision(stamp_ns, kept, q, weight, reason, g, g_mean, rho)
 
         if self.config.keep_all:
-            self._note_kept(stamp_ns, nbytes, track_ids, track_importances)
+            self._note_kept(stamp_ns, nbytes, track_ids, track_importances, descriptor)
             return decision(True, 1.0, 1.0, REASON_FORCED)
 
         q = min(1.0, rho * sharpened / g_mean) if g_mean > 0.0 else 0.0
@@ -255,7 +266,7 @@ class ImportanceSampler:
         if self._budget and self._budget.balance < 0.0:
             return decision(False, q, 0.0, REASON_BUDGET)
         if q > 0.0 and self._draw(q):
-            self._note_kept(stamp_ns, nbytes, track_ids, track_importances)
+            self._note_kept(stamp_ns, nbytes, track_ids, track_importances, descriptor)
             return decision(True, q, 1.0 / q, REASON_SAMPLED)
         return decision(False, q, 0.0, REASON_DROPPED)
 
@@ -274,9 +285,10 @@ class ImportanceSampler:
         nbytes: int,
         track_ids: Sequence[int] | np.ndarray = (),
         track_importances: Sequence[float] | np.ndarray = (),
+        descriptor: np.ndarray | None = None,
     ) -> None:
         """Account for a frame kept for another reason than the draw (a relabel)."""
-        self._note_kept(stamp_ns, nbytes, track_ids, track_importances)
+        self._note_kept(stamp_ns, nbytes, track_ids, track_importances, descriptor)
 
     def _note_kept(
         self,
@@ -284,9 +296,12 @@ class ImportanceSampler:
         nbytes: int,
         track_ids: Sequence[int] | np.ndarray,
         track_importances: Sequence[float] | np.ndarray,
+        descriptor: np.ndarray | None = None,
     ) -> None:
         if self._budget:
             self._budget.charge(nbytes)
+        if self._coverage is not None and descriptor is not None and len(descriptor):
+            self._coverage.note_kept(descriptor)
         if self.config.min_gap_s <= 0.0:
             return
         track_g = _importances_for(track_ids, track_importances)

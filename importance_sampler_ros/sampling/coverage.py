@@ -1,0 +1,72 @@
+"""Coverage: how far a frame lies, in the detector's own feature space, from every frame kept so
+far. A frame score for the sampler (`recorder_node.frame_score: coverage`).
+
+Each frame's descriptor (DetectionArray.frame_descriptor) is the mean and standard deviation over
+the frame's region proposals of the box head's output features: what the detector's last layers
+see of the whole scene, computed in the same forward pass. Dimensions are standardised by a
+running mean and variance over every frame seen (Welford), so that no dimension's scale dominates
+and no reference data has to ship with a checkpoint. The score is the Euclidean distance of the
+standardised descriptor to the nearest of the last `memory` kept frames' descriptors.
+
+Why: on the closed loop's tuning drives, with the box head retrained, labelling every pool frame
+beats as many random frames as the budget allows by +1.8 mAP points, and the importance scorers
+recover none of that (+0.4 at best, within the seeds' spread): their frame scores are highest where
+the detector sees many objects, and lowest at night and in fog, where its errors are. Frames far
+from everything kept already are the ones that add what the kept set lacks (a greedy k-center
+cover of the pool, the offline form of this rule, gained +0.9). Sampling q proportional to the
+distance is the online form: the first night frames after a day of driving are far from every
+kept frame and kept more often than the day frames (about 1.7x in the unit test's toy stream: q
+stays proportional to the distance, so the rise is gentle); once some are kept, the rest are not.
+
+The distance depends on which frames were kept before, so q_i is fixed before frame i's coin but
+not independent of earlier coins: the 1/q weights keep the Horvitz-Thompson argument of
+sampler.py (E[1{kept_i}/q_i | past] = 1 with independent draws; approximately with systematic
+draws, as for the byte budget).
+"""
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+
+class CoverageScore:
+    """Distance of each frame's descriptor to the nearest kept frame's (standardised)."""
+
+    def __init__(self, memory: int = 2000) -> None:
+        if memory < 1:
+            raise ValueError(f'memory must be >= 1, got {memory}')
+        self._kept: deque[np.ndarray] = deque(maxlen=memory)
+        self._count = 0
+        self._mean: np.ndarray | None = None
+        self._m2: np.ndarray | None = None
+
+    @property
+    def kept(self) -> int:
+        return len(self._kept)
+
+    def observe(self, descriptor: np.ndarray) -> float:
+        """Add the frame to the running statistics and return its distance to the nearest kept
+        frame (0 while nothing is kept). Raises ValueError for an empty, non-finite or
+        wrong-sized descriptor."""
+        x = np.asarray(descriptor, np.float64).reshape(-1)
+        if x.size == 0 or not np.isfinite(x).all():
+            raise ValueError('frame descriptor must be a non-empty finite vector')
+        if self._mean is None:
+            self._mean, self._m2 = np.zeros_like(x), np.zeros_like(x)
+        if x.shape != self._mean.shape:
+            raise ValueError(f'frame descriptor has {x.size} values, earlier frames '
+                             f'{self._mean.size}')
+        self._count += 1
+        delta = x - self._mean
+        self._mean += delta / self._count
+        self._m2 += delta * (x - self._mean)
+        if not self._kept:
+            return 0.0
+        scale = np.sqrt(self._m2 / max(1, self._count - 1)) + 1e-6
+        bank = (np.stack(self._kept) - self._mean) / scale
+        z = (x - self._mean) / scale
+        return float(np.sqrt(((bank - z) ** 2).sum(axis=1).min()))
+
+    def note_kept(self, descriptor: np.ndarray) -> None:
+        self._kept.append(np.asarray(descriptor, np.float64).reshape(-1).copy())
