@@ -109,7 +109,7 @@ def test_closed_loop_command_smoke(tmp_path):
     result = json.loads((out / 'closed_loop.json').read_text())
     strategies = {r['strategy'] for r in result['runs']}
     assert {'random', 'sampler, 1/q weights', 'sampler, self-labels',
-            'oracle (true errors)', CEILING} <= strategies
+            'oracle (true errors)', CEILING, 'sampler, coverage frame score'} <= strategies
     assert next(r['frames'] for r in result['runs'] if r['strategy'] == CEILING) == 60
     assert len(result['runs']) == len(strategies)  # one seed
     assert result['pool']['frames'] == 60 and result['test']['natural_frames'] == 10

@@ -126,3 +126,14 @@ def test_every_message_crosses_processes(ros_domain):
     finally:
         publisher.terminate()
         publisher.wait(10)
+
+
+def test_frames_pickled_before_the_descriptor_existed_load_without_one():
+    import pickle
+    from dataclasses import replace
+
+    old = sample_detections()
+    del old.__dict__['descriptor']  # what an older pickle holds
+    back = pickle.loads(pickle.dumps(old))
+    assert back.descriptor.shape == (0,)
+    assert replace(back, frame_importance=1.0).descriptor.shape == (0,)

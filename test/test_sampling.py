@@ -352,3 +352,12 @@ def test_coverage_keeps_a_new_kind_of_scene_more_often_than_the_familiar_one():
     # the importance argument is ignored; a frame without a descriptor is refused
     with pytest.raises(ValueError, match='descriptor'):
         sampler.decide(len(frames) * FRAME_NS, 1.0)
+
+
+def test_coverage_without_warm_up_still_keeps_its_first_frame():
+    sampler = ImportanceSampler(SamplerConfig(keep_ratio=0.5, seed=1, warmup_frames=0,
+                                              frame_score='coverage'))
+    rng = np.random.default_rng(0)
+    kept = [sampler.decide(i * FRAME_NS, 0.0, descriptor=rng.normal(size=4)).kept
+            for i in range(40)]
+    assert 10 < sum(kept) < 30

@@ -71,6 +71,7 @@ from importance_sampler_ros.evaluation.errors import (
     spearman,
 )
 from importance_sampler_ros.progress import progress
+from importance_sampler_ros.sampling.config import FRAME_SCORES
 
 CANDIDATE_FLOOR = 0.05  # cached detections always carry candidates down to this score
 POOL_SEEDS = tuple(range(5001, 5009))
@@ -79,7 +80,7 @@ TAIL_SEED_BASE = 7001
 # The sampler's defaults before systematic draws and budgeted, thinned relabel keeps: an
 # ablation row of the closed loop (it keeps more frames than the budget: see its frame count).
 PREVIOUS_SAMPLER = {'draw': 'independent', 'relabel_keeps_in_budget': False,
-                    'relabel_keep_gap_s': 0.0}
+                    'relabel_keep_gap_s': 0.0, 'frame_score': 'importance'}
 QUICK = {'pool_seeds': (5001, 5002), 'test_seeds': (6001,), 'seconds': 8.0, 'seeds': (0,),
          'replay_frames': 16, 'iterations': 10, 'tail_seconds': 1.0}
 
@@ -331,6 +332,11 @@ def run_closed_loop(settings: ClosedLoopSettings, log: Log = print) -> dict[str,
             count = int(sampler.kept.sum())
             previous, _ = load_parameters(settings.params_file, {
                 **overrides, 'recorder_node': {**overrides['recorder_node'], **PREVIOUS_SAMPLER}})
+            other_score = next(f for f in FRAME_SCORES
+                               if f != run_params['recorder_node'].values['frame_score'])
+            other, _ = load_parameters(settings.params_file, {
+                **overrides, 'recorder_node': {**overrides['recorder_node'],
+                                               'frame_score': other_score}})
             own = self_labels(pool, sampler.relabels, threshold)
             selections = [
                 select_random(len(pool), count, seed),
@@ -344,6 +350,8 @@ def run_closed_loop(settings: ClosedLoopSettings, log: Log = print) -> dict[str,
                 select_all(len(pool), seed),
                 sampler_selection(run_product_sampler(pool, previous), seed, weighted=True,
                                   name='sampler, earlier defaults (ablation)'),
+                sampler_selection(run_product_sampler(pool, other), seed, weighted=True,
+                                  name=f'sampler, {other_score} frame score'),
             ]
             if seed == settings.seeds[0]:
                 kept = selections[1].indices

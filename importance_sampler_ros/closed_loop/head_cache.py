@@ -112,8 +112,7 @@ def ensure_descriptors(detector: Detector, frames: Iterable[CachedFrame], from_l
     _check_layer(from_layer)
     head = two_mlp_head(detector)
     for frame in frames:
-        present = getattr(frame.detections, 'descriptor', None)
-        if present is not None and len(present):
+        if len(frame.detections.descriptor):
             continue
         x = frame.features[:frame.n_proposals].float()
         with torch.no_grad():

@@ -71,6 +71,11 @@ class FrameDetections:
         self.situations = tuple(self.situations)
         self.descriptor = np.asarray(self.descriptor, np.float32).reshape(-1)
 
+    def __setstate__(self, state: dict) -> None:
+        # frames pickled before the descriptor existed (closed-loop disk caches) have none
+        state.setdefault('descriptor', np.zeros(0, np.float32))
+        self.__dict__.update(state)
+
     def __len__(self) -> int:
         return len(self.boxes)
 

@@ -233,10 +233,13 @@ class ImportanceSampler:
         frame's descriptor (DetectionArray.frame_descriptor), required with frame_score
         'coverage', whose distance to the kept frames then replaces `importance` as g.
         """
+        # with nothing kept yet every frame is equally far from the kept set: q = rho
+        uncovered = False
         if self._coverage is not None:
             if descriptor is None or len(descriptor) == 0:
                 raise ValueError("frame_score 'coverage' needs the frame's descriptor "
                                  '(DetectionArray.frame_descriptor is empty)')
+            uncovered = self._coverage.kept == 0
             importance = self._coverage.observe(descriptor)
         g = float(importance)
         if not math.isfinite(g) or g < 0.0:
@@ -257,7 +260,8 @@ class ImportanceSampler:
             return decision(True, 1.0, 1.0, REASON_FORCED)
 
         q = min(1.0, rho * sharpened / g_mean) if g_mean > 0.0 else 0.0
-        if self._frames_seen <= self.config.warmup_frames and not self.config.fixed_importance_mean:
+        if uncovered or (self._frames_seen <= self.config.warmup_frames
+                         and not self.config.fixed_importance_mean):
             q = max(q, rho)
         q = max(q, self.config.floor_probability)
         if self._is_redundant(stamp_ns, track_ids, track_importances):
