@@ -8,15 +8,18 @@ running mean and variance over every frame seen (Welford), so that no dimension'
 and no reference data has to ship with a checkpoint. The score is the Euclidean distance of the
 standardised descriptor to the nearest of the last `memory` kept frames' descriptors.
 
-Why: on the closed loop's tuning drives, with the box head retrained, labelling every pool frame
-beats as many random frames as the budget allows by +1.8 mAP points, and the importance scorers
-recover none of that (+0.4 at best, within the seeds' spread): their frame scores are highest where
-the detector sees many objects, and lowest at night and in fog, where its errors are. Frames far
-from everything kept already are the ones that add what the kept set lacks (a greedy k-center
-cover of the pool, the offline form of this rule, gained +0.9). Sampling q proportional to the
-distance is the online form: the first night frames after a day of driving are far from every
-kept frame and kept more often than the day frames (about 1.7x in the unit test's toy stream: q
-stays proportional to the distance, so the rise is gentle); once some are kept, the rest are not.
+Why: with the box head retrained (closed loop, `--retrain-from fc6`), labelling every pool frame
+beats as many random frames as a 5 % budget allows by +1.1 to +1.8 mAP points, and the
+importance scorers recover little of it: their frame scores are highest where the detector sees
+many objects and lowest at night and in fog, where its errors are. Frames far from everything
+selected already add what the selection lacks: an offline greedy k-center cover of this space
+gained +1.2 and +0.3 points on two pools (docs/measurements/closed_loop_cpu.md, session 4).
+Sampling q proportional to the distance is the online form: the first night frames after a day
+of driving are far from every kept frame and kept more often than the day frames (about 1.7x in
+the unit test's toy stream: q stays proportional to the distance, so the rise is gentle); once
+some are kept, the rest are not. Measured as shipped it did not beat random (-0.2 points, 3
+seeds), so it is not the default; a variant whose bank starts with the training set's
+descriptors gained +0.6 on one seed of unseen drives (not built).
 
 The distance depends on which frames were kept before, so q_i is fixed before frame i's coin but
 not independent of earlier coins: the 1/q weights keep the Horvitz-Thompson argument of
