@@ -26,6 +26,8 @@ SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
                      'replay every bag of a directory on Ray'),
     'bag-repair': (f'{_PKG}.recording.repair', 'configure_parser', 'run',
                    'recover what can be read of an unclosed bag split'),
+    'coverage-reference': (f'{_PKG}.detection.coverage_reference', 'configure_parser', 'run',
+                           "the detector's frame descriptors on its training frames (.npy)"),
     'closed-loop': (f'{_PKG}.closed_loop.experiment', 'configure_closed_loop_parser',
                     'run_closed_loop_command',
                     'does retraining on the kept frames beat retraining on random ones?'),

@@ -334,3 +334,15 @@ def test_candidates_are_the_sub_threshold_boxes_and_leave_detections_unchanged(r
         float(np.sum(both.importances) + np.sum(cand.importances)), rel=1e-5)
     with pytest.raises(ValueError, match='candidate_floor'):
         DetectorConfig(score_threshold=0.3, candidate_floor=0.5)
+
+
+def test_coverage_reference_command_saves_one_descriptor_per_frame(random_checkpoint, tmp_path):
+    from importance_sampler_ros.cli import main
+
+    out = tmp_path / 'ref.npy'
+    assert main(['coverage-reference', '--out', str(out), '--frames', '3',
+                 '--checkpoint', str(random_checkpoint)]) == 0
+    reference = np.load(out)
+    detector = Detector(DetectorConfig(checkpoint=random_checkpoint))
+    assert reference.shape == (3, 2 * detector.model.roi_heads.box_head.fc7.out_features)
+    assert np.isfinite(reference).all() and not np.allclose(reference[0], reference[1])

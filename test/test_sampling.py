@@ -361,3 +361,26 @@ def test_coverage_without_warm_up_still_keeps_its_first_frame():
     kept = [sampler.decide(i * FRAME_NS, 0.0, descriptor=rng.normal(size=4)).kept
             for i in range(40)]
     assert 10 < sum(kept) < 30
+
+
+def test_coverage_with_a_reference_counts_its_frames_as_kept_and_whitens_by_them(tmp_path):
+    from importance_sampler_ros.sampling.coverage import CoverageScore
+
+    rng = np.random.default_rng(5)
+    # training frames: dimension 1 varies 4x more than dimension 0 (shrinkage towards the
+    # average variance, 0.1, leaves that ratio nearly whole)
+    reference = rng.normal(size=(400, 2)) * np.array([1.0, 4.0])
+    coverage = CoverageScore(reference=reference)
+    assert coverage.kept == 400
+    like_training = coverage.observe(np.array([0.0, 2.0]))
+    unlike = coverage.observe(np.array([8.0, 0.0]))  # 8 sd off in the narrow dimension
+    assert like_training < 0.5 < 3.0 < unlike
+    coverage.note_kept(np.array([5.0, 0.0]))
+    assert coverage.observe(np.array([5.0, 0.0])) == pytest.approx(0.0, abs=1e-9)
+    np.save(tmp_path / 'ref.npy', reference.astype(np.float32))
+    sampler = ImportanceSampler(SamplerConfig(keep_ratio=0.1, seed=1, frame_score='coverage',
+                                              coverage_reference=str(tmp_path / 'ref.npy')))
+    first = sampler.decide(0, 0.0, descriptor=np.array([0.0, 2.0]))
+    assert first.importance == pytest.approx(like_training, rel=1e-3)
+    with pytest.raises(ValueError, match='2 frames'):
+        CoverageScore(reference=reference[:1])

@@ -62,6 +62,10 @@ class SamplerConfig(Settings):
         "the detector's scorer) or 'coverage' (distance of the frame's descriptor to the nearest "
         "kept frame's, standardised; frames unlike everything kept so far score high)",
         choices=FRAME_SCORES)
+    coverage_reference: str = param(
+        '', "Coverage: .npy of descriptors of the detector's training frames (importance-sampler "
+        'coverage-reference); they whiten the descriptors and count as kept from the start; '
+        "'' = none (running standardisation, empty bank)")
     coverage_memory: int = param(2000, 'Coverage: how many of the latest kept frames a frame is '
                                  'compared with', min_value=1, max_value=100_000)
     seed: int = param(-1, 'Seed of the sampling draws; -1 = random', min_value=-1)

@@ -34,24 +34,54 @@ import numpy as np
 
 
 class CoverageScore:
-    """Distance of each frame's descriptor to the nearest kept frame's (standardised)."""
+    """Distance of each frame's descriptor to the nearest kept frame's (standardised).
 
-    def __init__(self, memory: int = 2000) -> None:
+    reference: descriptors of frames the detector was trained on (coverage-reference), or None.
+    With one, descriptors are whitened by the reference's mean and covariance (shrunk towards its
+    average variance by `shrinkage`) and the reference frames count as kept from the start, so
+    frames like the training data are covered already; without, each dimension is standardised
+    by a running mean and variance and the bank starts empty.
+    """
+
+    def __init__(self, memory: int = 2000, reference: np.ndarray | None = None,
+                 shrinkage: float = 0.1) -> None:
         if memory < 1:
             raise ValueError(f'memory must be >= 1, got {memory}')
         self._kept: deque[np.ndarray] = deque(maxlen=memory)
         self._count = 0
         self._mean: np.ndarray | None = None
         self._m2: np.ndarray | None = None
+        self._whiten: np.ndarray | None = None
+        self._reference = np.zeros((0, 0))
+        if reference is not None:
+            self._fit_reference(np.asarray(reference, np.float64), shrinkage)
+
+    def _fit_reference(self, reference: np.ndarray, shrinkage: float) -> None:
+        if reference.ndim != 2 or len(reference) < 2 or not np.isfinite(reference).all():
+            raise ValueError('coverage reference must be finite descriptors of >= 2 frames')
+        self._mean = reference.mean(axis=0)
+        covariance = np.cov(reference - self._mean, rowvar=False)
+        average = np.trace(covariance) / len(covariance)
+        covariance = (1 - shrinkage) * covariance + shrinkage * average * np.eye(len(covariance))
+        values, vectors = np.linalg.eigh(covariance)
+        self._whiten = vectors / np.sqrt(np.maximum(values, 1e-12))
+        self._reference = (reference - self._mean) @ self._whiten
 
     @property
     def kept(self) -> int:
-        return len(self._kept)
+        """Frames the distance is measured to: kept ones and reference ones."""
+        return len(self._kept) + len(self._reference)
+
+    def _standardised(self, x: np.ndarray) -> np.ndarray:
+        if self._whiten is not None:
+            return (x - self._mean) @ self._whiten
+        scale = np.sqrt(self._m2 / max(1, self._count - 1)) + 1e-6
+        return (x - self._mean) / scale
 
     def observe(self, descriptor: np.ndarray) -> float:
         """Add the frame to the running statistics and return its distance to the nearest kept
-        frame (0 while nothing is kept). Raises ValueError for an empty, non-finite or
-        wrong-sized descriptor."""
+        (or reference) frame, 0 while there is none. Raises ValueError for an empty,
+        non-finite or wrong-sized descriptor."""
         x = np.asarray(descriptor, np.float64).reshape(-1)
         if x.size == 0 or not np.isfinite(x).all():
             raise ValueError('frame descriptor must be a non-empty finite vector')
@@ -61,15 +91,27 @@ class CoverageScore:
             raise ValueError(f'frame descriptor has {x.size} values, earlier frames '
                              f'{self._mean.size}')
         self._count += 1
-        delta = x - self._mean
-        self._mean += delta / self._count
-        self._m2 += delta * (x - self._mean)
-        if not self._kept:
+        if self._whiten is None:
+            delta = x - self._mean
+            self._mean += delta / self._count
+            self._m2 += delta * (x - self._mean)
+        if not self.kept:
             return 0.0
-        scale = np.sqrt(self._m2 / max(1, self._count - 1)) + 1e-6
-        bank = (np.stack(self._kept) - self._mean) / scale
-        z = (x - self._mean) / scale
-        return float(np.sqrt(((bank - z) ** 2).sum(axis=1).min()))
+        z = self._standardised(x)
+        banks = [self._reference] if len(self._reference) else []
+        if self._kept:
+            kept = np.stack(self._kept)  # whitened already with a reference, raw without
+            banks.append(kept if self._whiten is not None else self._standardised(kept))
+        return float(np.sqrt(min(((b - z) ** 2).sum(axis=1).min() for b in banks)))
 
     def note_kept(self, descriptor: np.ndarray) -> None:
-        self._kept.append(np.asarray(descriptor, np.float64).reshape(-1).copy())
+        x = np.asarray(descriptor, np.float64).reshape(-1)
+        self._kept.append(self._standardised(x) if self._whiten is not None else x.copy())
+
+
+def load_reference(path: str) -> np.ndarray:
+    """The descriptors saved by `importance-sampler coverage-reference` (.npy, frames x 2D)."""
+    reference = np.load(path, allow_pickle=False)
+    if reference.ndim != 2:
+        raise ValueError(f'{path}: expected a frames x values array, got shape {reference.shape}')
+    return reference.astype(np.float64)

@@ -75,7 +75,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from importance_sampler_ros.sampling.config import SamplerConfig
-from importance_sampler_ros.sampling.coverage import CoverageScore
+from importance_sampler_ros.sampling.coverage import CoverageScore, load_reference
 
 # The REASON_* constants of msg/SampleDecision.msg.
 REASON_SAMPLED = 'sampled'
@@ -191,8 +191,11 @@ class ImportanceSampler:
         # track id -> (stamp_ns, importance) of the track's detection in its latest kept frame
         self._track_keeps: dict[int, tuple[int, float]] = {}
         self.suppressed = 0
-        self._coverage = (CoverageScore(self.config.coverage_memory)
-                          if self.config.frame_score == 'coverage' else None)
+        self._coverage = None
+        if self.config.frame_score == 'coverage':
+            reference = (load_reference(self.config.coverage_reference)
+                         if self.config.coverage_reference else None)
+            self._coverage = CoverageScore(self.config.coverage_memory, reference)
 
     @property
     def keep_ratio(self) -> float:

@@ -1,0 +1,87 @@
+"""`importance-sampler coverage-reference`: the frame descriptors of a detector on frames of its
+training distribution, saved as .npy for `recorder_node.coverage_reference`.
+
+With them the coverage frame score (sampling/coverage.py) whitens descriptors by the training
+frames' covariance and counts those frames as kept from the start, so that a frame like the
+training data scores low and one unlike it (night, fog, an unseen road) high. For the shipped
+detector the frames are synthetic frames of its training mix ('common', seeds no training, pool
+or test drive uses); a detector trained on other data should be given frames of its own
+training set (`--bag`).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from importance_sampler_ros.progress import progress
+
+REFERENCE_SEED_BASE = 1_950_000_000  # training mix frames no other part of the project draws
+
+
+def _synthetic_images(count: int) -> Iterator[np.ndarray]:
+    from importance_sampler_ros.synth.world import random_frame
+
+    for i in range(count):
+        yield random_frame(REFERENCE_SEED_BASE + i, mix='common').image
+
+
+def _bag_images(bag: Path, count: int) -> Iterator[np.ndarray]:
+    """The first `count` sensor_msgs/Image messages of the bag (every image topic)."""
+    from importance_sampler_ros.bags import bag_io
+    from importance_sampler_ros.bags.images import image_to_rgb
+
+    image_topics = [t for t, kind in bag_io.topics(bag).items()
+                    if kind == bag_io.IMAGE_TYPE]
+    if not image_topics:
+        raise ValueError(f'{bag}: no {bag_io.IMAGE_TYPE} topic')
+    for n, message in enumerate(bag_io.read_messages(bag, image_topics)):
+        if n == count:
+            return
+        yield image_to_rgb(bag_io.deserialize(message.data, bag_io.IMAGE_TYPE))
+
+
+def reference_descriptors(detector, images: Iterator[np.ndarray], total: int) -> np.ndarray:
+    """(frames, 2 D) float32: each image's DetectionArray.frame_descriptor."""
+    rows = [detector.detect(image, stamp_ns=k).descriptor
+            for k, image in enumerate(progress(images, total, desc='coverage reference',
+                                               unit='frames'))]
+    if len(rows) < 2:
+        raise ValueError(f'need at least 2 frames for a coverage reference, got {len(rows)}')
+    return np.stack(rows).astype(np.float32)
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--out', type=Path, required=True, help='the .npy to write')
+    parser.add_argument('--frames', type=int, default=400, help='how many frames')
+    parser.add_argument('--bag', type=Path, default=None,
+                        help="frames from this bag's images (the detector's own training data) "
+                             "instead of synthetic frames of the shipped model's training mix")
+    parser.add_argument('--checkpoint', default=None, help='detector (default: the shipped one)')
+    parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda'")
+
+
+def run(args: argparse.Namespace) -> int:
+    from importance_sampler_ros.detection.config import DetectorConfig
+    from importance_sampler_ros.detection.detector import Detector
+    from importance_sampler_ros.offline.pipeline import load_parameters
+
+    overrides = {'device': args.device, **({'checkpoint': args.checkpoint}
+                                           if args.checkpoint else {})}
+    params, _ = load_parameters(None, {'detector_node': overrides})
+    detector = Detector(params['detector_node'].of(DetectorConfig))
+    images = (_bag_images(args.bag, args.frames) if args.bag
+              else _synthetic_images(args.frames))
+    try:
+        descriptors = reference_descriptors(detector, images, args.frames)
+    except ValueError as error:
+        print(f'coverage-reference: {error}', file=sys.stderr)
+        return 2
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    np.save(args.out, descriptors)
+    print(f'{len(descriptors)} descriptors of {descriptors.shape[1]} values from '
+          f'{detector.model_name} -> {args.out}')
+    return 0
