@@ -18,8 +18,7 @@ Sampling q proportional to the distance is the online form: the first night fram
 of driving are far from every kept frame and kept more often than the day frames (about 1.7x in
 the unit test's toy stream: q stays proportional to the distance, so the rise is gentle); once
 some are kept, the rest are not. Measured as shipped it did not beat random (-0.2 points, 3
-seeds), so it is not the default; a variant whose bank starts with the training set's
-descriptors gained +0.6 on one seed of unseen drives (not built).
+seeds; -0.4 with a training-frame reference), so it is not the default.
 
 The distance depends on which frames were kept before, so q_i is fixed before frame i's coin but
 not independent of earlier coins: the 1/q weights keep the Horvitz-Thompson argument of
