@@ -9,11 +9,11 @@ and no reference data has to ship with a checkpoint. The score is the Euclidean 
 standardised descriptor to the nearest of the last `memory` kept frames' descriptors.
 
 Why: with the box head retrained (closed loop, `--retrain-from fc6`), labelling every pool frame
-beats as many random frames as a 5 % budget allows by +1.1 to +1.8 mAP points, and the
+beats as many random frames as a 5 % budget allows by +0.8 to +1.8 mAP points, and the
 importance scorers recover little of it: their frame scores are highest where the detector sees
 many objects and lowest at night and in fog, where its errors are. Frames far from everything
 selected already add what the selection lacks: an offline greedy k-center cover of this space
-gained +1.2 and +0.3 points on two pools (docs/measurements/closed_loop_cpu.md, session 4).
+gained +1.2 points on the tuning pool and +0.2 on unseen drives (docs/measurements/closed_loop_cpu.md, session 4).
 Sampling q proportional to the distance is the online form: the first night frames after a day
 of driving are far from every kept frame and kept more often than the day frames (about 1.7x in
 the unit test's toy stream: q stays proportional to the distance, so the rise is gentle); once
