@@ -13,12 +13,13 @@ beats as many random frames as a 5 % budget allows by +0.8 to +1.8 mAP points, a
 importance scorers recover little of it: their frame scores are highest where the detector sees
 many objects and lowest at night and in fog, where its errors are. Frames far from everything
 selected already add what the selection lacks: an offline greedy k-center cover of this space
-gained +1.2 points on the tuning pool and +0.2 on unseen drives (docs/measurements/closed_loop_cpu.md, session 4).
-Sampling q proportional to the distance is the online form: the first night frames after a day
-of driving are far from every kept frame and kept more often than the day frames (about 1.7x in
-the unit test's toy stream: q stays proportional to the distance, so the rise is gentle); once
-some are kept, the rest are not. Measured as shipped it did not beat random (-0.2 points, 3
-seeds; -0.4 with a training-frame reference), so it is not the default.
+gained +1.2 points on the tuning pool and +0.2 on unseen drives
+(docs/measurements/closed_loop_cpu.md, session 4). Sampling q proportional to the distance is
+the online form: the first night frames after a day of driving are far from every kept frame and
+kept more often than the day frames (about 1.7x in the unit test's toy stream: q stays
+proportional to the distance, so the rise is gentle); once some are kept, the rest are not.
+Measured as shipped it did not beat random (-0.2 points, 3 seeds; -0.4 with a training-frame
+reference), so it is not the default.
 
 The distance depends on which frames were kept before, so q_i is fixed before frame i's coin but
 not independent of earlier coins: the 1/q weights keep the Horvitz-Thompson argument of
