@@ -384,3 +384,17 @@ def test_coverage_with_a_reference_counts_its_frames_as_kept_and_whitens_by_them
     assert first.importance == pytest.approx(like_training, rel=1e-3)
     with pytest.raises(ValueError, match='2 frames'):
         CoverageScore(reference=reference[:1])
+
+
+def test_coverage_remembers_only_the_latest_kept_frames():
+    from importance_sampler_ros.sampling.coverage import CoverageScore
+
+    reference = np.random.default_rng(2).normal(size=(50, 2))
+    coverage = CoverageScore(memory=2, reference=reference)
+    far = [np.array([20.0, 0.0]), np.array([0.0, 20.0]), np.array([-20.0, 0.0])]
+    for x in far:
+        coverage.note_kept(x)
+    assert coverage.kept == 52
+    assert coverage.observe(far[2]) == pytest.approx(0.0, abs=1e-9)
+    assert coverage.observe(far[1]) == pytest.approx(0.0, abs=1e-9)
+    assert coverage.observe(far[0]) > 5.0  # pushed out of the bank by the third keep

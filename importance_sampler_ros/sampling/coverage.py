@@ -28,8 +28,6 @@ draws, as for the byte budget).
 """
 from __future__ import annotations
 
-from collections import deque
-
 import numpy as np
 
 
@@ -47,7 +45,11 @@ class CoverageScore:
                  shrinkage: float = 0.1) -> None:
         if memory < 1:
             raise ValueError(f'memory must be >= 1, got {memory}')
-        self._kept: deque[np.ndarray] = deque(maxlen=memory)
+        self._memory = memory
+        # the latest `memory` kept descriptors (whitened with a reference, raw without), a ring
+        self._bank = np.zeros((0, 0))
+        self._filled = 0
+        self._next = 0
         self._count = 0
         self._mean: np.ndarray | None = None
         self._m2: np.ndarray | None = None
@@ -70,7 +72,7 @@ class CoverageScore:
     @property
     def kept(self) -> int:
         """Frames the distance is measured to: kept ones and reference ones."""
-        return len(self._kept) + len(self._reference)
+        return self._filled + len(self._reference)
 
     def _standardised(self, x: np.ndarray) -> np.ndarray:
         if self._whiten is not None:
@@ -99,14 +101,19 @@ class CoverageScore:
             return 0.0
         z = self._standardised(x)
         banks = [self._reference] if len(self._reference) else []
-        if self._kept:
-            kept = np.stack(self._kept)  # whitened already with a reference, raw without
+        if self._filled:
+            kept = self._bank[:self._filled]
             banks.append(kept if self._whiten is not None else self._standardised(kept))
         return float(np.sqrt(min(((b - z) ** 2).sum(axis=1).min() for b in banks)))
 
     def note_kept(self, descriptor: np.ndarray) -> None:
         x = np.asarray(descriptor, np.float64).reshape(-1)
-        self._kept.append(self._standardised(x) if self._whiten is not None else x.copy())
+        if self._bank.shape[1:] != x.shape:
+            self._bank = np.zeros((self._memory, x.size))
+            self._filled = self._next = 0
+        self._bank[self._next] = self._standardised(x) if self._whiten is not None else x
+        self._next = (self._next + 1) % self._memory
+        self._filled = min(self._filled + 1, self._memory)
 
 
 def load_reference(path: str) -> np.ndarray:
