@@ -346,3 +346,20 @@ def test_coverage_reference_command_saves_one_descriptor_per_frame(random_checkp
     detector = Detector(DetectorConfig(checkpoint=random_checkpoint))
     assert reference.shape == (3, 2 * detector.model.roi_heads.box_head.fc7.out_features)
     assert np.isfinite(reference).all() and not np.allclose(reference[0], reference[1])
+
+
+def test_coverage_reference_from_a_bag_reads_its_images_as_replay_does(random_checkpoint,
+                                                                      tmp_path):
+    from replay_bags import write_drive
+
+    from importance_sampler_ros.cli import main
+
+    write_drive(tmp_path / 'drive', frames=5)
+    out = tmp_path / 'ref.npy'
+    assert main(['coverage-reference', '--out', str(out), '--bag', str(tmp_path / 'drive'),
+                 '--frames', '3', '--checkpoint', str(random_checkpoint)]) == 0
+    assert np.load(out).shape[0] == 3
+    (tmp_path / 'empty').mkdir()
+    assert main(['coverage-reference', '--out', str(tmp_path / 'x.npy'),
+                 '--bag', str(tmp_path / 'empty'), '--checkpoint', str(random_checkpoint)]) == 2
+    assert not (tmp_path / 'x.npy').exists()

@@ -181,9 +181,7 @@ def _cache(detector, frames: Iterator[SourceFrame], total: int, label_rois: bool
         return compute()
     identity = {'what': what.replace(' ', '_').replace(',', ''), 'label_rois': label_rois,
                 'total': total, **detector_identity, **(key or {})}
-    cached = cached_on_disk(settings.cache_dir, identity, compute)
-    ensure_descriptors(detector, cached, settings.retrain_from)
-    return cached
+    return cached_on_disk(settings.cache_dir, identity, compute)
 
 
 def _tag_shares(frames: Sequence[CachedFrame], indices: np.ndarray | None = None
@@ -280,6 +278,8 @@ def run_closed_loop(settings: ClosedLoopSettings, log: Log = print) -> dict[str,
     pool = _cache(detector, _drive_frames(settings.pool_seeds, settings.seconds, settings.fps, 1),
                   n_pool_frames, True, 'pool', settings, identity,
                   {'seeds': settings.pool_seeds, 'seconds': float(settings.seconds)})
+    # the sampler's coverage score reads them; caches older than descriptors lack them
+    ensure_descriptors(detector, pool, settings.retrain_from)
     n_test = len(range(0, round(settings.seconds * settings.fps), settings.test_stride))
     test = _cache(detector, _drive_frames(settings.test_seeds, settings.seconds, settings.fps,
                                           settings.test_stride),

@@ -29,19 +29,15 @@ def _synthetic_images(count: int) -> Iterator[np.ndarray]:
         yield random_frame(REFERENCE_SEED_BASE + i, mix='common').image
 
 
-def _bag_images(bag: Path, count: int) -> Iterator[np.ndarray]:
-    """The first `count` sensor_msgs/Image messages of the bag (every image topic)."""
-    from importance_sampler_ros.bags import bag_io
+def _bag_images(bag: Path, image_topic: str | None, count: int) -> Iterator[np.ndarray]:
+    """The first `count` images of the bag's image topic, read as replay reads them."""
+    from importance_sampler_ros.bags.frames import FrameSource
     from importance_sampler_ros.bags.images import image_to_rgb
 
-    image_topics = [t for t, kind in bag_io.topics(bag).items()
-                    if kind == bag_io.IMAGE_TYPE]
-    if not image_topics:
-        raise ValueError(f'{bag}: no {bag_io.IMAGE_TYPE} topic')
-    for n, message in enumerate(bag_io.read_messages(bag, image_topics)):
+    for n, frame in enumerate(FrameSource(bag, image_topic)):
         if n == count:
             return
-        yield image_to_rgb(bag_io.deserialize(message.data, bag_io.IMAGE_TYPE))
+        yield image_to_rgb(frame.image)
 
 
 def reference_descriptors(detector, images: Iterator[np.ndarray], total: int) -> np.ndarray:
@@ -60,6 +56,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--bag', type=Path, default=None,
                         help="frames from this bag's images (the detector's own training data) "
                              "instead of synthetic frames of the shipped model's training mix")
+    parser.add_argument('--image-topic', default=None,
+                        help='with --bag: the image topic, when the bag has several')
     parser.add_argument('--checkpoint', default=None, help='detector (default: the shipped one)')
     parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda'")
 
@@ -73,9 +71,9 @@ def run(args: argparse.Namespace) -> int:
                                            if args.checkpoint else {})}
     params, _ = load_parameters(None, {'detector_node': overrides})
     detector = Detector(params['detector_node'].of(DetectorConfig))
-    images = (_bag_images(args.bag, args.frames) if args.bag
-              else _synthetic_images(args.frames))
     try:
+        images = (_bag_images(args.bag, args.image_topic, args.frames) if args.bag
+                  else _synthetic_images(args.frames))
         descriptors = reference_descriptors(detector, images, args.frames)
     except ValueError as error:
         print(f'coverage-reference: {error}', file=sys.stderr)

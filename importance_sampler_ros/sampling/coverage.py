@@ -5,8 +5,10 @@ Each frame's descriptor (DetectionArray.frame_descriptor) is the mean and standa
 the frame's region proposals of the box head's output features: what the detector's last layers
 see of the whole scene, computed in the same forward pass. Dimensions are standardised by a
 running mean and variance over every frame seen (Welford), so that no dimension's scale dominates
-and no reference data has to ship with a checkpoint. The score is the Euclidean distance of the
-standardised descriptor to the nearest of the last `memory` kept frames' descriptors.
+and no reference data is needed; with a reference (`coverage_reference`: descriptors of the
+detector's training frames, `importance-sampler coverage-reference`) they are whitened by its
+covariance instead and its frames count as kept. The score is the Euclidean distance of the
+standardised descriptor to the nearest of the last `memory` kept (or reference) frames'.
 
 Why: with the box head retrained (closed loop, `--retrain-from fc6`), labelling every pool frame
 beats as many random frames as a 5 % budget allows by +0.8 to +1.8 mAP points, and the
