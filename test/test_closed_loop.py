@@ -17,7 +17,7 @@ from importance_sampler_ros.closed_loop.head_cache import (
     cache_frames,
     detect_cached,
 )
-from importance_sampler_ros.closed_loop.selection import CEILING
+from importance_sampler_ros.closed_loop.selection import CEILING, COVER, UNIFORM
 from importance_sampler_ros.detection.detector import Detector, DetectorConfig
 from importance_sampler_ros.synth.world import Drive, SynthConfig
 
@@ -109,7 +109,8 @@ def test_closed_loop_command_smoke(tmp_path):
     result = json.loads((out / 'closed_loop.json').read_text())
     strategies = {r['strategy'] for r in result['runs']}
     assert {'random', 'sampler, 1/q weights', 'sampler, self-labels',
-            'oracle (true errors)', CEILING, 'sampler, coverage frame score'} <= strategies
+            'oracle (true errors)', CEILING, 'sampler, coverage frame score', UNIFORM,
+            COVER} <= strategies
     assert next(r['frames'] for r in result['runs'] if r['strategy'] == CEILING) == 60
     assert len(result['runs']) == len(strategies)  # one seed
     assert result['pool']['frames'] == 60 and result['test']['natural_frames'] == 10
@@ -120,6 +121,44 @@ def test_closed_loop_command_smoke(tmp_path):
     assert {'before_relabels', 'after_relabels'} <= set(result['self_labels']['0.1'])
     assert any(row['scorer'] == 'prob_residual' for row in result['scoring'])
     assert (out / 'closed_loop_gain.png').stat().st_size > 10_000
+
+
+def test_uniform_selection_is_evenly_spaced_in_pool_order():
+    from importance_sampler_ros.closed_loop.selection import select_uniform
+
+    chosen = select_uniform(100, 10, seed=3)
+    assert chosen.strategy == UNIFORM and len(chosen.indices) == 10
+    assert set(np.diff(chosen.indices)) == {10}
+    offsets = {int(select_uniform(100, 10, seed=s).indices[0]) for s in range(20)}
+    assert len(offsets) > 3 and max(offsets) < 10  # a random offset within the first step
+
+
+def test_cover_picks_every_cluster_before_a_second_frame_of_any():
+    from importance_sampler_ros.closed_loop.selection import select_cover
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0.0, 20.0, (5, 3))
+    # 5 tight clusters of very different sizes: 400 frames of one scene, 5 of the rarest
+    sizes = [400, 100, 40, 10, 5]
+    pool = np.concatenate([c + rng.normal(0.0, 0.1, (n, 3)) for c, n in zip(centres, sizes)])
+    cluster = np.repeat(np.arange(5), sizes)
+    reference = rng.normal(0.0, 20.0, (50, 3))
+    for seed in range(4):
+        chosen = select_cover(pool, reference, 5, seed)
+        assert chosen.strategy == COVER and sorted(cluster[chosen.indices]) == [0, 1, 2, 3, 4]
+    randomly = [len(set(cluster[rng.choice(len(pool), 5, replace=False)])) for _ in range(50)]
+    assert np.mean(randomly) < 3.5  # random picks mostly the big scene
+
+
+def test_strategies_subset_always_runs_random_first():
+    from pathlib import Path
+
+    from importance_sampler_ros.closed_loop.experiment import ClosedLoopSettings
+
+    settings = ClosedLoopSettings(out=Path('.'), strategies=('cover', 'sampler', 'random'))
+    assert settings.strategies == ('random', 'cover', 'sampler')
+    with pytest.raises(ValueError, match='unknown strategies'):
+        ClosedLoopSettings(out=Path('.'), strategies=('best',))
 
 
 def test_headroom_compares_the_ceiling_with_the_spread_of_gains():

@@ -50,14 +50,17 @@ from importance_sampler_ros.closed_loop.head_cache import (
 )
 from importance_sampler_ros.closed_loop.selection import (
     CEILING,
+    SamplerRun,
     Selection,
     frame_scores,
     label_accuracy,
     run_product_sampler,
     sampler_selection,
     select_all,
+    select_cover,
     select_random,
     select_top,
+    select_uniform,
     self_labels,
     true_errors,
 )
@@ -81,6 +84,9 @@ TAIL_SEED_BASE = 7001
 # ablation row of the closed loop (it keeps more frames than the budget: see its frame count).
 PREVIOUS_SAMPLER = {'draw': 'independent', 'relabel_keeps_in_budget': False,
                     'relabel_keep_gap_s': 0.0, 'frame_score': 'importance'}
+# The closed loop's rows, by the name --strategies takes (each is one or more Selections).
+STRATEGIES = ('random', 'uniform', 'sampler', 'sampler-unweighted', 'self-labels', 'top-n',
+              'oracle', 'cover', 'ceiling', 'ablation', 'other-score')
 QUICK = {'pool_seeds': (5001, 5002), 'test_seeds': (6001,), 'seconds': 8.0, 'seeds': (0,),
          'replay_frames': 16, 'iterations': 10, 'tail_seconds': 1.0}
 
@@ -107,6 +113,8 @@ class ClosedLoopSettings:
     cache_dir: Path | None = None
     # the first retrained layer (head_cache.RETRAINABLE): fc7 and up, or fc6 and up
     retrain_from: str = 'fc7'
+    # which rows run (STRATEGIES); random always does, every gain is over it
+    strategies: tuple[str, ...] = STRATEGIES
 
     def __post_init__(self) -> None:
         if not self.pool_seeds or not self.test_seeds or not self.seeds:
@@ -117,6 +125,11 @@ class ClosedLoopSettings:
             raise ValueError(f'budgets must be in (0, 1], got {self.budgets}')
         if self.test_stride < 1 or not self.seconds > 0 or not self.fps > 0:
             raise ValueError('test_stride >= 1, seconds > 0 and fps > 0 required')
+        unknown = sorted(set(self.strategies) - set(STRATEGIES))
+        if unknown:
+            raise ValueError(f'unknown strategies {unknown}: choose from {list(STRATEGIES)}')
+        # random first and once: every other row's gain is paired with it
+        object.__setattr__(self, 'strategies', tuple(dict.fromkeys(('random', *self.strategies))))
 
 
 Log = Callable[[str], None]
@@ -301,6 +314,10 @@ def run_closed_loop(settings: ClosedLoopSettings, log: Log = print) -> dict[str,
                           settings.replay_frames, True, 'replay set', settings, identity)
     replay = [label_frame(f, f.truth.boxes, f.truth.class_ids, box_coder, 'truth')
               for f in replay_cache]
+    # the cover whitens by the training frames' descriptors, as coverage_reference does
+    ensure_descriptors(detector, replay_cache, settings.retrain_from)
+    reference = np.stack([f.detections.descriptor for f in replay_cache])
+    pool_descriptors = np.stack([f.detections.descriptor for f in pool])
     del replay_cache
     test_truth = [f.truth for f in test]
     base = _evaluate(test_truth, detect_cached(LastLayers(detector, settings.retrain_from),
@@ -338,23 +355,11 @@ def run_closed_loop(settings: ClosedLoopSettings, log: Log = print) -> dict[str,
                 **overrides, 'recorder_node': {**overrides['recorder_node'],
                                                'frame_score': other_score}})
             own = self_labels(pool, sampler.relabels, threshold)
-            selections = [
-                select_random(len(pool), count, seed),
-                sampler_selection(sampler, seed, weighted=True),
-                sampler_selection(sampler, seed, weighted=False),
-                sampler_selection(sampler, seed, weighted=True, labels='self',
-                                  name='sampler, self-labels'),
-                *[select_top(f'top-N {s} ({default_aggregation})', scores[s], count, seed)
-                  for s in SCORERS],
-                select_top('oracle (true errors)', errors, count, seed),
-                select_all(len(pool), seed),
-                sampler_selection(run_product_sampler(pool, previous), seed, weighted=True,
-                                  name='sampler, earlier defaults (ablation)'),
-                sampler_selection(run_product_sampler(pool, other), seed, weighted=True,
-                                  name=f'sampler, {other_score} frame score'),
-            ]
+            row = _RowInputs(pool, sampler, count, int(seed), scores, default_aggregation, errors,
+                             pool_descriptors, reference, previous, other, other_score)
+            selections = [s for key in settings.strategies for s in _row_selections(key, row)]
             if seed == settings.seeds[0]:
-                kept = selections[1].indices
+                kept = sampler.kept.nonzero()[0]
                 plain = self_labels(pool, [], threshold)
                 self_label_info[str(budget)] = {
                     'relabel_events': len(sampler.relabels),
@@ -369,6 +374,54 @@ def run_closed_loop(settings: ClosedLoopSettings, log: Log = print) -> dict[str,
     result['summary'] = summarise(result['runs'])
     result['wall_s'] = round(time.perf_counter() - started, 1)
     return result
+
+
+@dataclass(frozen=True)
+class _RowInputs:
+    """What the rows of one budget and seed select from."""
+
+    pool: Sequence[CachedFrame]
+    sampler: SamplerRun
+    count: int
+    seed: int
+    scores: dict[str, np.ndarray]
+    aggregation: str
+    errors: np.ndarray
+    descriptors: np.ndarray
+    reference: np.ndarray
+    previous: dict[str, Any]
+    other: dict[str, Any]
+    other_score: str
+
+
+def _row_selections(key: str, row: _RowInputs) -> list[Selection]:
+    """The selections of one row of the table (STRATEGIES names the keys)."""
+    n_pool, count, seed, sampler = len(row.pool), row.count, row.seed, row.sampler
+    if key == 'random':
+        return [select_random(n_pool, count, seed)]
+    if key == 'uniform':
+        return [select_uniform(n_pool, count, seed)]
+    if key in ('sampler', 'sampler-unweighted'):
+        return [sampler_selection(sampler, seed, weighted=key == 'sampler')]
+    if key == 'self-labels':
+        return [sampler_selection(sampler, seed, weighted=True, labels='self',
+                                  name='sampler, self-labels')]
+    if key == 'top-n':
+        return [select_top(f'top-N {s} ({row.aggregation})', row.scores[s], count, seed)
+                for s in SCORERS]
+    if key == 'oracle':
+        return [select_top('oracle (true errors)', row.errors, count, seed)]
+    if key == 'cover':
+        return [select_cover(row.descriptors, row.reference, count, seed)]
+    if key == 'ceiling':
+        return [select_all(n_pool, seed)]
+    if key == 'ablation':
+        return [sampler_selection(run_product_sampler(row.pool, row.previous), seed,
+                                  weighted=True, name='sampler, earlier defaults (ablation)')]
+    if key == 'other-score':
+        return [sampler_selection(run_product_sampler(row.pool, row.other), seed, weighted=True,
+                                  name=f'sampler, {row.other_score} frame score')]
+    raise ValueError(f'unknown strategy {key!r}')
 
 
 def _train_and_evaluate(selection: Selection, budget: float, pool: Sequence[CachedFrame],
@@ -582,6 +635,10 @@ def configure_closed_loop_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--retrain-from', choices=RETRAINABLE, default=defaults.retrain_from,
                         help='first retrained layer of the box head: fc7 (fc7 and the predictor) '
                              'or fc6 (the whole box head; caches 10x more per frame)')
+    parser.add_argument('--strategies', nargs='+', choices=STRATEGIES,
+                        default=list(defaults.strategies),
+                        help='rows to run (random always runs: gains are paired with it); '
+                             'default: all')
     parser.add_argument('--cache-dir', default=None,
                         help="keep the detector's output on the pool and test drives here and "
                              'reuse it when a later run asks for the same drives and checkpoint '
@@ -611,7 +668,7 @@ def run_closed_loop_command(args: argparse.Namespace) -> int:
             params_file=args.params, device=args.device, replay_frames=values['replay_frames'],
             finetune=FinetuneSettings(iterations=values['iterations'], lr=args.lr,
                                       replay_share=args.replay_share),
-            quick=args.quick, retrain_from=args.retrain_from,
+            quick=args.quick, retrain_from=args.retrain_from, strategies=tuple(args.strategies),
             cache_dir=Path(args.cache_dir) if args.cache_dir else None)
     except ValueError as error:
         print(f'importance-sampler closed-loop: {error}', file=sys.stderr)

@@ -6,6 +6,11 @@
   The budget is its keep_ratio; every other strategy then selects as many frames as it kept
   (per sampling seed), so that all compare at an equal number of labelled frames;
 - random: uniformly, without replacement;
+- uniform in time: every (pool / count)-th frame of the drives in order, from a random offset
+  (what a fleet gets by recording at a fixed low frame rate);
+- k-center cover (offline reference): greedy farthest-point selection in the space of the frame
+  descriptors, whitened by the training frames' covariance; it needs the whole pool at once, so
+  it shows what a batch choice at labelling time gets, not what the car can do online;
 - top-N by a frame score (each scorer with the detector's aggregation), over the whole pool;
 - oracle: top-N by the true error count (needs the ground truth it is judged on).
 
@@ -31,6 +36,7 @@ from importance_sampler_ros.closed_loop.head_cache import CachedFrame
 from importance_sampler_ros.detection.detections import rescored
 from importance_sampler_ros.evaluation.errors import frame_errors
 from importance_sampler_ros.registry import NodeConfig
+from importance_sampler_ros.sampling.coverage import whitening
 
 
 @dataclass
@@ -45,6 +51,11 @@ class Selection:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+UNIFORM = 'uniform in time'
+COVER = 'k-center cover (offline)'
+CEILING = 'every pool frame (ceiling)'
+
+
 def select_random(n_pool: int, count: int, seed: int) -> Selection:
     """`count` frames uniformly, without replacement."""
     rng = np.random.default_rng([seed, 11])
@@ -52,7 +63,33 @@ def select_random(n_pool: int, count: int, seed: int) -> Selection:
     return Selection('random', seed, np.sort(rng.choice(n_pool, n, replace=False)), np.ones(n))
 
 
-CEILING = 'every pool frame (ceiling)'
+def select_uniform(n_pool: int, count: int, seed: int) -> Selection:
+    """Every (n_pool / count)-th frame of the pool in drive order, from a random offset."""
+    n = max(1, min(n_pool, count))
+    step = n_pool / n
+    offset = np.random.default_rng([seed, 3]).random() * step
+    indices = np.unique(np.minimum(n_pool - 1, np.floor(offset + step * np.arange(n)))
+                        .astype(np.int64))
+    return Selection(UNIFORM, seed, indices, np.ones(len(indices)))
+
+
+def select_cover(descriptors: np.ndarray, reference: np.ndarray, count: int, seed: int
+                 ) -> Selection:
+    """Greedy k-center: from a random first frame, repeatedly the frame farthest from every frame
+    chosen so far, in descriptors whitened by `reference` (the training frames' descriptors).
+    A 2-approximation of the cover that minimises the largest distance of any pool frame to its
+    nearest chosen one (Gonzalez 1985)."""
+    mean, whiten = whitening(reference)
+    x = (np.asarray(descriptors, np.float64) - mean) @ whiten
+    n = max(1, min(len(x), count))
+    first = int(np.random.default_rng([seed, 5]).integers(len(x)))
+    chosen = [first]
+    nearest = ((x - x[first]) ** 2).sum(axis=1)
+    while len(chosen) < n:
+        i = int(np.argmax(nearest))
+        chosen.append(i)
+        nearest = np.minimum(nearest, ((x - x[i]) ** 2).sum(axis=1))
+    return Selection(COVER, seed, np.sort(np.array(chosen)), np.ones(n))
 
 
 def select_all(n_pool: int, seed: int) -> Selection:

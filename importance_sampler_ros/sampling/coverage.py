@@ -61,14 +61,7 @@ class CoverageScore:
             self._fit_reference(np.asarray(reference, np.float64), shrinkage)
 
     def _fit_reference(self, reference: np.ndarray, shrinkage: float) -> None:
-        if reference.ndim != 2 or len(reference) < 2 or not np.isfinite(reference).all():
-            raise ValueError('coverage reference must be finite descriptors of >= 2 frames')
-        self._mean = reference.mean(axis=0)
-        covariance = np.cov(reference - self._mean, rowvar=False)
-        average = np.trace(covariance) / len(covariance)
-        covariance = (1 - shrinkage) * covariance + shrinkage * average * np.eye(len(covariance))
-        values, vectors = np.linalg.eigh(covariance)
-        self._whiten = vectors / np.sqrt(np.maximum(values, 1e-12))
+        self._mean, self._whiten = whitening(reference, shrinkage)
         self._reference = (reference - self._mean) @ self._whiten
 
     @property
@@ -116,6 +109,21 @@ class CoverageScore:
         self._bank[self._next] = self._standardised(x) if self._whiten is not None else x
         self._next = (self._next + 1) % self._memory
         self._filled = min(self._filled + 1, self._memory)
+
+
+def whitening(reference: np.ndarray, shrinkage: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and whitening matrix W of `reference` (frames x values): (x - mean) @ W has unit
+    covariance over the reference, its covariance shrunk towards its average variance by
+    `shrinkage` so that few frames in many dimensions still give a well-conditioned W."""
+    reference = np.asarray(reference, np.float64)
+    if reference.ndim != 2 or len(reference) < 2 or not np.isfinite(reference).all():
+        raise ValueError('coverage reference must be finite descriptors of >= 2 frames')
+    mean = reference.mean(axis=0)
+    covariance = np.cov(reference - mean, rowvar=False)
+    average = np.trace(covariance) / len(covariance)
+    covariance = (1 - shrinkage) * covariance + shrinkage * average * np.eye(len(covariance))
+    values, vectors = np.linalg.eigh(covariance)
+    return mean, vectors / np.sqrt(np.maximum(values, 1e-12))
 
 
 def load_reference(path: str) -> np.ndarray:
