@@ -547,3 +547,35 @@ def test_relabel_keeps_thinned_and_counted_in_the_keep_ratio(tmp_path: Path) -> 
     # in the budget: the draws aim at 0.2 - 0.2 -> min_keep_ratio, relabel keeps remain
     assert budgeted['sampled'] < 0.1 * thinned['sampled']
     assert abs(budgeted['kept'] - 0.2 * 600) < 0.05 * 600
+
+
+def test_coverage_bank_is_written_at_close_and_an_unwritable_one_loses_nothing_else(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    def frames(n: int):
+        for i in range(n):
+            image, detections = make_frame(i)
+            detections.frame_descriptor = np.random.default_rng(i).normal(size=4).astype(
+                np.float32)
+            yield image, detections
+
+    bank = tmp_path / 'bank.npy'
+    sampler = SamplerConfig(keep_ratio=0.2, seed=1, frame_score='coverage', draw='threshold',
+                            coverage_bank=str(bank))
+    recorder = Recorder(config(tmp_path, sampler=sampler))
+    for image, detections in frames(40):
+        recorder.add_frame(image, detections)
+    recorder.close()
+    written = read_bag(split_paths(tmp_path / 'run'))
+    kept = [detections_from_msg(m).descriptor for m in written[DETECTIONS_TOPIC].values()]
+    assert len(kept) >= 4 and np.allclose(np.load(bank), np.array(kept))
+
+    blocked = tmp_path / 'no_such_dir' / 'bank.npy'
+    sampler = SamplerConfig(**{**sampler.__dict__, 'coverage_bank': str(blocked)})
+    recorder = Recorder(config(tmp_path, bag_name='second', sampler=sampler))
+    for image, detections in frames(40):
+        recorder.add_frame(image, detections)
+    with caplog.at_level('ERROR'):
+        recorder.close()
+    assert 'cannot write the coverage bank' in caplog.text
+    assert len(read_bag(split_paths(tmp_path / 'second'))[IMAGE_TOPIC]) >= 4
+    assert json.loads((tmp_path / 'second' / 'stats.json').read_text())['kept'] >= 4

@@ -363,7 +363,7 @@ def test_coverage_without_warm_up_still_keeps_its_first_frame():
     assert 10 < sum(kept) < 30
 
 
-def test_coverage_with_a_reference_counts_its_frames_as_kept_and_whitens_by_them(tmp_path):
+def test_coverage_reference_whitens_and_the_bank_carries_kept_frames_to_the_next_run(tmp_path):
     from importance_sampler_ros.sampling.coverage import CoverageScore
 
     rng = np.random.default_rng(5)
@@ -371,19 +371,33 @@ def test_coverage_with_a_reference_counts_its_frames_as_kept_and_whitens_by_them
     # average variance, 0.1, leaves that ratio nearly whole)
     reference = rng.normal(size=(400, 2)) * np.array([1.0, 4.0])
     coverage = CoverageScore(reference=reference)
-    assert coverage.kept == 400
-    like_training = coverage.observe(np.array([0.0, 2.0]))
-    unlike = coverage.observe(np.array([8.0, 0.0]))  # 8 sd off in the narrow dimension
-    assert like_training < 0.5 < 3.0 < unlike
-    coverage.note_kept(np.array([5.0, 0.0]))
-    assert coverage.observe(np.array([5.0, 0.0])) == pytest.approx(0.0, abs=1e-9)
-    np.save(tmp_path / 'ref.npy', reference.astype(np.float32))
-    sampler = ImportanceSampler(SamplerConfig(keep_ratio=0.1, seed=1, frame_score='coverage',
-                                              coverage_reference=str(tmp_path / 'ref.npy')))
-    first = sampler.decide(0, 0.0, descriptor=np.array([0.0, 2.0]))
-    assert first.importance == pytest.approx(like_training, rel=1e-3)
+    assert coverage.kept == 0 and coverage.observe(np.array([0.0, 2.0])) == 0.0
+    coverage.note_kept(np.array([0.0, 0.0]))
+    # 8 units along each axis: variances 1 and 16 shrunk towards their average 8.5 by 0.1
+    along_wide = coverage.observe(np.array([0.0, 8.0]))
+    along_narrow = coverage.observe(np.array([8.0, 0.0]))
+    assert along_wide == pytest.approx(8.0 / math.sqrt(0.9 * 16 + 0.85), rel=0.1)
+    assert along_narrow == pytest.approx(8.0 / math.sqrt(0.9 * 1 + 0.85), rel=0.1)
     with pytest.raises(ValueError, match='2 frames'):
         CoverageScore(reference=reference[:1])
+
+    ref_path, bank_path = tmp_path / 'ref.npy', tmp_path / 'bank.npy'
+    np.save(ref_path, reference.astype(np.float32))
+    config = SamplerConfig(keep_ratio=0.1, seed=1, frame_score='coverage', draw='threshold',
+                           coverage_reference=str(ref_path), coverage_bank=str(bank_path))
+    first_run = ImportanceSampler(config)
+    seen = rng.normal(size=(300, 2)) * np.array([1.0, 4.0])
+    kept = [x for i, x in enumerate(seen)
+            if first_run.decide(i * FRAME_NS, 0.0, descriptor=x).kept]
+    assert first_run.save_coverage_bank() == bank_path
+    assert np.allclose(np.load(bank_path), np.array(kept), atol=1e-5)
+    # the next run starts with those frames kept: a frame it kept is at distance 0
+    second_run = ImportanceSampler(config)
+    again = second_run.decide(0, 0.0, descriptor=kept[-1])
+    assert again.importance == pytest.approx(0.0, abs=1e-4) and not again.kept
+    fresh = ImportanceSampler(SamplerConfig(**{**config.__dict__, 'coverage_bank': ''}))
+    assert fresh.decide(0, 0.0, descriptor=kept[-1]).kept  # empty bank: the first frame is kept
+    assert fresh.save_coverage_bank() is None
 
 
 def test_coverage_remembers_only_the_latest_kept_frames():
@@ -394,7 +408,40 @@ def test_coverage_remembers_only_the_latest_kept_frames():
     far = [np.array([20.0, 0.0]), np.array([0.0, 20.0]), np.array([-20.0, 0.0])]
     for x in far:
         coverage.note_kept(x)
-    assert coverage.kept == 52
+    assert coverage.kept == 2
     assert coverage.observe(far[2]) == pytest.approx(0.0, abs=1e-9)
     assert coverage.observe(far[1]) == pytest.approx(0.0, abs=1e-9)
     assert coverage.observe(far[0]) > 5.0  # pushed out of the bank by the third keep
+    assert np.array_equal(coverage.bank(), np.array(far[1:]))  # oldest first
+
+
+def test_threshold_draws_follow_the_keep_ratio_and_keep_the_highest_scores():
+    rng = np.random.default_rng(8)
+    g = rng.lognormal(0.0, 1.0, 20_000)
+    sampler = ImportanceSampler(SamplerConfig(keep_ratio=0.05, draw='threshold', seed=0))
+    decisions = [sampler.decide(i * FRAME_NS, x) for i, x in enumerate(g)]
+    kept = np.array([d.kept for d in decisions])
+    assert abs(kept.mean() - 0.05) < 0.005
+    # no coin: kept frames have q = 1, dropped ones q = 0 (floor_probability)
+    assert {d.probability for d in decisions} == {0.0, 1.0}
+    top = g >= np.quantile(g, 0.95)
+    assert (kept & top).sum() > 0.6 * top.sum()  # mostly the top 5 % (the threshold wanders)
+    # a floor keeps every frame possible, with weight 1/floor
+    floored = ImportanceSampler(SamplerConfig(keep_ratio=0.05, draw='threshold', seed=0,
+                                              floor_probability=0.01))
+    low = [floored.decide(i * FRAME_NS, x) for i, x in enumerate(g)]
+    lucky = [d for d, x in zip(low, g) if d.kept and d.probability < 1.0]
+    assert lucky and all(d.weight == pytest.approx(100.0) for d in lucky)
+
+
+def test_threshold_coverage_keeps_each_new_scene_once_it_appears():
+    rng = np.random.default_rng(3)
+    sampler = ImportanceSampler(SamplerConfig(keep_ratio=0.05, seed=4, frame_score='coverage',
+                                              draw='threshold'))
+    # four scenes of 500 frames each, far apart; within a scene frames vary little
+    scenes = [rng.normal(0.0, 0.3, size=(500, 8)) + 10.0 * np.eye(8)[k] for k in range(4)]
+    kept = np.array([sampler.decide(i * FRAME_NS, 0.0, descriptor=x).kept
+                     for i, x in enumerate(np.concatenate(scenes))])
+    assert abs(kept.mean() - 0.05) < 0.02
+    # the first frame of every new scene is farther from the kept set than any frame before it
+    assert all(kept[500 * k] for k in range(4))

@@ -86,7 +86,14 @@ PREVIOUS_SAMPLER = {'draw': 'independent', 'relabel_keeps_in_budget': False,
                     'relabel_keep_gap_s': 0.0, 'frame_score': 'importance'}
 # The closed loop's rows, by the name --strategies takes (each is one or more Selections).
 STRATEGIES = ('random', 'uniform', 'sampler', 'sampler-unweighted', 'self-labels', 'top-n',
-              'oracle', 'cover', 'ceiling', 'ablation', 'other-score')
+              'oracle', 'cover', 'coverage', 'two-stage', 'ceiling', 'ablation', 'other-score')
+COVERAGE_ROW = 'sampler, coverage with threshold draws'
+# Row 'two-stage': the car keeps this many times the labelling budget, `select` picks from them.
+TWO_STAGE_FACTOR = 3.0
+TWO_STAGE_ROW = f'two-stage: recorder keeps {TWO_STAGE_FACTOR:g}x, select covers'
+# The online cover (row 'coverage'): the recorder's coverage score with threshold draws, whitened
+# by the replay (training-mix) frames' descriptors; the bank carries on from drive to drive.
+COVERAGE_SAMPLER = {'frame_score': 'coverage', 'draw': 'threshold'}
 QUICK = {'pool_seeds': (5001, 5002), 'test_seeds': (6001,), 'seconds': 8.0, 'seeds': (0,),
          'replay_frames': 16, 'iterations': 10, 'tail_seconds': 1.0}
 
@@ -318,6 +325,9 @@ def run_closed_loop(settings: ClosedLoopSettings, log: Log = print) -> dict[str,
     ensure_descriptors(detector, replay_cache, settings.retrain_from)
     reference = np.stack([f.detections.descriptor for f in replay_cache])
     pool_descriptors = np.stack([f.detections.descriptor for f in pool])
+    settings.out.mkdir(parents=True, exist_ok=True)
+    reference_path = settings.out / 'coverage_reference.npy'
+    np.save(reference_path, reference.astype(np.float32))
     del replay_cache
     test_truth = [f.truth for f in test]
     base = _evaluate(test_truth, detect_cached(LastLayers(detector, settings.retrain_from),
@@ -354,9 +364,18 @@ def run_closed_loop(settings: ClosedLoopSettings, log: Log = print) -> dict[str,
             other, _ = load_parameters(settings.params_file, {
                 **overrides, 'recorder_node': {**overrides['recorder_node'],
                                                'frame_score': other_score}})
+            online_cover, _ = load_parameters(settings.params_file, {
+                **overrides, 'recorder_node': {**overrides['recorder_node'], **COVERAGE_SAMPLER,
+                                               'coverage_reference': str(reference_path)}})
+            candidates, _ = load_parameters(settings.params_file, {
+                **overrides, 'recorder_node': {
+                    **overrides['recorder_node'], **COVERAGE_SAMPLER,
+                    'coverage_reference': str(reference_path),
+                    'keep_ratio': min(1.0, TWO_STAGE_FACTOR * budget)}})
             own = self_labels(pool, sampler.relabels, threshold)
             row = _RowInputs(pool, sampler, count, int(seed), scores, default_aggregation, errors,
-                             pool_descriptors, reference, previous, other, other_score)
+                             pool_descriptors, reference, previous, other, other_score,
+                             online_cover, candidates)
             selections = [s for key in settings.strategies for s in _row_selections(key, row)]
             if seed == settings.seeds[0]:
                 kept = sampler.kept.nonzero()[0]
@@ -392,6 +411,8 @@ class _RowInputs:
     previous: dict[str, Any]
     other: dict[str, Any]
     other_score: str
+    online_cover: dict[str, Any]
+    candidates: dict[str, Any]
 
 
 def _row_selections(key: str, row: _RowInputs) -> list[Selection]:
@@ -413,6 +434,13 @@ def _row_selections(key: str, row: _RowInputs) -> list[Selection]:
         return [select_top('oracle (true errors)', row.errors, count, seed)]
     if key == 'cover':
         return [select_cover(row.descriptors, row.reference, count, seed)]
+    if key == 'coverage':
+        return [sampler_selection(run_product_sampler(row.pool, row.online_cover), seed,
+                                  weighted=False, name=COVERAGE_ROW)]
+    if key == 'two-stage':
+        kept = run_product_sampler(row.pool, row.candidates).kept.nonzero()[0]
+        return [select_cover(row.descriptors, row.reference, count, seed, among=kept,
+                             name=TWO_STAGE_ROW)]
     if key == 'ceiling':
         return [select_all(n_pool, seed)]
     if key == 'ablation':

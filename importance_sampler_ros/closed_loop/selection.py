@@ -9,8 +9,10 @@
 - uniform in time: every (pool / count)-th frame of the drives in order, from a random offset
   (what a fleet gets by recording at a fixed low frame rate);
 - k-center cover (offline reference): greedy farthest-point selection in the space of the frame
-  descriptors, whitened by the training frames' covariance; it needs the whole pool at once, so
-  it shows what a batch choice at labelling time gets, not what the car can do online;
+  descriptors, whitened by the training frames' covariance (sampling/cover.py), of the whole
+  pool: what a choice over all of a drive's frames gets;
+- two-stage: the recorder keeps frames at TWO_STAGE_FACTOR x the budget (coverage, threshold
+  draws), then `importance-sampler select`'s cover picks the labelled frames among them;
 - top-N by a frame score (each scorer with the detector's aggregation), over the whole pool;
 - oracle: top-N by the true error count (needs the ground truth it is judged on).
 
@@ -35,8 +37,8 @@ from importance_sampler_ros.bags.images import rgb_to_image_msg
 from importance_sampler_ros.closed_loop.head_cache import CachedFrame
 from importance_sampler_ros.detection.detections import rescored
 from importance_sampler_ros.evaluation.errors import frame_errors
-from importance_sampler_ros.registry import NodeConfig
-from importance_sampler_ros.sampling.coverage import whitening
+from importance_sampler_ros.registry import NODES, NodeConfig
+from importance_sampler_ros.sampling.cover import greedy_cover
 
 
 @dataclass
@@ -73,23 +75,13 @@ def select_uniform(n_pool: int, count: int, seed: int) -> Selection:
     return Selection(UNIFORM, seed, indices, np.ones(len(indices)))
 
 
-def select_cover(descriptors: np.ndarray, reference: np.ndarray, count: int, seed: int
-                 ) -> Selection:
-    """Greedy k-center: from a random first frame, repeatedly the frame farthest from every frame
-    chosen so far, in descriptors whitened by `reference` (the training frames' descriptors).
-    A 2-approximation of the cover that minimises the largest distance of any pool frame to its
-    nearest chosen one (Gonzalez 1985)."""
-    mean, whiten = whitening(reference)
-    x = (np.asarray(descriptors, np.float64) - mean) @ whiten
-    n = max(1, min(len(x), count))
-    first = int(np.random.default_rng([seed, 5]).integers(len(x)))
-    chosen = [first]
-    nearest = ((x - x[first]) ** 2).sum(axis=1)
-    while len(chosen) < n:
-        i = int(np.argmax(nearest))
-        chosen.append(i)
-        nearest = np.minimum(nearest, ((x - x[i]) ** 2).sum(axis=1))
-    return Selection(COVER, seed, np.sort(np.array(chosen)), np.ones(n))
+def select_cover(descriptors: np.ndarray, reference: np.ndarray, count: int, seed: int,
+                 among: np.ndarray | None = None, name: str = COVER) -> Selection:
+    """The greedy k-center cover (sampling/cover.py) of the pool, or of the pool frames `among`,
+    in descriptors whitened by `reference` (the training frames' descriptors)."""
+    among = np.arange(len(descriptors)) if among is None else np.asarray(among, np.int64)
+    chosen = among[greedy_cover(descriptors[among], count, seed, reference)]
+    return Selection(name, seed, chosen, np.ones(len(chosen)))
 
 
 def select_all(n_pool: int, seed: int) -> Selection:
@@ -155,6 +147,11 @@ def run_product_sampler(pool: Sequence[CachedFrame], params: Mapping[str, NodeCo
     n = len(pool)
     run = SamplerRun(np.zeros(n, bool), np.zeros(n), np.zeros(n), [''] * n, [])
     scratch = Path(tempfile.mkdtemp(prefix='closed_loop_sampler_'))
+    recorder = params['recorder_node'].values
+    if recorder['frame_score'] == 'coverage' and not recorder['coverage_bank']:
+        # one car: the recorder restarts every drive, its coverage bank carries on
+        params = {**params, 'recorder_node': NODES['recorder_node'].build(
+            {**recorder, 'coverage_bank': str(scratch / 'coverage_bank.npy')})}
     try:
         for seed, members in drives.items():
             pipeline = Pipeline(params, scratch / f'drive_{seed}', need_detector=False)

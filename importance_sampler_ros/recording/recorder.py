@@ -302,9 +302,21 @@ class Recorder:
                 self._close_split()
         finally:
             self._closed = True
+            self._save_coverage_bank()
             self._write_stats(extra_stats or {})
         self._raise_new_error(results)
         return results
+
+    def _save_coverage_bank(self) -> None:
+        try:
+            path = self.sampler.save_coverage_bank()
+        except OSError as error:  # the next run starts with an empty bank, nothing else lost
+            log.error('cannot write the coverage bank %s: %s', self.config.sampler.coverage_bank,
+                      error)
+            return
+        if path is not None:
+            log.info('coverage bank of %d kept frames written to %s',
+                     self.sampler.coverage_bank_size, path)
 
     def _write_stats(self, extra: dict[str, Any]) -> None:
         stats = {**self.stats(), **extra}

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from importance_sampler_ros.params import Settings, finite, param
 
-DRAWS = ('independent', 'systematic')
+DRAWS = ('independent', 'systematic', 'threshold')
 # What g is: the detector's frame importance, or the coverage distance (sampling/coverage.py).
 FRAME_SCORES = ('importance', 'coverage')
 
@@ -56,7 +56,10 @@ class SamplerConfig(Settings):
                       "per frame) or 'systematic' (one uniform offset for the run: a frame is kept "
                       'when the running sum of q passes the next offset + k; each frame is still '
                       'kept with probability q, but keeps are spread out, about 1/rho frames '
-                      'apart, and their number stays within 1 of the sum of q)', choices=DRAWS)
+                      "apart, and their number stays within 1 of the sum of q); 'threshold': no "
+                      'coin, a frame is kept (q = 1) when its g exceeds a threshold that follows '
+                      'the keep rate towards rho, else q = floor_probability (with a floor of 0 '
+                      'the weights are not unbiased: a selection, not a sample)', choices=DRAWS)
     frame_score: str = param(
         'importance', "What the frame score g is: 'importance' (DetectionArray.frame_importance, "
         "the detector's scorer) or 'coverage' (distance of the frame's descriptor to the nearest "
@@ -64,8 +67,12 @@ class SamplerConfig(Settings):
         choices=FRAME_SCORES)
     coverage_reference: str = param(
         '', "Coverage: .npy of descriptors of the detector's training frames (importance-sampler "
-        'coverage-reference); they whiten the descriptors and count as kept from the start; '
-        "'' = none (running standardisation, empty bank)")
+        "coverage-reference); they whiten the descriptors; '' = none (running per-dimension "
+        'standardisation)')
+    coverage_bank: str = param(
+        '', 'Coverage: .npy of the descriptors of frames kept before (earlier runs of this car, '
+        'or the fleet): read at start when it exists, counted as kept, and rewritten with the '
+        "latest coverage_memory kept frames when the recorder closes; '' = start empty each run")
     coverage_memory: int = param(2000, 'Coverage: how many of the latest kept frames a frame is '
                                  'compared with', min_value=1, max_value=100_000)
     seed: int = param(-1, 'Seed of the sampling draws; -1 = random', min_value=-1)

@@ -38,36 +38,45 @@ class CoverageScore:
 
     reference: descriptors of frames the detector was trained on (coverage-reference), or None.
     With one, descriptors are whitened by the reference's mean and covariance (shrunk towards its
-    average variance by `shrinkage`) and the reference frames count as kept from the start, so
-    frames like the training data are covered already; without, each dimension is standardised
-    by a running mean and variance and the bank starts empty.
+    average variance by `shrinkage`); without, each dimension is standardised by a running mean
+    and variance. `bank`: raw descriptors of frames kept before (an earlier run's `bank()`),
+    counted as kept from the start.
     """
 
     def __init__(self, memory: int = 2000, reference: np.ndarray | None = None,
-                 shrinkage: float = 0.1) -> None:
+                 shrinkage: float = 0.1, bank: np.ndarray | None = None) -> None:
         if memory < 1:
             raise ValueError(f'memory must be >= 1, got {memory}')
         self._memory = memory
-        # the latest `memory` kept descriptors (whitened with a reference, raw without), a ring
-        self._bank = np.zeros((0, 0))
+        # the latest `memory` kept descriptors, a ring: raw, and whitened with a reference
+        self._raw = np.zeros((0, 0))
+        self._white = np.zeros((0, 0))
         self._filled = 0
         self._next = 0
         self._count = 0
         self._mean: np.ndarray | None = None
         self._m2: np.ndarray | None = None
         self._whiten: np.ndarray | None = None
-        self._reference = np.zeros((0, 0))
         if reference is not None:
-            self._fit_reference(np.asarray(reference, np.float64), shrinkage)
-
-    def _fit_reference(self, reference: np.ndarray, shrinkage: float) -> None:
-        self._mean, self._whiten = whitening(reference, shrinkage)
-        self._reference = (reference - self._mean) @ self._whiten
+            self._mean, self._whiten = whitening(reference, shrinkage)
+        if bank is not None:
+            bank = np.asarray(bank, np.float64)
+            if bank.ndim != 2 or not np.isfinite(bank).all():
+                raise ValueError(f'coverage bank must be finite frames x values, got shape '
+                                 f'{bank.shape}')
+            for descriptor in bank[-memory:]:
+                self.note_kept(descriptor)
 
     @property
     def kept(self) -> int:
-        """Frames the distance is measured to: kept ones and reference ones."""
-        return self._filled + len(self._reference)
+        """Kept frames the distance is measured to (at most `memory`)."""
+        return self._filled
+
+    def bank(self) -> np.ndarray:
+        """The remembered kept descriptors, raw, oldest first (what `bank=` takes back)."""
+        if self._filled < self._memory:
+            return self._raw[:self._filled].copy()
+        return np.roll(self._raw, -self._next, axis=0)
 
     def _standardised(self, x: np.ndarray) -> np.ndarray:
         if self._whiten is not None:
@@ -75,38 +84,44 @@ class CoverageScore:
         scale = np.sqrt(self._m2 / max(1, self._count - 1)) + 1e-6
         return (x - self._mean) / scale
 
-    def observe(self, descriptor: np.ndarray) -> float:
-        """Add the frame to the running statistics and return its distance to the nearest kept
-        (or reference) frame, 0 while there is none. Raises ValueError for an empty,
-        non-finite or wrong-sized descriptor."""
+    def _check(self, descriptor: np.ndarray) -> np.ndarray:
         x = np.asarray(descriptor, np.float64).reshape(-1)
         if x.size == 0 or not np.isfinite(x).all():
             raise ValueError('frame descriptor must be a non-empty finite vector')
+        size = self._mean.size if self._mean is not None else self._raw.shape[1] or x.size
+        if x.size != size:
+            raise ValueError(f'frame descriptor has {x.size} values, earlier frames {size}')
+        return x
+
+    def observe(self, descriptor: np.ndarray) -> float:
+        """Add the frame to the running statistics and return its distance to the nearest kept
+        frame, 0 while there is none. Raises ValueError for an empty, non-finite or
+        wrong-sized descriptor."""
+        x = self._check(descriptor)
         if self._mean is None:
             self._mean, self._m2 = np.zeros_like(x), np.zeros_like(x)
-        if x.shape != self._mean.shape:
-            raise ValueError(f'frame descriptor has {x.size} values, earlier frames '
-                             f'{self._mean.size}')
         self._count += 1
         if self._whiten is None:
             delta = x - self._mean
             self._mean += delta / self._count
             self._m2 += delta * (x - self._mean)
-        if not self.kept:
+        if not self._filled:
             return 0.0
         z = self._standardised(x)
-        banks = [self._reference] if len(self._reference) else []
-        if self._filled:
-            kept = self._bank[:self._filled]
-            banks.append(kept if self._whiten is not None else self._standardised(kept))
-        return float(np.sqrt(min(((b - z) ** 2).sum(axis=1).min() for b in banks)))
+        if self._whiten is not None:
+            kept = self._white[:self._filled]
+        else:  # the running scale moves: standardise the raw bank anew
+            kept = self._standardised(self._raw[:self._filled])
+        return float(np.sqrt(((kept - z) ** 2).sum(axis=1).min()))
 
     def note_kept(self, descriptor: np.ndarray) -> None:
-        x = np.asarray(descriptor, np.float64).reshape(-1)
-        if self._bank.shape[1:] != x.shape:
-            self._bank = np.zeros((self._memory, x.size))
-            self._filled = self._next = 0
-        self._bank[self._next] = self._standardised(x) if self._whiten is not None else x
+        x = self._check(descriptor)
+        if not self._raw.size:
+            self._raw = np.zeros((self._memory, x.size))
+            self._white = np.zeros((self._memory, x.size)) if self._whiten is not None else None
+        self._raw[self._next] = x
+        if self._whiten is not None:
+            self._white[self._next] = (x - self._mean) @ self._whiten
         self._next = (self._next + 1) % self._memory
         self._filled = min(self._filled + 1, self._memory)
 
@@ -127,7 +142,8 @@ def whitening(reference: np.ndarray, shrinkage: float = 0.1) -> tuple[np.ndarray
 
 
 def load_reference(path: str) -> np.ndarray:
-    """The descriptors saved by `importance-sampler coverage-reference` (.npy, frames x 2D)."""
+    """Descriptors saved as .npy (frames x values): by `importance-sampler coverage-reference`,
+    or a coverage bank."""
     reference = np.load(path, allow_pickle=False)
     if reference.ndim != 2:
         raise ValueError(f'{path}: expected a frames x values array, got shape {reference.shape}')

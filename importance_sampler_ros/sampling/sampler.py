@@ -67,13 +67,16 @@ sum relative to keeping everything).
 """
 from __future__ import annotations
 
+import io
 import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from importance_sampler_ros.files import write_atomically
 from importance_sampler_ros.sampling.config import SamplerConfig
 from importance_sampler_ros.sampling.coverage import CoverageScore, load_reference
 
@@ -85,6 +88,10 @@ REASON_DROPPED = 'dropped'
 REASON_BUDGET = 'budget'
 
 _NS = 1_000_000_000
+# Threshold draws: the threshold's log step per dropped frame (a keep steps up (1 - rho) / rho
+# times as far): halving takes 35 drops, and after a scene change that lifts every score tenfold
+# six keeps in a row (at rho = 0.05) bring the threshold up to it.
+THRESHOLD_GAIN = 0.02
 
 
 @dataclass(frozen=True)
@@ -191,11 +198,15 @@ class ImportanceSampler:
         # track id -> (stamp_ns, importance) of the track's detection in its latest kept frame
         self._track_keeps: dict[int, tuple[int, float]] = {}
         self.suppressed = 0
+        # threshold draws: the keep threshold on g^a (None until the first positive g)
+        self._threshold: float | None = None
         self._coverage = None
         if self.config.frame_score == 'coverage':
             reference = (load_reference(self.config.coverage_reference)
                          if self.config.coverage_reference else None)
-            self._coverage = CoverageScore(self.config.coverage_memory, reference)
+            bank_path = Path(self.config.coverage_bank) if self.config.coverage_bank else None
+            bank = load_reference(str(bank_path)) if bank_path and bank_path.exists() else None
+            self._coverage = CoverageScore(self.config.coverage_memory, reference, bank=bank)
 
     @property
     def keep_ratio(self) -> float:
@@ -262,24 +273,59 @@ class ImportanceSampler:
             self._note_kept(stamp_ns, nbytes, track_ids, track_importances, descriptor)
             return decision(True, 1.0, 1.0, REASON_FORCED)
 
-        q = min(1.0, rho * sharpened / g_mean) if g_mean > 0.0 else 0.0
-        if uncovered or (self._frames_seen <= self.config.warmup_frames
-                         and not self.config.fixed_importance_mean):
-            q = max(q, rho)
-        q = max(q, self.config.floor_probability)
+        if self.config.draw == 'threshold':
+            over = uncovered or (self._threshold is not None and sharpened > self._threshold)
+            q = 1.0 if over else self.config.floor_probability
+        else:
+            q = min(1.0, rho * sharpened / g_mean) if g_mean > 0.0 else 0.0
+            if uncovered or (self._frames_seen <= self.config.warmup_frames
+                             and not self.config.fixed_importance_mean):
+                q = max(q, rho)
+            q = max(q, self.config.floor_probability)
         if self._is_redundant(stamp_ns, track_ids, track_importances):
             self.suppressed += 1
             q *= self.config.redundancy_scale
         if self._budget and self._budget.balance < 0.0:
             return decision(False, q, 0.0, REASON_BUDGET)
-        if q > 0.0 and self._draw(q):
+        kept = q > 0.0 and self._draw(q)
+        if self.config.draw == 'threshold':
+            self._follow_keep_rate(kept, sharpened, rho)
+        if kept:
             self._note_kept(stamp_ns, nbytes, track_ids, track_importances, descriptor)
             return decision(True, q, 1.0 / q, REASON_SAMPLED)
         return decision(False, q, 0.0, REASON_DROPPED)
 
+    @property
+    def coverage_bank_size(self) -> int:
+        """Kept frames the coverage score compares with (0 without coverage)."""
+        return self._coverage.kept if self._coverage is not None else 0
+
+    def save_coverage_bank(self) -> Path | None:
+        """Write the remembered kept descriptors to `coverage_bank` (atomically), for the next
+        run to start from; None when there is no bank to write. Raises OSError."""
+        if self._coverage is None or not self.config.coverage_bank:
+            return None
+        path = Path(self.config.coverage_bank)
+        buffer = io.BytesIO()
+        np.save(buffer, self._coverage.bank().astype(np.float32), allow_pickle=False)
+        write_atomically(path, buffer.getvalue())
+        return path
+
+    def _follow_keep_rate(self, kept: bool, sharpened: float, rho: float) -> None:
+        """Threshold draws: a keep raises the threshold by THRESHOLD_GAIN (1 - rho) / rho in log
+        terms, a drop lowers it by THRESHOLD_GAIN, so it settles where the keep rate is rho."""
+        if self._threshold is None:
+            if sharpened > 0.0:
+                self._threshold = sharpened
+            return
+        step = ((1.0 if kept else 0.0) - rho) / rho
+        self._threshold *= math.exp(THRESHOLD_GAIN * step)
+
     def _draw(self, q: float) -> bool:
-        if self.config.draw == 'independent':
+        if self.config.draw == 'independent' or (self.config.draw == 'threshold' and q < 1.0):
             return bool(self._rng.random() < q)
+        if self.config.draw == 'threshold':
+            return True
         self._phase += q
         if self._phase >= 1.0:
             self._phase -= math.floor(self._phase)
