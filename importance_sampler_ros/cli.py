@@ -28,6 +28,8 @@ SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
                    'recover what can be read of an unclosed bag split'),
     'coverage-reference': (f'{_PKG}.detection.coverage_reference', 'configure_parser', 'run',
                            "the detector's frame descriptors on its training frames (.npy)"),
+    'select': (f'{_PKG}.offline.select', 'configure_parser', 'run',
+               'pick the recorded frames to label: a k-center cover of their descriptors'),
     'closed-loop': (f'{_PKG}.closed_loop.experiment', 'configure_closed_loop_parser',
                     'run_closed_loop_command',
                     'does retraining on the kept frames beat retraining on random ones?'),

@@ -140,7 +140,8 @@ def test_cover_picks_every_cluster_before_a_second_frame_of_any():
     centres = rng.normal(0.0, 20.0, (5, 3))
     # 5 tight clusters of very different sizes: 400 frames of one scene, 5 of the rarest
     sizes = [400, 100, 40, 10, 5]
-    pool = np.concatenate([c + rng.normal(0.0, 0.1, (n, 3)) for c, n in zip(centres, sizes)])
+    pool = np.concatenate([c + rng.normal(0.0, 0.1, (n, 3))
+                           for c, n in zip(centres, sizes, strict=True)])
     cluster = np.repeat(np.arange(5), sizes)
     reference = rng.normal(0.0, 20.0, (50, 3))
     for seed in range(4):
