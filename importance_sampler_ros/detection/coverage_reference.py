@@ -1,9 +1,9 @@
 """`importance-sampler coverage-reference`: the frame descriptors of a detector on frames of its
 training distribution, saved as .npy for `recorder_node.coverage_reference`.
 
-With them the coverage frame score (sampling/coverage.py) whitens descriptors by the training
-frames' covariance and counts those frames as kept from the start, so that a frame like the
-training data scores low and one unlike it (night, fog, an unseen road) high. For the shipped
+With them the coverage frame score (sampling/coverage.py) and `importance-sampler select`
+whiten descriptors by the training frames' covariance, so that distances count every direction
+the training data varies in alike. For the shipped
 detector the frames are synthetic frames of its training mix ('common', seeds no training, pool
 or test drive uses); a detector trained on other data should be given frames of its own
 training set (`--bag`).

@@ -3,25 +3,24 @@ far. A frame score for the sampler (`recorder_node.frame_score: coverage`).
 
 Each frame's descriptor (DetectionArray.frame_descriptor) is the mean and standard deviation over
 the frame's region proposals of the box head's output features: what the detector's last layers
-see of the whole scene, computed in the same forward pass. Dimensions are standardised by a
-running mean and variance over every frame seen (Welford), so that no dimension's scale dominates
-and no reference data is needed; with a reference (`coverage_reference`: descriptors of the
-detector's training frames, `importance-sampler coverage-reference`) they are whitened by its
-covariance instead and its frames count as kept. The score is the Euclidean distance of the
-standardised descriptor to the nearest of the last `memory` kept (or reference) frames'.
+see of the whole scene, computed in the same forward pass. With a reference (`coverage_reference`:
+descriptors of the detector's training frames, `importance-sampler coverage-reference`) they are
+whitened by its covariance; without one, each dimension is standardised by a running mean and
+variance over every frame seen (Welford). The score is the Euclidean distance to the nearest of
+the last `memory` kept frames. The kept frames can outlive the run (`coverage_bank`: read at
+start, written at close), so that a car whose recorder restarts every drive, or a fleet sharing
+one bank, keeps what is not covered yet rather than starting afresh.
 
-Why: with the box head retrained (closed loop, `--retrain-from fc6`), labelling every pool frame
-beats as many random frames as a 5 % budget allows by +0.8 to +1.8 mAP points, and the
-importance scorers recover little of it: their frame scores are highest where the detector sees
-many objects and lowest at night and in fog, where its errors are. Frames far from everything
-selected already add what the selection lacks: an offline greedy k-center cover of this space
-gained +1.2 points on the tuning pool and +0.2 on unseen drives
-(docs/measurements/closed_loop_cpu.md, session 4). Sampling q proportional to the distance is
-the online form: the first night frames after a day of driving are far from every kept frame and
-kept more often than the day frames (about 1.7x in the unit test's toy stream: q stays
-proportional to the distance, so the rise is gentle); once some are kept, the rest are not.
-Measured as shipped it did not beat random (-0.2 points, 3 seeds; -0.4 with a training-frame
-reference), so it is not the default.
+With `draw: threshold` the sampler keeps a frame when its distance passes a threshold that
+follows the keep ratio: an online cover. With the proportional draws q follows the distance
+(q = rho d / mean d), which leans only gently towards far frames.
+
+Measured in the closed loop (box head retrained, `--retrain-from fc6`; 5 % of the tuning pool,
+10 seeds; docs/measurements/closed_loop_cpu.md): the online cover gains +0.47 +- 0.24 mAP points
+over as many random frames, the same as keeping every n-th frame (+0.52 +- 0.20), and less than
+the greedy k-center cover of the whole pool at labelling time (+0.98 +- 0.20, sampling/cover.py),
+which picks the most extreme frames first where the online rule takes the first frame of each
+new region. The proportional rule did not beat random (-0.3).
 
 The distance depends on which frames were kept before, so q_i is fixed before frame i's coin but
 not independent of earlier coins: the 1/q weights keep the Horvitz-Thompson argument of

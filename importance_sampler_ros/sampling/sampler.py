@@ -51,6 +51,14 @@ depend on earlier draws (the byte budget adapts rho to what was kept; redundancy
 kept tracks) the inclusion probability is q_i only approximately; a test measures the weighted
 sums' bias in both modes.
 
+Threshold draws (`draw: threshold`): no coin. A frame is kept (q = 1) when its g^a exceeds a
+threshold, else q = floor_probability; the threshold follows the keep rate (Robbins-Monro on its
+logarithm: up by THRESHOLD_GAIN (1 - rho) / rho at a keep, down by THRESHOLD_GAIN at a drop), so
+keeps settle at rho of the frames. With the coverage score this is the online cover: a frame is
+kept when it is farther than the threshold from every kept frame. It is a choice, not a sample:
+with floor_probability 0 the frames under the threshold can never be kept and the weights 1/q
+estimate nothing; with a floor > 0 they do, approximately (q depends on earlier keeps, as above).
+
 Relabel keeps inside the budget (`relabel_keeps_in_budget`, default on): the recorder keeps every
 frame a relabel names (thinned by its relabel_keep_gap_s) whatever the coin said, on top of the
 sampled ones; on drives with many relabels that doubled the keep ratio asked for (measured in the
