@@ -9,7 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from importance_sampler_ros.closed_loop.experiment import headroom_line, summarise
+from importance_sampler_ros.closed_loop.experiment import (
+    COVERAGE_ROW,
+    TWO_STAGE_ROW,
+    headroom_line,
+    summarise,
+)
 from importance_sampler_ros.closed_loop.finetune import FinetuneSettings, finetune, label_frame
 from importance_sampler_ros.closed_loop.head_cache import (
     LastLayers,
@@ -110,7 +115,10 @@ def test_closed_loop_command_smoke(tmp_path):
     strategies = {r['strategy'] for r in result['runs']}
     assert {'random', 'sampler, 1/q weights', 'sampler, self-labels',
             'oracle (true errors)', CEILING, 'sampler, coverage frame score', UNIFORM,
-            COVER} <= strategies
+            COVER, COVERAGE_ROW, TWO_STAGE_ROW} <= strategies
+    two_stage = next(r for r in result['runs'] if r['strategy'] == TWO_STAGE_ROW)
+    assert two_stage['frames'] == next(r['frames'] for r in result['runs']
+                                       if r['strategy'] == 'random')
     assert next(r['frames'] for r in result['runs'] if r['strategy'] == CEILING) == 60
     assert len(result['runs']) == len(strategies)  # one seed
     assert result['pool']['frames'] == 60 and result['test']['natural_frames'] == 10

@@ -89,7 +89,7 @@ STRATEGIES = ('random', 'uniform', 'sampler', 'sampler-unweighted', 'self-labels
               'oracle', 'cover', 'coverage', 'two-stage', 'ceiling', 'ablation', 'other-score')
 COVERAGE_ROW = 'sampler, coverage with threshold draws'
 # Row 'two-stage': the car keeps this many times the labelling budget, `select` picks from them.
-TWO_STAGE_FACTOR = 3.0
+TWO_STAGE_FACTOR = 6.0
 TWO_STAGE_ROW = f'two-stage: recorder keeps {TWO_STAGE_FACTOR:g}x, select covers'
 # The online cover (row 'coverage'): the recorder's coverage score with threshold draws, whitened
 # by the replay (training-mix) frames' descriptors; the bank carries on from drive to drive.

@@ -11,7 +11,7 @@
 - k-center cover (offline reference): greedy farthest-point selection in the space of the frame
   descriptors, whitened by the training frames' covariance (sampling/cover.py), of the whole
   pool: what a choice over all of a drive's frames gets;
-- two-stage: the recorder keeps frames at TWO_STAGE_FACTOR x the budget (coverage, threshold
+- two-stage: the recorder keeps frames at TWO_STAGE_FACTOR (6) x the budget (coverage, threshold
   draws), then `importance-sampler select`'s cover picks the labelled frames among them;
 - top-N by a frame score (each scorer with the detector's aggregation), over the whole pool;
 - oracle: top-N by the true error count (needs the ground truth it is judged on).
