@@ -31,7 +31,8 @@ def markdown(result: dict[str, Any], wall_note: str = '') -> str:
         '# Closed loop: retraining on the kept frames vs on as many random frames', '',
         f"Command: `{result.get('command', 'importance-sampler closed-loop')}`", '',
         f"Machine: {platform.machine()}, {wall_note}wall time {result['wall_s']:.0f} s. "
-        f"Model retrained: `{result['model']}` (last layers: fc7, cls_score, bbox_pred; "
+        f"Model retrained: `{result['model']}` (from {settings.get('retrain_from', 'fc7')} up to "
+        f"cls_score and bbox_pred; "
         f"{settings['finetune']['iterations']} iterations, batch "
         f"{settings['finetune']['batch_size']}, replay share "
         f"{settings['finetune']['replay_share']}, {settings['replay_frames']} replay frames).",

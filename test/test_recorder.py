@@ -517,12 +517,13 @@ if __name__ == '__main__' and sys.argv[1:2] == ['child']:
     _child(sys.argv[2], sys.argv[3], int(sys.argv[4]))
 
 
-def test_relabel_keeps_thinned_and_counted_in_the_keep_ratio(tmp_path: Path) -> None:
-    """relabel_keep_gap_s keeps one named frame per gap; relabel_keeps_in_budget lowers the
-    draws' ratio by the share of relabel keeps, so that the total stays near keep_ratio."""
-    def run(name: str, gap_s: float, in_budget: bool) -> tuple[dict, list]:
+def test_relabel_keeps_thinned_capped_and_counted_in_the_keep_ratio(tmp_path: Path) -> None:
+    """relabel_keep_gap_s keeps one named frame per gap; relabel_keep_share caps relabel keeps at
+    a share of keep_ratio; relabel_keeps_in_budget lowers the draws' ratio by the share of
+    relabel keeps, so that the total stays near keep_ratio."""
+    def run(name: str, gap_s: float, in_budget: bool, share: float) -> tuple[dict, list]:
         sampler = SamplerConfig(keep_ratio=0.2, seed=4, relabel_keeps_in_budget=in_budget,
-                                mean_window=50)
+                                mean_window=50, relabel_keep_share=share)
         recorder = Recorder(config(tmp_path, bag_name=name, relabel_keep_gap_s=gap_s,
                                    sampler=sampler))
         results = []
@@ -533,20 +534,25 @@ def test_relabel_keeps_thinned_and_counted_in_the_keep_ratio(tmp_path: Path) -> 
         results += recorder.close()
         return recorder.stats(), results
 
-    every, _ = run('every', 0.0, False)
-    thinned, results = run('thinned', 0.5, False)
-    budgeted, _ = run('budgeted', 0.5, True)
-    # every frame is named: without thinning all 600 are kept
-    assert every['kept'] == 600
+    every, _ = run('every', 0.0, False, 1.0)
+    thinned, results = run('thinned', 0.5, False, 1.0)
+    budgeted, _ = run('budgeted', 0.5, True, 1.0)
+    capped, _ = run('capped', 0.0, True, 0.5)
+    # every frame is named, but relabel keeps may take at most keep_ratio of the frames
+    assert abs(every['relabel'] - 0.2 * 600) < 0.05 * 600
+    assert every['relabel_keeps_over_cap'] > 0.6 * 600
     # 0.5 s at 10 Hz: frames 0 and 5 of each relabel's ten (stamps of frame i: i / 10 s)
     relabel_kept = sorted(r.decision.stamp_ns for r in results if r.decision.reason == 'relabel')
     assert all((ns // FRAME_NS) % 5 == 0 for ns in relabel_kept)
     assert thinned['relabel'] + thinned['sampled'] == thinned['kept']
     # sampled 0.2, plus relabel keeps of 0.2 of the frames when their coin said drop: 0.36
     assert 0.3 * 600 < thinned['kept'] < 0.42 * 600
-    # in the budget: the draws aim at 0.2 - 0.2 -> min_keep_ratio, relabel keeps remain
-    assert budgeted['sampled'] < 0.1 * thinned['sampled']
+    # in the budget: the draws aim at 0.2 less the relabel share (just under 0.2 at the cap)
+    assert budgeted['sampled'] < 0.2 * thinned['sampled']
     assert abs(budgeted['kept'] - 0.2 * 600) < 0.05 * 600
+    # the default cap: relabels take at most half the budget, the coins the rest
+    assert capped['relabel'] < 0.12 * 600 and capped['sampled'] > 0.07 * 600
+    assert abs(capped['kept'] - 0.2 * 600) < 0.05 * 600
 
 
 def test_coverage_bank_is_written_at_close_and_an_unwritable_one_loses_nothing_else(

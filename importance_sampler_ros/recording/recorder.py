@@ -171,7 +171,8 @@ class Recorder:
             ('frames', 'kept', 'sampled', 'relabel', 'forced', 'dropped', 'budget',
              'bytes_written', 'relabels_received', 'relabel_observations_buffered',
              'relabel_observations_late_kept', 'relabel_observations_late_dropped',
-             'relabel_observations_unknown', 'frames_rejected', 'kept_not_written'), 0)
+             'relabel_observations_unknown', 'relabel_keeps_over_cap', 'frames_rejected',
+             'kept_not_written'), 0)
 
     # --- input ---------------------------------------------------------------------------
 
@@ -385,8 +386,11 @@ class Recorder:
     def _finalize(self, frame: _Buffered) -> FrameResult:
         decision = frame.decision
         self._tally.add(decision.importance, decision.probability)
-        self.sampler.note_final(frame.relabel_keep)
-        if not decision.kept and frame.relabel_keep:
+        relabel_keep = frame.relabel_keep and self.sampler.allow_relabel_keep()
+        if frame.relabel_keep and not relabel_keep:
+            self._counts['relabel_keeps_over_cap'] += 1
+        self.sampler.note_final(relabel_keep)
+        if not decision.kept and relabel_keep:
             decision = replace(decision, kept=True, weight=1.0, reason=REASON_RELABEL)
             self.sampler.note_kept(frame.stamp_ns, frame.nbytes, frame.track_ids,
                                    frame.track_importances, frame.descriptor)

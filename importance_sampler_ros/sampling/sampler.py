@@ -228,6 +228,13 @@ class ImportanceSampler:
             rho = max(self.config.min_keep_ratio, rho - self._relabel_share.mean)
         return rho
 
+    def allow_relabel_keep(self) -> bool:
+        """Whether a relabel may keep one more frame: relabel keeps over the last mean_window
+        final frames stay under relabel_keep_share of the keep ratio (of the byte budget's rho in
+        that mode). Depends on earlier relabel keeps only, never on the coins."""
+        base = self._budget.rho if self._budget else self.config.keep_ratio
+        return self._relabel_share.mean < self.config.relabel_keep_share * base
+
     def note_final(self, relabel_keep: bool) -> None:
         """A frame's decision became final; `relabel_keep`: a relabel keeps it (whatever its
         coin said). Frames named by relabels are chosen by the tracker, not by the coins, so the
