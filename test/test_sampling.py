@@ -445,3 +445,13 @@ def test_threshold_coverage_keeps_each_new_scene_once_it_appears():
     assert abs(kept.mean() - 0.05) < 0.02
     # the first frame of every new scene is farther from the kept set than any frame before it
     assert all(kept[500 * k] for k in range(4))
+
+
+def test_uniform_frame_score_keeps_every_nth_frame_whatever_the_importance():
+    rng = np.random.default_rng(2)
+    sampler = ImportanceSampler(SamplerConfig(keep_ratio=0.1, seed=3, frame_score='uniform'))
+    decisions = [sampler.decide(i * FRAME_NS, float(x))
+                 for i, x in enumerate(rng.exponential(1.0, 1000))]
+    kept = np.flatnonzero([d.kept for d in decisions])
+    assert len(kept) == 100 and set(np.diff(kept)) == {10}
+    assert all(d.weight == pytest.approx(10.0) for d in decisions if d.kept)

@@ -8,7 +8,7 @@ from importance_sampler_ros.params import Settings, finite, param
 
 DRAWS = ('independent', 'systematic', 'threshold')
 # What g is: the detector's frame importance, or the coverage distance (sampling/coverage.py).
-FRAME_SCORES = ('importance', 'coverage')
+FRAME_SCORES = ('importance', 'coverage', 'uniform')
 
 
 @dataclass(frozen=True)
@@ -68,8 +68,9 @@ class SamplerConfig(Settings):
                       'the weights are not unbiased: a selection, not a sample)', choices=DRAWS)
     frame_score: str = param(
         'importance', "What the frame score g is: 'importance' (DetectionArray.frame_importance, "
-        "the detector's scorer) or 'coverage' (distance of the frame's descriptor to the nearest "
-        "kept frame's, standardised; frames unlike everything kept so far score high)",
+        "the detector's scorer), 'coverage' (distance of the frame's descriptor to the nearest "
+        "kept frame's, standardised; frames unlike everything kept so far score high) or "
+        "'uniform' (g = 1: with systematic draws every (1/rho)-th frame, a fixed frame rate)",
         choices=FRAME_SCORES)
     coverage_reference: str = param(
         '', "Coverage: .npy of descriptors of the detector's training frames (importance-sampler "

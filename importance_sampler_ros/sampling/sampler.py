@@ -270,6 +270,8 @@ class ImportanceSampler:
                                  '(DetectionArray.frame_descriptor is empty)')
             uncovered = self._coverage.kept == 0
             importance = self._coverage.observe(descriptor)
+        if self.config.frame_score == 'uniform':
+            importance = 1.0
         g = float(importance)
         if not math.isfinite(g) or g < 0.0:
             raise ValueError(f'frame importance must be finite and >= 0, got {importance!r}')
