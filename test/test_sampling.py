@@ -455,3 +455,20 @@ def test_uniform_frame_score_keeps_every_nth_frame_whatever_the_importance():
     kept = np.flatnonzero([d.kept for d in decisions])
     assert len(kept) == 100 and set(np.diff(kept)) == {10}
     assert all(d.weight == pytest.approx(10.0) for d in decisions if d.kept)
+
+
+def test_an_unreadable_coverage_file_is_one_parameter_error(tmp_path):
+    from importance_sampler_ros.params import ParameterError
+
+    garbage = tmp_path / 'garbage.npy'
+    garbage.write_text('not numpy')
+    for name in ('coverage_reference', 'coverage_bank'):
+        with pytest.raises(ParameterError, match=rf'^{name} .*garbage\.npy'):
+            ImportanceSampler(SamplerConfig(frame_score='coverage', **{name: str(garbage)}))
+    with pytest.raises(ParameterError, match=r'coverage_reference .*missing\.npy'):
+        ImportanceSampler(SamplerConfig(frame_score='coverage',
+                                        coverage_reference=str(tmp_path / 'missing.npy')))
+    # a bank that does not exist yet is the first run's: it starts empty
+    sampler = ImportanceSampler(SamplerConfig(frame_score='coverage',
+                                              coverage_bank=str(tmp_path / 'new.npy')))
+    assert sampler.coverage_bank_size == 0

@@ -85,6 +85,7 @@ from pathlib import Path
 import numpy as np
 
 from importance_sampler_ros.files import write_atomically
+from importance_sampler_ros.params import ParameterError
 from importance_sampler_ros.sampling.config import SamplerConfig
 from importance_sampler_ros.sampling.coverage import CoverageScore, load_reference
 
@@ -210,11 +211,24 @@ class ImportanceSampler:
         self._threshold: float | None = None
         self._coverage = None
         if self.config.frame_score == 'coverage':
-            reference = (load_reference(self.config.coverage_reference)
-                         if self.config.coverage_reference else None)
-            bank_path = Path(self.config.coverage_bank) if self.config.coverage_bank else None
+            self._coverage = self._coverage_score()
+
+    def _coverage_score(self) -> CoverageScore:
+        """The coverage score from its files; ParameterError (one line naming the parameter)
+        for a file that cannot be read or does not fit."""
+        config = self.config
+        name = 'coverage_reference'
+        try:
+            reference = load_reference(config.coverage_reference) if config.coverage_reference \
+                else None
+            name = 'coverage_bank'
+            bank_path = Path(config.coverage_bank) if config.coverage_bank else None
             bank = load_reference(str(bank_path)) if bank_path and bank_path.exists() else None
-            self._coverage = CoverageScore(self.config.coverage_memory, reference, bank=bank)
+            name = 'coverage_reference'
+            return CoverageScore(config.coverage_memory, reference, bank=bank)
+        except (OSError, ValueError) as error:
+            raise ParameterError(f'{name} {getattr(config, name)!r}: not a descriptor file '
+                                 f'({error})') from None
 
     @property
     def keep_ratio(self) -> float:
