@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import os
 import struct
+import sys
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -123,8 +124,31 @@ def serialize(message: Any) -> bytes:
 
 
 def deserialize(data: bytes | memoryview, message_type: str) -> Any:
-    """A rosbags message object from CDR bytes."""
-    return typestore().deserialize_cdr(data, message_type)
+    """A rosbags message object from CDR bytes. A DetectionArray recorded before its last field,
+    frame_descriptor, existed (its CDR ends where that field would start) decodes with an
+    empty descriptor."""
+    try:
+        return typestore().deserialize_cdr(data, message_type)
+    except Exception:
+        if message_type != msgtype('DetectionArray'):
+            raise
+        first_error = sys.exc_info()[1]
+    try:
+        message = typestore().deserialize_cdr(_with_empty_descriptor(data), message_type)
+    except Exception:
+        raise first_error from None
+    # the appended zeros must be the new field, not the missing end of a cut-off last string
+    if any('\x00' in text for text in message.situations):
+        raise first_error
+    return message
+
+
+def _with_empty_descriptor(data: bytes | memoryview) -> bytes:
+    """The CDR with an empty float32[] appended: alignment to 4 in the payload (after the 4-byte
+    encapsulation header), then a zero sequence length."""
+    data = bytes(data)
+    padding = -(len(data) - 4) % 4
+    return data + bytes(padding) + (0).to_bytes(4, 'little' if data[1] == 1 else 'big')
 
 
 def check_bag_version(version: int) -> None:

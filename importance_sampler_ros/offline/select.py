@@ -51,16 +51,22 @@ def bags_of(path: Path) -> list[Path]:
 
 
 def read_candidates(bags: list[Path], detections_topic: str,
-                    damage: list[str]) -> tuple[list[Candidate], int]:
-    """Every recorded frame with a descriptor; also how many recorded frames had none."""
+                    damage: list[str]) -> tuple[list[Candidate], int, int]:
+    """Every recorded frame with a descriptor; also how many recorded frames had none, and how
+    many DetectionArray messages did not decode (e.g. recorded with the message definition
+    from before frame_descriptor)."""
     found: list[Candidate] = []
-    without = 0
+    without = undecodable = 0
     for bag in bags:
         seen: set[int] = set()
         damaged: list[Damage] = []
         try:
             for message in bag_io.read_messages(bag, [detections_topic], damaged):
-                array = message.decode()
+                try:
+                    array = bag_io.validate_message(message.rawdata, message.msgtype)
+                except bag_io.BadMessageError:
+                    undecodable += 1
+                    continue
                 stamp = array.header.stamp.sec * 1_000_000_000 + array.header.stamp.nanosec
                 descriptor = np.asarray(array.frame_descriptor, np.float64)
                 if stamp in seen:
@@ -73,7 +79,7 @@ def read_candidates(bags: list[Path], detections_topic: str,
         except (bag_io.BagError, OSError) as error:
             damage.append(f'{bag}: {error}')
         damage.extend(f'{bag}: {d}' for d in damaged)
-    return found, without
+    return found, without, undecodable
 
 
 def write_selected_bag(out: Path, picks: list[Candidate], damage: list[str]) -> int:
@@ -146,11 +152,13 @@ def run(args: argparse.Namespace) -> int:
     if not bags:
         return fail(EXIT_ERROR, 'no rosbag2 bag or recording directory among the inputs')
     damage: list[str] = []
-    candidates, without = read_candidates(bags, args.detections_topic, damage)
+    candidates, without, undecodable = read_candidates(bags, args.detections_topic, damage)
     if not candidates:
         return fail(EXIT_ERROR, f'no recorded frame with a frame descriptor on '
-                                f'{args.detections_topic} in {len(bags)} bag(s) '
-                                f'({without} without one; damage: {damage[:1]})')
+                                f'{args.detections_topic} in {len(bags)} bag(s): {without} '
+                                f'without one, {undecodable} that do not decode as this '
+                                f"version's DetectionArray (recorded before frame_descriptor?)"
+                                + (f', damage: {damage[0]}' if damage else ''))
     count = args.count if args.count is not None else max(1, round(args.share * len(candidates)))
     try:
         chosen = greedy_cover(np.stack([c.descriptor for c in candidates]), count, args.seed,
@@ -164,7 +172,8 @@ def run(args: argparse.Namespace) -> int:
         summary = {
             'command': 'importance-sampler select ' + shlex.join(sys.argv[2:]),
             'bags': [str(b) for b in bags], 'recorded_frames': len(candidates) + without,
-            'frames_without_descriptor': without, 'candidates': len(candidates),
+            'frames_without_descriptor': without, 'undecodable_detections': undecodable,
+            'candidates': len(candidates),
             'picked': len(picks), 'reference': str(reference_path) if reference_path else None,
             'messages_written': messages, 'damage': damage,
             'frames': [{'bag': str(p.bag), 'stamp_ns': p.stamp_ns} for p in picks],
