@@ -123,14 +123,15 @@ def serialize(message: Any) -> bytes:
     return bytes(typestore().serialize_cdr(message, message.__msgtype__))
 
 
-def deserialize(data: bytes | memoryview, message_type: str) -> Any:
-    """A rosbags message object from CDR bytes. A DetectionArray recorded before its last field,
-    frame_descriptor, existed (its CDR ends where that field would start) decodes with an
-    empty descriptor."""
+def deserialize(data: bytes | memoryview, message_type: str, upgrade: bool = True) -> Any:
+    """A rosbags message object from CDR bytes. With `upgrade`, a DetectionArray recorded before
+    its last field, frame_descriptor, existed (its CDR ends where that field would start)
+    decodes with an empty descriptor: for reading old bags, never for checking what is written
+    (validate_message), since those bytes would not decode in other readers."""
     try:
         return typestore().deserialize_cdr(data, message_type)
     except Exception:
-        if message_type != msgtype('DetectionArray'):
+        if not upgrade or message_type != msgtype('DetectionArray'):
             raise
         first_error = sys.exc_info()[1]
     try:
@@ -205,7 +206,7 @@ def validate_message(data: bytes | memoryview, message_type: str) -> Any:
     """The decoded message, or BadMessageError: the CDR must decode as `message_type` with no
     bytes left over, and an Image must be consistent (check_image)."""
     try:
-        message = deserialize(data, message_type)
+        message = deserialize(data, message_type, upgrade=False)
     except Exception as error:  # rosbags raises SerdeError (and others) for malformed CDR
         name = message_type.rsplit('/', 1)[-1]
         raise BadMessageError(f'malformed {name} CDR ({len(data)} bytes): {error}') from None

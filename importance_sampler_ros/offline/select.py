@@ -63,8 +63,8 @@ def read_candidates(bags: list[Path], detections_topic: str,
         try:
             for message in bag_io.read_messages(bag, [detections_topic], damaged):
                 try:
-                    array = bag_io.validate_message(message.rawdata, message.msgtype)
-                except bag_io.BadMessageError:
+                    array = message.decode()
+                except Exception:  # rosbags raises SerdeError (and others) for malformed CDR
                     undecodable += 1
                     continue
                 stamp = array.header.stamp.sec * 1_000_000_000 + array.header.stamp.nanosec
@@ -156,8 +156,8 @@ def run(args: argparse.Namespace) -> int:
     if not candidates:
         return fail(EXIT_ERROR, f'no recorded frame with a frame descriptor on '
                                 f'{args.detections_topic} in {len(bags)} bag(s): {without} '
-                                f'without one, {undecodable} that do not decode as this '
-                                f"version's DetectionArray (recorded before frame_descriptor?)"
+                                f'without one (recorded before descriptors existed?), '
+                                f'{undecodable} that do not decode'
                                 + (f', damage: {damage[0]}' if damage else ''))
     count = args.count if args.count is not None else max(1, round(args.share * len(candidates)))
     try:
