@@ -19,7 +19,6 @@ from __future__ import annotations
 import functools
 import os
 import struct
-import sys
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -130,10 +129,10 @@ def deserialize(data: bytes | memoryview, message_type: str, upgrade: bool = Tru
     (validate_message), since those bytes would not decode in other readers."""
     try:
         return typestore().deserialize_cdr(data, message_type)
-    except Exception:
+    except Exception as error:
         if not upgrade or message_type != msgtype('DetectionArray'):
             raise
-        first_error = sys.exc_info()[1]
+        first_error = error
     try:
         message = typestore().deserialize_cdr(_with_empty_descriptor(data), message_type)
     except Exception:

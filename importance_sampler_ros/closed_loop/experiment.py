@@ -354,24 +354,17 @@ def run_closed_loop(settings: ClosedLoopSettings, log: Log = print) -> dict[str,
         for seed in settings.seeds:
             overrides = {'recorder_node': {'keep_ratio': budget, 'seed': int(seed)},
                          'detector_node': det_overrides}
-            run_params, _ = load_parameters(settings.params_file, overrides)
+            run_params = _recorder_variant(settings.params_file, overrides)
             sampler = run_product_sampler(pool, run_params)
             count = int(sampler.kept.sum())
-            previous, _ = load_parameters(settings.params_file, {
-                **overrides, 'recorder_node': {**overrides['recorder_node'], **PREVIOUS_SAMPLER}})
             other_score = next(f for f in FRAME_SCORES
                                if f != run_params['recorder_node'].values['frame_score'])
-            other, _ = load_parameters(settings.params_file, {
-                **overrides, 'recorder_node': {**overrides['recorder_node'],
-                                               'frame_score': other_score}})
-            online_cover, _ = load_parameters(settings.params_file, {
-                **overrides, 'recorder_node': {**overrides['recorder_node'], **COVERAGE_SAMPLER,
-                                               'coverage_reference': str(reference_path)}})
-            candidates, _ = load_parameters(settings.params_file, {
-                **overrides, 'recorder_node': {
-                    **overrides['recorder_node'], **COVERAGE_SAMPLER,
-                    'coverage_reference': str(reference_path),
-                    'keep_ratio': min(1.0, TWO_STAGE_FACTOR * budget)}})
+            cover = {**COVERAGE_SAMPLER, 'coverage_reference': str(reference_path)}
+            previous = _recorder_variant(settings.params_file, overrides, **PREVIOUS_SAMPLER)
+            other = _recorder_variant(settings.params_file, overrides, frame_score=other_score)
+            online_cover = _recorder_variant(settings.params_file, overrides, **cover)
+            candidates = _recorder_variant(settings.params_file, overrides, **cover,
+                                           keep_ratio=min(1.0, TWO_STAGE_FACTOR * budget))
             own = self_labels(pool, sampler.relabels, threshold)
             row = _RowInputs(pool, sampler, count, int(seed), scores, default_aggregation, errors,
                              pool_descriptors, reference, previous, other, other_score,
@@ -393,6 +386,15 @@ def run_closed_loop(settings: ClosedLoopSettings, log: Log = print) -> dict[str,
     result['summary'] = summarise(result['runs'])
     result['wall_s'] = round(time.perf_counter() - started, 1)
     return result
+
+
+def _recorder_variant(params_file: str | None, overrides: dict[str, Any], **changes: Any
+                      ) -> dict[str, Any]:
+    """The run's node parameters with these recorder_node values changed."""
+    from importance_sampler_ros.offline.pipeline import load_parameters
+
+    return load_parameters(params_file, {
+        **overrides, 'recorder_node': {**overrides['recorder_node'], **changes}})[0]
 
 
 @dataclass(frozen=True)

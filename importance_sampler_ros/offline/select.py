@@ -26,6 +26,7 @@ import numpy as np
 from importance_sampler_ros import topics
 from importance_sampler_ros.bags import bag_io
 from importance_sampler_ros.bags.mcap_scan import Damage
+from importance_sampler_ros.bags.messages import stamp_to_ns
 from importance_sampler_ros.sampling.cover import greedy_cover
 from importance_sampler_ros.sampling.coverage import load_reference
 
@@ -45,7 +46,7 @@ def bags_of(path: Path) -> list[Path]:
     """A rosbag2 bag itself, or the splits of a recording directory."""
     from importance_sampler_ros.recording.splits import split_paths
 
-    if (path / 'metadata.yaml').is_file() or path.suffix in ('.mcap', '.db3'):
+    if (path / 'metadata.yaml').is_file() or path.suffix in bag_io.BAG_FILE_SUFFIXES:
         return [path]
     return split_paths(path) if path.is_dir() else []
 
@@ -67,7 +68,7 @@ def read_candidates(bags: list[Path], detections_topic: str,
                 except Exception:  # rosbags raises SerdeError (and others) for malformed CDR
                     undecodable += 1
                     continue
-                stamp = array.header.stamp.sec * 1_000_000_000 + array.header.stamp.nanosec
+                stamp = stamp_to_ns(array.header)
                 descriptor = np.asarray(array.frame_descriptor, np.float64)
                 if stamp in seen:
                     continue

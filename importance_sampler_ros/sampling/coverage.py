@@ -50,7 +50,7 @@ class CoverageScore:
         self._memory = memory
         # the latest `memory` kept descriptors, a ring: raw, and whitened with a reference
         self._raw = np.zeros((0, 0))
-        self._white = np.zeros((0, 0))
+        self._white: np.ndarray | None = None
         self._filled = 0
         self._next = 0
         self._count = 0

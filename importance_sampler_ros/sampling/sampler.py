@@ -217,18 +217,24 @@ class ImportanceSampler:
         """The coverage score from its files; ParameterError (one line naming the parameter)
         for a file that cannot be read or does not fit."""
         config = self.config
-        name = 'coverage_reference'
+        reference = self._descriptor_file('coverage_reference', missing_ok=False)
+        bank = self._descriptor_file('coverage_bank', missing_ok=True)
         try:
-            reference = load_reference(config.coverage_reference) if config.coverage_reference \
-                else None
-            name = 'coverage_bank'
-            bank_path = Path(config.coverage_bank) if config.coverage_bank else None
-            bank = load_reference(str(bank_path)) if bank_path and bank_path.exists() else None
-            name = 'coverage_reference'
             return CoverageScore(config.coverage_memory, reference, bank=bank)
+        except ValueError as error:
+            raise ParameterError(f'coverage_reference {config.coverage_reference!r} / '
+                                 f'coverage_bank {config.coverage_bank!r}: {error}') from None
+
+    def _descriptor_file(self, name: str, missing_ok: bool) -> np.ndarray | None:
+        """The descriptors in the file parameter `name` names; None for '' (and for a file not
+        written yet with `missing_ok`: a bank before its first run)."""
+        path = getattr(self.config, name)
+        if not path or (missing_ok and not Path(path).exists()):
+            return None
+        try:
+            return load_reference(path)
         except (OSError, ValueError) as error:
-            raise ParameterError(f'{name} {getattr(config, name)!r}: not a descriptor file '
-                                 f'({error})') from None
+            raise ParameterError(f'{name} {path!r}: not a descriptor file ({error})') from None
 
     @property
     def keep_ratio(self) -> float:
@@ -353,10 +359,10 @@ class ImportanceSampler:
         self._threshold *= math.exp(THRESHOLD_GAIN * step)
 
     def _draw(self, q: float) -> bool:
-        if self.config.draw == 'independent' or (self.config.draw == 'threshold' and q < 1.0):
+        if self.config.draw == 'threshold' and q >= 1.0:
+            return True  # over the threshold; below it only a floor_probability coin remains
+        if self.config.draw in ('independent', 'threshold'):
             return bool(self._rng.random() < q)
-        if self.config.draw == 'threshold':
-            return True
         self._phase += q
         if self._phase >= 1.0:
             self._phase -= math.floor(self._phase)
