@@ -26,6 +26,8 @@ def _pm(cell: dict[str, float], scale: float = 100.0) -> str:
 
 
 def markdown(result: dict[str, Any], wall_note: str = '') -> str:
+    from importance_sampler_ros.closed_loop.experiment import format_gain
+
     settings = result['settings']
     lines = [
         '# Closed loop: retraining on the kept frames vs on as many random frames', '',
@@ -46,17 +48,21 @@ def markdown(result: dict[str, Any], wall_note: str = '') -> str:
         tags = sorted(next(iter(table.values()))['by_tag'])
         lines += [f'## Budget {float(budget):.1%} of the pool', '',
                   'Test mAP@0.5 after retraining (mean ± sd over seeds); gain over random in '
-                  'mAP points, paired by seed (mean ± sd); "err ×": detector errors per selected '
-                  'frame / per pool frame.', '',
-                  '| strategy | frames | err × | mAP | gain overall | '
+                  'mAP points, paired by seed: overall as mean ± standard error and the seeds '
+                  'in which it beat random, per tag mean ± sd; "err ×": detector errors per '
+                  'selected frame / per pool frame; "rare": share of the selected frames in a '
+                  f"rare situation (pool {result['pool'].get('rare_share', float('nan')):.2f}).",
+                  '',
+                  '| strategy | frames | err × | rare | mAP | gain overall | '
                   + ' | '.join(f'gain {t}' for t in tags) + ' |',
-                  '|---' * (5 + len(tags)) + '|']
+                  '|---' * (6 + len(tags)) + '|']
         for strategy, row in table.items():
             lines.append(
                 f"| {strategy} | {row['frames']['mean']:.0f} | "
                 f"{row['selected_error_enrichment']['mean']:.2f} | "
+                f"{row.get('selected_rare_share', {}).get('mean', float('nan')):.2f} | "
                 f"{row['mAP']['mean']:.3f} ± {row['mAP']['std']:.3f} | "
-                f"{_pm(row['gain_over_random'])} | "
+                f"{format_gain(row['gain_over_random'], '±')} | "
                 + ' | '.join(_pm(row['by_tag'][t]['gain_over_random']) for t in tags) + ' |')
         bins = list(next(iter(table.values()))['by_distance'])
         lines += ['', 'Gain over random by distance bin (mAP points):', '',
@@ -77,15 +83,18 @@ def markdown(result: dict[str, Any], wall_note: str = '') -> str:
                 f"{after['class_accuracy']:.3f}, recall {after['recall']:.3f}.")
         lines.append('')
     lines += ['## Frame scores on the pool (selection-metrics.md definitions)', '',
-              '| scorer | aggregation | candidates | Spearman | enrichment top 10 % | missed | '
-              'wrong class | sampler enrichment | CV |', '|---' * 9 + '|']
+              'Rare AUROC: how well the frame score ranks the frames of rare situations above '
+              'the others (0.5 = not at all, below 0.5 = it keeps them less often than a coin).',
+              '', '| scorer | aggregation | candidates | Spearman | enrichment top 10 % | missed | '
+              'wrong class | sampler enrichment | CV | rare AUROC |', '|---' * 10 + '|']
     for row in result['scoring']:
         def f(key: str, row=row) -> str:
             value = row.get(key)
             return '' if value is None else f'{value:.2f}'
         lines.append(f"| {row['scorer']} | {row['aggregation']} | {row['candidates']} | "
                      f"{f('spearman')} | {f('enrichment')} | {f('missed_enrichment')} | "
-                     f"{f('wrong_class_enrichment')} | {f('sampler_enrichment')} | {f('cv')} |")
+                     f"{f('wrong_class_enrichment')} | {f('sampler_enrichment')} | {f('cv')} | "
+                     f"{f('rare_auroc')} |")
     return '\n'.join(lines) + '\n'
 
 

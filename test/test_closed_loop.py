@@ -12,6 +12,7 @@ import torch
 from importance_sampler_ros.closed_loop.experiment import (
     COVERAGE_ROW,
     TWO_STAGE_ROW,
+    format_gain,
     headroom_line,
     summarise,
 )
@@ -99,6 +100,16 @@ def test_summary_pairs_each_strategy_with_random_of_the_same_seed():
     assert table['top']['rare_tags']['gain_over_random']['mean'] == pytest.approx(0.10)
     assert table['random']['gain_over_random']['mean'] == 0.0
     assert math.isclose(table['top']['mAP']['mean'], 0.585)
+    assert gain['se'] == pytest.approx(gain['std'] / math.sqrt(2)) and gain['positive'] == 2
+    assert format_gain(gain) == f"+3.50 +- {100 * gain['se']:.2f}, 2/2"
+
+
+def test_gain_report_counts_the_seeds_that_lost():
+    runs = [_run('random', s, 0.50, 0.20) for s in range(3)]
+    runs += [_run('x', 0, 0.52, 0.2), _run('x', 1, 0.49, 0.2), _run('x', 2, 0.47, 0.2)]
+    gain = summarise(runs)['0.05']['x']['gain_over_random']
+    assert gain['positive'] == 1 and gain['mean'] == pytest.approx(-0.02 / 3)
+    assert format_gain(gain, '±').startswith('-0.67 ± ') and format_gain(gain).endswith(', 1/3')
 
 
 @pytest.mark.slow
@@ -128,6 +139,9 @@ def test_closed_loop_command_smoke(tmp_path):
         assert 'night' in run['test']['by_tag'] and 0.0 <= run['near_duplicate_share'] <= 1.0
     assert {'before_relabels', 'after_relabels'} <= set(result['self_labels']['0.1'])
     assert any(row['scorer'] == 'prob_residual' for row in result['scoring'])
+    assert all('rare_auroc' in row for row in result['scoring'])
+    assert 0.0 <= result['pool']['rare_share'] <= 1.0
+    assert all(0.0 <= r['selected_rare_share'] <= 1.0 for r in result['runs'])
     assert (out / 'closed_loop_gain.png').stat().st_size > 10_000
 
 

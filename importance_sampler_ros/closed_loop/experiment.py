@@ -68,6 +68,7 @@ from importance_sampler_ros.detection.detections import AGGREGATIONS
 from importance_sampler_ros.detection.importance import SCORERS
 from importance_sampler_ros.evaluation.detection_map import evaluate_detections
 from importance_sampler_ros.evaluation.errors import (
+    auroc,
     enrichment,
     frame_errors,
     sampler_enrichment,
@@ -214,17 +215,28 @@ def _tag_shares(frames: Sequence[CachedFrame], indices: np.ndarray | None = None
     return {tag: n / max(1, len(chosen)) for tag, n in sorted(counts.items())}
 
 
+def carries_rare_tag(frames: Sequence[CachedFrame]) -> np.ndarray:
+    """Per frame: whether its truth carries any rare situation tag (night, fog, ...)."""
+    from importance_sampler_ros.synth.situations import RARE_TAGS
+
+    rare = set(RARE_TAGS)
+    return np.array([bool(rare & set(f.truth.situations)) for f in frames], bool)
+
+
 def scoring_table(pool: Sequence[CachedFrame], score_threshold: float, keep_ratio: float
                   ) -> list[dict[str, Any]]:
     """Every scorer x aggregation (with and without candidates): how well the frame score finds
-    the frames with detector errors (selection-metrics.md definitions)."""
+    the frames with detector errors (selection-metrics.md definitions), and its AUROC for the
+    frames of rare situations (below 0.5: the score keeps them less often than a coin)."""
     errors = [frame_errors(f.detections, f.truth, score_threshold) for f in pool]
     total = np.array([e.total for e in errors], np.float64)
     missed = np.array([e.missed for e in errors], np.float64)
     wrong = np.array([e.wrong_class for e in errors], np.float64)
     groups = np.array([f.drive_seed for f in pool])
+    rare = carries_rare_tag(pool)
     rows = [{'scorer': 'oracle (true errors)', 'aggregation': '', 'candidates': False,
-             'spearman': 1.0, 'enrichment': enrichment(total, total, 0.1, groups),
+             'spearman': 1.0, 'rare_auroc': auroc(total, rare),
+             'enrichment': enrichment(total, total, 0.1, groups),
              'missed_enrichment': enrichment(total, missed, 0.1, groups),
              'wrong_class_enrichment': enrichment(total, wrong, 0.1, groups)}]
     for scorer in SCORERS:
@@ -235,6 +247,7 @@ def scoring_table(pool: Sequence[CachedFrame], score_threshold: float, keep_rati
                 rows.append({
                     'scorer': scorer, 'aggregation': aggregation, 'candidates': candidates,
                     'spearman': spearman(g, total),
+                    'rare_auroc': auroc(g, rare),
                     'enrichment': enrichment(g, total, 0.1, groups),
                     'missed_enrichment': enrichment(g, missed, 0.1, groups),
                     'wrong_class_enrichment': enrichment(g, wrong, 0.1, groups),
@@ -339,7 +352,8 @@ def run_closed_loop(settings: ClosedLoopSettings, log: Log = print) -> dict[str,
         'settings': _settings_dict(settings),
         'model': detector.model_name,
         'pool': {'frames': len(pool), 'drives': list(settings.pool_seeds),
-                 'errors_per_frame': float(errors.mean()), 'tag_shares': _tag_shares(pool)},
+                 'errors_per_frame': float(errors.mean()), 'tag_shares': _tag_shares(pool),
+                 'rare_share': float(carries_rare_tag(pool).mean())},
         'test': {'frames': len(test), 'natural_frames': n_natural_test,
                  'drives': list(settings.test_seeds), 'tag_shares': _tag_shares(test)},
         'base_model': base,
@@ -471,6 +485,8 @@ def _train_and_evaluate(selection: Selection, budget: float, pool: Sequence[Cach
         'selected_error_enrichment': (float(picked.mean() / errors.mean())
                                       if len(picked) and errors.mean() else math.nan),
         'selected_tag_shares': _tag_shares(pool, selection.indices),
+        'selected_rare_share': (float(carries_rare_tag([pool[i] for i in selection.indices])
+                                      .mean()) if len(selection.indices) else math.nan),
         'near_duplicate_share': near_duplicate_share(pool, selection.indices),
         'info': selection.info, 'finetune': losses, 'test': evaluation,
         'seconds': round(time.perf_counter() - t0, 1),
@@ -499,9 +515,10 @@ def near_duplicate_share(pool: Sequence[CachedFrame], indices: np.ndarray, frame
 def _mean_std(values: Sequence[float]) -> dict[str, float]:
     values = [v for v in values if v is not None and not math.isnan(v)]
     if not values:
-        return {'mean': math.nan, 'std': math.nan, 'n': 0}
-    return {'mean': float(np.mean(values)),
-            'std': float(np.std(values, ddof=1)) if len(values) > 1 else 0.0, 'n': len(values)}
+        return {'mean': math.nan, 'std': math.nan, 'se': math.nan, 'n': 0, 'positive': 0}
+    std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return {'mean': float(np.mean(values)), 'std': std, 'se': std / math.sqrt(len(values)),
+            'n': len(values), 'positive': int(sum(v > 0 for v in values))}
 
 
 def _cell(test: dict[str, Any], key: str, sub: str | None) -> float:
@@ -535,6 +552,8 @@ def summarise(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
                 'selected_error_enrichment': _mean_std(
                     [r['selected_error_enrichment'] for r in mine]),
                 'near_duplicate_share': _mean_std([r['near_duplicate_share'] for r in mine]),
+                'selected_rare_share': _mean_std([r.get('selected_rare_share', math.nan)
+                                                  for r in mine]),
                 'mAP': overall['mAP'],
                 'gain_over_random': overall['gain_over_random'],
                 'by_tag': {t: stats('by_tag', t) for t in sorted(mine[0]['test']['by_tag'])},
@@ -560,23 +579,36 @@ def format_summary(result: dict[str, Any]) -> str:
     for budget, table in result['summary'].items():
         lines.append(f'budget {float(budget):.1%} of the pool: test mAP@0.5 after retraining '
                      '(mean +- sd over seeds) and gain over random (paired by seed), in points')
-        lines.append(f"{'strategy':<34} {'frames':>6} {'err x':>6} {'mAP':>13} {'gain':>14} "
-                     f"{'rare-tag mAP':>15} {'rare gain':>14}")
+        lines.append(f"{'strategy':<34} {'frames':>6} {'err x':>6} {'rare':>5} {'mAP':>13} "
+                     f"{'gain (se, seeds ahead)':>24} {'rare-tag mAP':>15} {'rare gain':>14}")
         for strategy, row in table.items():
             gain, rare = row['gain_over_random'], row['rare_tags']
+            share = row.get('selected_rare_share', {}).get('mean', math.nan)
             lines.append(
                 f"{strategy:<34} {row['frames']['mean']:6.0f} "
-                f"{row['selected_error_enrichment']['mean']:6.2f} "
+                f"{row['selected_error_enrichment']['mean']:6.2f} {share:5.2f} "
                 f"{row['mAP']['mean']:6.3f} +- {row['mAP']['std']:.3f} "
-                f"{100 * gain['mean']:+6.2f} +- {100 * gain['std']:.2f} "
+                f"{format_gain(gain):>24} "
                 f"{rare['mAP']['mean']:8.3f} +- {rare['mAP']['std']:.3f} "
                 f"{100 * rare['gain_over_random']['mean']:+6.2f} +- "
                 f"{100 * rare['gain_over_random']['std']:.2f}")
         lines.append(headroom_line(table))
-    lines.append("'err x': errors per selected frame / errors per pool frame (1 = random); mAP "
-                 'on the natural test drives; rare-tag mAP: mean over the rare situation tags '
-                 '(natural and forced test drives)')
+    lines.append("'err x': errors per selected frame / errors per pool frame (1 = random); "
+                 "'rare': share of the selected frames in a rare situation (pool: "
+                 f"{result['pool'].get('rare_share', math.nan):.2f}); mAP on the natural test "
+                 'drives; gain: mean over seeds +- its standard error, and in how many seeds it '
+                 'beat random; rare-tag mAP: mean over the rare situation tags (natural and '
+                 'forced test drives), +- sd')
     return '\n'.join(lines)
+
+
+def format_gain(gain: dict[str, float], pm: str = '+-') -> str:
+    """A paired gain over random in mAP points: mean +- standard error (k/n seeds ahead)."""
+    if not gain.get('n'):
+        return 'n/a'
+    se = gain.get('se', gain['std'] / math.sqrt(gain['n']))
+    ahead = f", {gain['positive']}/{gain['n']}" if 'positive' in gain else ''
+    return f"{100 * gain['mean']:+.2f} {pm} {100 * se:.2f}{ahead}"
 
 
 def headroom_line(table: dict[str, Any]) -> str:
