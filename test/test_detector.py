@@ -188,8 +188,8 @@ def test_detector_fills_frame_detections(random_checkpoint):
         (captured,) = forward_with_features(detector.model, [tensor])
     expected = last_layer_gradient_norms(captured.features, captured.logits, captured.labels)
     np.testing.assert_allclose(frame.importances, expected.numpy(), rtol=1e-5)
-    assert frame.frame_importance == pytest.approx(float(np.sum(frame.importances)), rel=1e-6)
-    assert frame.aggregation == 'sum'
+    assert frame.frame_importance == pytest.approx(float(np.mean(frame.importances)), rel=1e-6)
+    assert frame.aggregation == 'mean'
 
 
 def test_boxes_are_in_original_image_pixels(random_checkpoint):

@@ -124,7 +124,9 @@ def read_with_mcap(paths: list[Path]) -> Counter:
 
 
 def config(tmp_path: Path, **overrides: object) -> RecorderConfig:
-    sampler = overrides.pop('sampler', SamplerConfig(keep_ratio=0.2, seed=1))
+    # relabel force-keeps on (the default leaves them off): most tests here exercise them
+    sampler = overrides.pop('sampler', SamplerConfig(keep_ratio=0.2, seed=1,
+                                                     relabel_keep_share=1.0))
     values = dict(output_dir=tmp_path, bag_name='run', buffer_seconds=1.0, fsync=False)
     values.update(overrides)
     return RecorderConfig(**values, sampler=sampler)
@@ -322,7 +324,8 @@ def test_redundancy_control_and_budget_see_the_recorders_frames(tmp_path: Path) 
     def final_rho(name: str, relabel: bool) -> float:
         image, detections = make_frame(0)
         frame_bytes = len(image) + len(bag_io.serialize(detections))
-        budget = SamplerConfig(keep_ratio=0.5, bytes_per_hour=3600 * frame_bytes, seed=2)
+        budget = SamplerConfig(keep_ratio=0.5, bytes_per_hour=3600 * frame_bytes, seed=2,
+                               relabel_keep_share=1.0)
         recorder = Recorder(config(tmp_path, bag_name=name, sampler=budget))
         for i in range(200):
             recorder.add_frame(*make_frame(i))
@@ -538,6 +541,7 @@ def test_relabel_keeps_thinned_capped_and_counted_in_the_keep_ratio(tmp_path: Pa
     thinned, results = run('thinned', 0.5, False, 1.0)
     budgeted, _ = run('budgeted', 0.5, True, 1.0)
     capped, _ = run('capped', 0.0, True, 0.5)
+    default, _ = run('default', 0.0, True, SamplerConfig().relabel_keep_share)
     # every frame is named, but relabel keeps may take at most keep_ratio of the frames
     assert abs(every['relabel'] - 0.2 * 600) < 0.05 * 600
     assert every['relabel_keeps_over_cap'] > 0.6 * 600
@@ -550,9 +554,12 @@ def test_relabel_keeps_thinned_capped_and_counted_in_the_keep_ratio(tmp_path: Pa
     # in the budget: the draws aim at 0.2 less the relabel share (just under 0.2 at the cap)
     assert budgeted['sampled'] < 0.2 * thinned['sampled']
     assert abs(budgeted['kept'] - 0.2 * 600) < 0.05 * 600
-    # the default cap: relabels take at most half the budget, the coins the rest
+    # a cap of 0.5: relabels take at most half the budget, the coins the rest
     assert capped['relabel'] < 0.12 * 600 and capped['sampled'] > 0.07 * 600
     assert abs(capped['kept'] - 0.2 * 600) < 0.05 * 600
+    # the default: no force-keeps, every named frame is over the cap; the coins keep rho
+    assert default['relabel'] == 0 and default['relabel_keeps_over_cap'] > 0.6 * 600
+    assert abs(default['kept'] - 0.2 * 600) < 0.05 * 600
 
 
 def test_coverage_bank_is_written_at_close_and_an_unwritable_one_loses_nothing_else(

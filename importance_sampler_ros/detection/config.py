@@ -65,8 +65,11 @@ class DetectorConfig(Settings):
                           min_value=0, max_value=4096)
     max_size: int = param(0, "Cap on the longer side after resizing; 0 = the checkpoint's",
                           min_value=0, max_value=8192)
-    aggregation: str = param('sum', 'Frame importance from the detection importances',
-                             choices=AGGREGATIONS)
+    aggregation: str = param(
+        'mean', 'Frame importance from the detection importances (mean: a sum counts '
+        'detections and so keeps the crowded day frames over the night and fog ones the model '
+        'is worst at; measured in docs/measurements/closed_loop_cpu.md, session 6)',
+        choices=AGGREGATIONS)
     scorer: str = param('gradient_norm', 'Which per-detection score is the importance (all are '
                         'published in uncertainty)', choices=SCORERS)
     candidate_floor: float = param(0.0, 'Publish boxes scoring in [floor, score_threshold) as '
