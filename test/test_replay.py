@@ -15,7 +15,9 @@ from rosbags.highlevel import AnyReader
 from importance_sampler_ros.bags import bag_io
 from importance_sampler_ros.offline.replay import EXIT_TRUNCATED, ReplayError, replay_bag
 
-RECORDER = {'keep_ratio': 0.3, 'seed': 4, 'buffer_seconds': 3.0, 'warmup_frames': 5}
+# relabel force-keeps on (off by default): the relabel tests here replay them
+RECORDER = {'keep_ratio': 0.3, 'seed': 4, 'buffer_seconds': 3.0, 'warmup_frames': 5,
+            'relabel_keep_share': 0.5}
 OVERRIDES = {'recorder_node': RECORDER}
 
 
