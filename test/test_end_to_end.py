@@ -185,6 +185,7 @@ def test_recorded_detections_with_relabels(ros, tmp_path):
         # reliable images: this test checks that every played frame is decided and recorded
         # right, and a loaded machine drops best-effort images (seen in CI: 77 of 80 at 20 Hz)
         recorder_node={'bag_name': 'e2e', 'buffer_seconds': 4.0, 'relabel_keep_gap_s': 0.0,
+                       'relabel_keep_share': 1.0,
                        'keep_ratio': 0.2, 'image_reliability': 'reliable',
                        'image_queue_depth': 80,
                        'warmup_frames': 0, 'seed': 11, 'fsync': False})

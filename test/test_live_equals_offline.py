@@ -36,7 +36,7 @@ FRAMES = 60
 RECORDED = '/recorded/detections'
 RECORDER = {'bag_name': 'drive', 'keep_ratio': 0.3, 'seed': 4, 'buffer_seconds': 1.0,
             'warmup_frames': 5, 'fsync': False, 'image_reliability': 'reliable',
-            'join_timeout_s': 10.0}
+            'join_timeout_s': 10.0, 'relabel_keep_share': 0.5}
 CORE_COUNTS = ('frames', 'kept', 'sampled', 'relabel', 'forced', 'dropped', 'budget',
                'bytes_written', 'relabels_received', 'relabel_observations_buffered',
                'relabel_observations_late_kept', 'relabel_observations_late_dropped',

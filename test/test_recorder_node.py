@@ -52,7 +52,7 @@ def stamp(i: int) -> int:
 def node_command(out: Path, **params: object) -> list[str]:
     values = {**INPUT_TOPICS, 'output_dir': str(out), 'bag_name': 'run', 'keep_ratio': 0.3,
               'seed': 4, 'buffer_seconds': 1.0, 'relabel_keep_gap_s': 0.0,
-              'join_timeout_s': 0.5, 'fsync': False,
+              'relabel_keep_share': 1.0, 'join_timeout_s': 0.5, 'fsync': False,
               'stats_period_s': 0.0, 'image_reliability': 'reliable', **params}
     args = [f'{k}:={v}' for k, v in values.items()]
     return [sys.executable, '-m', 'importance_sampler_ros.nodes.recorder_node', '--ros-args',
