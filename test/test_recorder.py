@@ -30,6 +30,7 @@ from importance_sampler_ros.recording.recorder import (
     DETECTIONS_TOPIC,
     IMAGE_TOPIC,
     RELABELS_TOPIC,
+    DecidedStamps,
     Recorder,
     RecorderConfig,
     RecorderError,
@@ -244,6 +245,17 @@ def test_bad_input_is_a_clear_error(tmp_path: Path) -> None:
         recorder.flush()
         with pytest.raises(ValueError, match='already decided'):
             recorder.add_frame(*make_frame(1))
+
+
+def test_decided_stamps_remember_the_last_capacity_frames_in_fixed_memory() -> None:
+    decided = DecidedStamps(4)
+    allocated = decided._stamps.nbytes + decided._kept.nbytes
+    assert decided.get(0) is None  # the zero-filled slots are not frames
+    for stamp in range(1, 7):
+        decided.add(stamp * 10, kept=stamp % 2 == 0)
+    assert [decided.get(s * 10) for s in range(1, 7)] == [None, None, False, True, False, True]
+    assert 20 not in decided and 60 in decided
+    assert decided._stamps.nbytes + decided._kept.nbytes == allocated
 
 
 def _bad_images(i: int) -> dict[str, bytes]:
