@@ -11,10 +11,10 @@ published as the detector's output (`--detections-as`), then SIGINT. A start cou
 gave up waiting for a subscriber; *short* when a link carried some but not all frames (matched
 late, or frames dropped). Frames lost = images played - frames the recorder matched.
 
---transport: `LARGE_DATA` = FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA (what `up` and the launch
-file set), `profile` = the candidate Fast DDS XML profile config/fastdds_large_frames.xml (shared
-memory with 16 MB segments + UDPv4, no TCP; docs/ARCHITECTURE.md "Transport"), `DEFAULT` = Fast
-DDS's default transports.
+--transport: `profile` (default) = the package's Fast DDS profile config/fastdds_large_frames.xml
+(shared memory with 16 MB segments + UDPv4, no TCP; what the nodes, `up`, the launch file and
+`play` use: importance_sampler_ros/transport.py), `LARGE_DATA` = FASTDDS_BUILTIN_TRANSPORTS=
+LARGE_DATA (their setting before), `DEFAULT` = Fast DDS's default transports.
 
 Prints one line per start and a summary line `unmatched=U/N short=S/N lost_frames=L/P`.
 
@@ -40,6 +40,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from importance_sampler_ros import transport
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 live_graph = importlib.import_module('live_graph')  # the drive writer and the CLI launcher
 RECORDED, REPO, cli, write_drive = (live_graph.RECORDED, live_graph.REPO, live_graph.cli,
@@ -47,7 +49,6 @@ RECORDED, REPO, cli, write_drive = (live_graph.RECORDED, live_graph.REPO, live_g
 
 
 DETECTIONS = '/importance_sampler/detections'
-PROFILE = 'fastdds_large_frames.xml'  # in config/
 
 
 def start_graph(index: int, drive: Path, work: Path, env: dict, timeout_s: float) -> dict:
@@ -100,26 +101,24 @@ def main() -> int:
     parser.add_argument('--seconds', type=float, default=2.0, help='drive length per start')
     parser.add_argument('--rate-hz', type=float, default=30.0)
     parser.add_argument('--transport', choices=('profile', 'LARGE_DATA', 'DEFAULT'),
-                        default='LARGE_DATA')
+                        default='profile')
     parser.add_argument('--domain', type=int, default=17)
     parser.add_argument('--dir', type=Path, default=None)
     args = parser.parse_args()
 
     base = {k: v for k, v in os.environ.items()
-            if k not in ('FASTDDS_BUILTIN_TRANSPORTS', 'FASTDDS_DEFAULT_PROFILES_FILE')}
+            if k not in (transport.PROFILES_VARIABLE, transport.BUILTIN_VARIABLE)}
     base['ROS_DOMAIN_ID'] = str(args.domain)
     if args.transport == 'profile':
-        env = {**base, 'FASTDDS_DEFAULT_PROFILES_FILE': str(REPO / 'config' / PROFILE)}
+        env = transport.graph_environment(base)
     else:
-        env = {**base, 'FASTDDS_BUILTIN_TRANSPORTS': args.transport}
+        env = {**base, transport.BUILTIN_VARIABLE: args.transport}
     work = Path(tempfile.mkdtemp(prefix='isr-discovery-', dir=args.dir))
     try:
         frames = round(args.seconds * args.rate_hz)
         write_drive(work / 'drive', frames, 1242, 375, args.rate_hz)
-        shown = {k: env[k] for k in ('FASTDDS_BUILTIN_TRANSPORTS', 'FASTDDS_DEFAULT_PROFILES_FILE')
-                 if k in env}
         print(f'{args.starts} starts, {frames} frames 1242x375 at {args.rate_hz:g} Hz each; '
-              f'transport {args.transport} {shown}', flush=True)
+              f'transport {args.transport} ({transport.describe(env)})', flush=True)
         unmatched = short = lost = played = 0
         for index in range(args.starts):
             row = start_graph(index, work / 'drive', work, env, timeout_s=90)

@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from importance_sampler_ros import topics
+from importance_sampler_ros import topics, transport
 from importance_sampler_ros.bags import bag_io
 from importance_sampler_ros.bags.bag_io import header_from_cdr
 from importance_sampler_ros.bags.images import rgb_to_image_msg
@@ -241,9 +241,9 @@ def main() -> int:
     parser.add_argument('--keep', action='store_true', help='keep the temporary directory')
     args = parser.parse_args()
 
-    env = {**os.environ, 'ROS_DOMAIN_ID': str(args.domain)}
-    env.setdefault('FASTDDS_BUILTIN_TRANSPORTS', 'LARGE_DATA')
-    os.environ.update({k: env[k] for k in ('ROS_DOMAIN_ID', 'FASTDDS_BUILTIN_TRANSPORTS')})
+    os.environ['ROS_DOMAIN_ID'] = str(args.domain)
+    transport.use_graph_transport()  # as the nodes: the package's profile unless chosen
+    env = dict(os.environ)
     import rclpy
 
     work = Path(tempfile.mkdtemp(prefix='isr-live-graph-', dir=args.dir))
@@ -254,7 +254,7 @@ def main() -> int:
         write_drive(work / 'drive', frames, args.width, args.height, args.rate_hz)
         print(f'drive: {frames} frames {args.width}x{args.height} rgb8 at {args.rate_hz:g} Hz '
               f'written in {time.monotonic() - started:.1f} s; '
-              f'FASTDDS_BUILTIN_TRANSPORTS={env["FASTDDS_BUILTIN_TRANSPORTS"]}')
+              f'{transport.describe(env)}')
         rows = []
         for label, overrides in (
             ('shipped YAML (8 s ring buffer)', {'keep_ratio': args.keep_ratio}),

@@ -40,6 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
+from importance_sampler_ros import transport
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 live_graph = importlib.import_module('live_graph')  # interrupt(): stop a process as Ctrl-C does
 
@@ -66,7 +68,7 @@ def main() -> int:
     args = parser.parse_args()
 
     os.environ['ROS_DOMAIN_ID'] = str(args.domain)
-    os.environ.setdefault('FASTDDS_BUILTIN_TRANSPORTS', 'LARGE_DATA')  # as `up` sets it
+    transport.use_graph_transport()  # as the nodes
     import rclpy
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from rclpy.serialization import serialize_message

@@ -9,12 +9,13 @@ config/importance_sampler.rviz (and viz_node, whose topics it shows). The launch
 image_topic, output_dir, checkpoint, device and keep_ratio override the YAML only when given
 (empty = the YAML's value). Images are subscribed with sensor-data QoS (best effort) by the nodes.
 
-Large images: with Fast DDS's default transports most 1242x375 rgb8 frames are lost at 30 Hz;
-FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA delivers them all. The nodes get LARGE_DATA unless the
-environment already sets the variable, or the fastdds_builtin_transports argument says otherwise
-(e.g. DEFAULT). The camera driver (and every other process talking to the nodes: rviz2, ros2
-bag, foxglove_bridge) must run with the same setting: here a process with the default transports
-never matched LARGE_DATA nodes (8 of 8 tries, 30 s each).
+Large images: with Fast DDS's default transports most 1242x375 rgb8 frames are lost at 30 Hz.
+The nodes (and rviz2) run with the package's Fast DDS profile config/fastdds_large_frames.xml
+(shared memory with 16 MB segments + UDPv4), given as FASTDDS_DEFAULT_PROFILES_FILE, unless the
+environment sets FASTDDS_DEFAULT_PROFILES_FILE or FASTDDS_BUILTIN_TRANSPORTS itself, or the
+fastdds_profiles_file argument names another file. The camera driver needs the profile too
+(its frames do not arrive whole from the defaults' 512 KB segments); viewers on Fast DDS's
+defaults match the nodes (importance_sampler_ros/transport.py, docs/ARCHITECTURE.md "Transport").
 
 `importance-sampler up` does the same without `ros2 launch` (for a venv without launch_ros).
 Both take the nodes, the override table and each argument's type and help from the parameter
@@ -24,11 +25,11 @@ stand-ins of launch / launch_ros.
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
-from launch.substitutions import EnvironmentVariable, LaunchConfiguration
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from importance_sampler_ros import registry
+from importance_sampler_ros import registry, transport
 from launch import LaunchDescription
 
 PACKAGE = 'importance_sampler_ros'
@@ -45,6 +46,7 @@ def _nodes(context):
     rviz = LaunchConfiguration('rviz').perform(context).lower() in ('true', '1')
     visualize = rviz or LaunchConfiguration('visualize').perform(context).lower() in ('true', '1')
     names = NODES + ((VIZ_NODE,) if visualize else ())
+    environment = _transport_environment(context)
     overrides = {name: {} for name in names}
     for argument, targets in OVERRIDES.items():
         text = LaunchConfiguration(argument).perform(context)
@@ -63,14 +65,26 @@ def _nodes(context):
             emulate_tty=True,
             parameters=[params_file, overrides[name]],
             arguments=['--ros-args', '--log-level', log_level],
+            additional_env=environment,
         )
         for name in names
     ]
     if rviz:
         config = os.path.join(get_package_share_directory(PACKAGE), *RVIZ_CONFIG)
         nodes.append(Node(package='rviz2', executable='rviz2', name='rviz2', output='screen',
-                          arguments=['-d', config]))
+                          arguments=['-d', config], additional_env=environment))
     return nodes
+
+
+def _transport_environment(context) -> dict:
+    """The variables the nodes get on top of the launch's environment: the transport."""
+    profile = LaunchConfiguration('fastdds_profiles_file').perform(context)
+    if profile:
+        return {transport.PROFILES_VARIABLE: profile}
+    if transport.chosen_by_user(os.environ):
+        return {}
+    share = get_package_share_directory(PACKAGE)
+    return {transport.PROFILES_VARIABLE: os.path.join(share, 'config', transport.PROFILE_FILE)}
 
 
 def generate_launch_description():
@@ -91,14 +105,9 @@ def generate_launch_description():
                               choices=['debug', 'info', 'warn', 'error', 'fatal'],
                               description="the nodes' log level"),
         DeclareLaunchArgument(
-            'fastdds_builtin_transports',
-            default_value=EnvironmentVariable('FASTDDS_BUILTIN_TRANSPORTS',
-                                              default_value='LARGE_DATA'),
-            description='Fast DDS builtin transports of the nodes (LARGE_DATA for large images)'),
+            'fastdds_profiles_file', default_value='',
+            description="Fast DDS XML profile of the nodes and rviz2 (empty: the package's "
+                        'config/fastdds_large_frames.xml, unless FASTDDS_DEFAULT_PROFILES_FILE '
+                        'or FASTDDS_BUILTIN_TRANSPORTS is set)'),
     ]
-    return LaunchDescription([
-        *arguments,
-        SetEnvironmentVariable('FASTDDS_BUILTIN_TRANSPORTS',
-                               LaunchConfiguration('fastdds_builtin_transports')),
-        OpaqueFunction(function=_nodes),
-    ])
+    return LaunchDescription([*arguments, OpaqueFunction(function=_nodes)])

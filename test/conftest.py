@@ -10,11 +10,14 @@ import pytest
 import rclpy
 from rclpy.context import Context
 
-# Test processes exchange frames of at most 640x192, which Fast DDS's default transports carry.
-# With LARGE_DATA about one graph start in six left a pair of processes that never matched here
-# (docs in launch/ and launcher.py), so every process a test starts uses the defaults unless the
-# test sets the variable itself; the LARGE_DATA default of `up` is tested on its own.
-os.environ['FASTDDS_BUILTIN_TRANSPORTS'] = 'DEFAULT'
+from importance_sampler_ros import transport
+
+# Every participant of the test session, in this process and in the processes tests start, runs
+# on the car's transport: the package's Fast DDS profile (transport.py), whatever the calling
+# shell set. Fast DDS reads it once per process, when the first participant is created.
+for _variable in (transport.PROFILES_VARIABLE, transport.BUILTIN_VARIABLE):
+    os.environ.pop(_variable, None)
+transport.use_graph_transport()
 
 
 @pytest.fixture
@@ -30,11 +33,10 @@ def context(monkeypatch, request):
 
 @pytest.fixture
 def ros(monkeypatch, request):
-    """rclpy initialised on the DDS domain given as the indirect parameter, default transports
-    (live_graph_fixtures.TEST_TRANSPORTS); yields the domain id."""
+    """rclpy initialised on the DDS domain given as the indirect parameter; yields the domain
+    id."""
     domain = request.param
     monkeypatch.setenv('ROS_DOMAIN_ID', str(domain))
-    monkeypatch.setenv('FASTDDS_BUILTIN_TRANSPORTS', 'DEFAULT')
     rclpy.init()
     yield domain
     rclpy.shutdown()

@@ -14,7 +14,7 @@ import numpy as np
 import yaml
 from conftest import wait_until
 
-from importance_sampler_ros import topics
+from importance_sampler_ros import topics, transport
 from importance_sampler_ros.bags import bag_io
 from importance_sampler_ros.bags.images import rgb_to_image_msg
 from importance_sampler_ros.bags.messages import detections_to_msg
@@ -84,19 +84,11 @@ def domain_id(offset: int) -> int:
     return 20 + (os.getpid() % 10) * 5 + offset
 
 
-# The tests' frames (at most 640x192, 370 KB) travel well with Fast DDS's default transports.
-# LARGE_DATA, which the launcher sets for the car's 1.4 MB frames (benchmarks/live_graph.py
-# measures both), left one pair of processes unmatched for good in about 1 of 6 graph starts on
-# this machine (Fast DDS 3.2.3: the player never saw the recorder's image subscription in 60 s,
-# or the recorder never got the tracker's output), which made these tests flaky; DEFAULT had no
-# such failure in the same trials. test_launcher.py checks that nodes get LARGE_DATA by default.
-TEST_TRANSPORTS = 'DEFAULT'
-
-
 def ros_env(domain_id: int) -> dict[str, str]:
-    env = dict(os.environ)
+    """The environment of a process a test starts: its domain, on the car's transport (the
+    package's Fast DDS profile, which conftest.py gave this process too)."""
+    env = transport.graph_environment()
     env['ROS_DOMAIN_ID'] = str(domain_id)
-    env['FASTDDS_BUILTIN_TRANSPORTS'] = TEST_TRANSPORTS
     return env
 
 

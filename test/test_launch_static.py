@@ -9,7 +9,6 @@ by constructing it with `declare_parameters` intercepted (no model is loaded, no
 """
 import ast
 import importlib
-import re
 
 import pytest
 import rclpy
@@ -127,14 +126,20 @@ def test_launch_arguments_are_declared_and_overrides_match_the_launcher(monkeypa
         assert registry.override_spec(argument).description in descriptions[argument]
 
 
-def test_launch_file_sets_the_large_data_transport_overridably():
-    tree = launch_tree()
-    (set_env,) = calls(tree, 'SetEnvironmentVariable')
-    assert ast.literal_eval(set_env.args[0]) == 'FASTDDS_BUILTIN_TRANSPORTS'
-    (env_default,) = calls(tree, 'EnvironmentVariable')
-    assert ast.literal_eval(env_default.args[0]) == 'FASTDDS_BUILTIN_TRANSPORTS'
-    assert {k.arg: ast.literal_eval(k.value) for k in env_default.keywords} == {
-        'default_value': 'LARGE_DATA'}
+def test_launch_file_gives_nodes_and_rviz_the_package_profile_unless_chosen(monkeypatch, tmp_path):
+    variable = 'FASTDDS_DEFAULT_PROFILES_FILE'
+    monkeypatch.delenv(variable, raising=False)
+    monkeypatch.delenv('FASTDDS_BUILTIN_TRANSPORTS', raising=False)
+    declared, nodes = launched_nodes(monkeypatch, tmp_path, rviz='true')
+    assert declared['fastdds_profiles_file'] == ''
+    profile = str(tmp_path / 'config' / 'fastdds_large_frames.xml')
+    assert [n.kwargs['additional_env'] for n in nodes] == [{variable: profile}] * len(nodes)
+    assert (REPO / 'config' / 'fastdds_large_frames.xml').is_file()  # installed with config/
+    _, nodes = launched_nodes(monkeypatch, tmp_path, fastdds_profiles_file='/etc/car.xml')
+    assert all(n.kwargs['additional_env'] == {variable: '/etc/car.xml'} for n in nodes)
+    monkeypatch.setenv('FASTDDS_BUILTIN_TRANSPORTS', 'LARGE_DATA')  # the user's choice stays
+    _, nodes = launched_nodes(monkeypatch, tmp_path)
+    assert all(n.kwargs['additional_env'] == {} for n in nodes)
 
 
 @pytest.mark.ros
@@ -182,8 +187,8 @@ def test_launcher_commands_use_the_yaml_and_the_override_file(tmp_path):
 
 
 def test_readme_and_launch_file_document_the_transport():
-    assert re.search(r'LARGE_DATA', LAUNCH_FILE.read_text())
-    assert 'FASTDDS_BUILTIN_TRANSPORTS' in (REPO / 'README.md').read_text()
+    assert 'fastdds_large_frames.xml' in LAUNCH_FILE.read_text()
+    assert 'FASTDDS_DEFAULT_PROFILES_FILE' in (REPO / 'README.md').read_text()
 
 
 class _Recorded:
@@ -205,9 +210,8 @@ def _stub_modules(monkeypatch, share_dir):
     stubs = {
         'launch': {'LaunchDescription': _Recorded},
         'launch.actions': {name: type(name, (_Recorded,), {}) for name in (
-            'DeclareLaunchArgument', 'OpaqueFunction', 'SetEnvironmentVariable')},
-        'launch.substitutions': {'EnvironmentVariable': _Recorded,
-                                 'LaunchConfiguration': _LaunchConfiguration},
+            'DeclareLaunchArgument', 'OpaqueFunction')},
+        'launch.substitutions': {'LaunchConfiguration': _LaunchConfiguration},
         'launch_ros': {},
         'launch_ros.actions': {'Node': type('Node', (_Recorded,), {})},
         'ament_index_python.packages': {

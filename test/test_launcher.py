@@ -8,11 +8,12 @@ import time
 from pathlib import Path
 
 import pytest
-from live_graph_fixtures import cli, domain_id, ros_env
+from live_graph_fixtures import REPO, cli, domain_id, ros_env
 
 from importance_sampler_ros.nodes import launcher
 
 DOMAIN = domain_id(1)
+PROFILE_ENTRY = f'FASTDDS_DEFAULT_PROFILES_FILE={REPO}/config/fastdds_large_frames.xml'.encode()
 SLEEPER = [sys.executable, '-c', 'import time; time.sleep(60)']
 # exits 0 on SIGINT / SIGTERM like an rclpy node
 POLITE = [sys.executable, '-c',
@@ -32,10 +33,14 @@ DEAF_TO_SIGINT = [sys.executable, '-c',
                   'time.sleep(60)\n']
 
 
-def test_environment_gets_large_data_unless_set():
-    assert launcher.node_environment({})['FASTDDS_BUILTIN_TRANSPORTS'] == 'LARGE_DATA'
-    env = launcher.node_environment({'FASTDDS_BUILTIN_TRANSPORTS': 'UDPv4'})
-    assert env['FASTDDS_BUILTIN_TRANSPORTS'] == 'UDPv4'
+def test_environment_gets_the_package_profile_unless_it_chooses_a_transport():
+    profile = launcher.node_environment({})['FASTDDS_DEFAULT_PROFILES_FILE']
+    assert profile == str(REPO / 'config' / 'fastdds_large_frames.xml')
+    assert 'FASTDDS_BUILTIN_TRANSPORTS' not in launcher.node_environment({})
+    assert launcher.node_environment({'FASTDDS_BUILTIN_TRANSPORTS': 'LARGE_DATA'}) == {
+        'FASTDDS_BUILTIN_TRANSPORTS': 'LARGE_DATA', 'PYTHONUNBUFFERED': '1'}
+    env = launcher.node_environment({'FASTDDS_DEFAULT_PROFILES_FILE': '/etc/mine.xml'})
+    assert env['FASTDDS_DEFAULT_PROFILES_FILE'] == '/etc/mine.xml'
 
 
 def test_overrides_only_for_started_nodes_and_given_options():
@@ -128,7 +133,7 @@ def wait_for_environ(pid: int, entry: bytes, timeout_s: float = 10.0) -> bool:
 @pytest.fixture
 def env():
     environment = ros_env(DOMAIN)
-    environment.pop('FASTDDS_BUILTIN_TRANSPORTS', None)
+    environment.pop('FASTDDS_DEFAULT_PROFILES_FILE', None)
     return environment
 
 
@@ -141,7 +146,7 @@ def test_up_starts_nodes_with_the_yaml_and_overrides_and_stops_on_sigint(tmp_pat
         assert len(children) == 2
         for child in children:
             # a child seen between fork and exec still shows up's own environment: poll
-            assert wait_for_environ(child, b'FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA')
+            assert wait_for_environ(child, PROFILE_ENTRY)
         # the recorder is up once its recording directory exists
         deadline = time.monotonic() + 20
         while not any((tmp_path / 'rec').glob('*')) and time.monotonic() < deadline:

@@ -8,7 +8,6 @@ from conftest import wait_until
 from importance_sampler_ros.msg import DetectionArray
 from live_graph_fixtures import (
     IMAGE_TOPIC,
-    TEST_TRANSPORTS,
     TRUTH_TOPIC,
     Listener,
     cli,
@@ -75,7 +74,6 @@ def test_header_stamp_read_and_replaced_in_cdr():
 @pytest.fixture
 def ros(monkeypatch):
     monkeypatch.setenv('ROS_DOMAIN_ID', str(DOMAIN))
-    monkeypatch.setenv('FASTDDS_BUILTIN_TRANSPORTS', TEST_TRANSPORTS)
     rclpy.init()
     yield
     rclpy.shutdown()

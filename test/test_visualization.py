@@ -173,7 +173,7 @@ def test_viz_node_draws_relabels_publishes_numbers_and_survives_bad_images(monke
 
     import rclpy
     from importance_sampler_ros.msg import RelabelArray, SampleDecision
-    from live_graph_fixtures import TEST_TRANSPORTS, domain_id
+    from live_graph_fixtures import domain_id
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
@@ -185,7 +185,6 @@ def test_viz_node_draws_relabels_publishes_numbers_and_survives_bad_images(monke
     from importance_sampler_ros.nodes.viz_node import VizNode
 
     monkeypatch.setenv('ROS_DOMAIN_ID', str(domain_id(4)))
-    monkeypatch.setenv('FASTDDS_BUILTIN_TRANSPORTS', TEST_TRANSPORTS)
     rclpy.init()
     try:
         types = rclpy_types()

@@ -20,15 +20,14 @@ Exit status: 0 after a requested shutdown that every node survived cleanly; 1 wh
 its own (the others are then stopped) or failed to stop cleanly; 2 for bad options or parameters
 (nothing started).
 
-Large images: Fast DDS's default transports lose most 1242x375 frames at 30 Hz, so the nodes get
-FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA unless the environment already sets it. Every process that
-talks to the nodes (camera driver, `play`, rviz2) needs the same setting: a process with the
-default transports never matched LARGE_DATA nodes here.
+Large images: Fast DDS's default transports lose most 1242x375 frames at 30 Hz, so the nodes run
+with the package's Fast DDS profile (config/fastdds_large_frames.xml, importance_sampler_ros/
+transport.py) unless the environment chooses a transport itself. The camera driver needs the same
+profile for its frames to arrive whole; viewers on Fast DDS's defaults (rviz2) match the nodes.
 """
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import subprocess
 import sys
@@ -41,13 +40,11 @@ from typing import Any
 
 import yaml
 
-from importance_sampler_ros import registry
+from importance_sampler_ros import registry, transport
 from importance_sampler_ros.params import ParameterError
 from importance_sampler_ros.registry import NODE_NAMES, VIZ_NODE, default_params_file
 
 PACKAGE = 'importance_sampler_ros'
-TRANSPORT_VARIABLE = 'FASTDDS_BUILTIN_TRANSPORTS'
-TRANSPORT_DEFAULT = 'LARGE_DATA'
 EXIT_NODE_FAILED = 1
 EXIT_BAD_OPTIONS = 2
 
@@ -57,9 +54,9 @@ __all__ = ['NODE_NAMES', 'OPTION_PARAMETERS', 'VIZ_NODE', 'default_params_file']
 
 
 def node_environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment for the nodes: `base` plus the large-data transport unless it is set."""
-    env = dict(os.environ if base is None else base)
-    env.setdefault(TRANSPORT_VARIABLE, TRANSPORT_DEFAULT)
+    """The environment for the nodes: `base` (default: this process's) on the graph's transport
+    (transport.py) unless it chooses one itself."""
+    env = transport.graph_environment(base)
     env.setdefault('PYTHONUNBUFFERED', '1')
     return env
 
@@ -229,7 +226,7 @@ def run_up(args: argparse.Namespace) -> int:
         _log(f'{params_file.name} sets parameters no node declares (ignored): '
              f'{", ".join(unknown)}')
     env = node_environment()
-    _log(f'{TRANSPORT_VARIABLE}={env[TRANSPORT_VARIABLE]}; parameters from {params_file}'
+    _log(f'{transport.describe(env)}; parameters from {params_file}'
          + (f'; overrides {overrides}' if overrides else ''))
     with tempfile.TemporaryDirectory(prefix='isr-up-') as tmp:
         overrides_file = write_overrides_file(overrides, Path(tmp)) if overrides else None

@@ -25,6 +25,7 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
+from importance_sampler_ros import transport
 from importance_sampler_ros.params import Param, ParameterError
 from importance_sampler_ros.registry import NodeConfig, NodeParameters
 
@@ -76,8 +77,12 @@ def run_node(make_node: Callable[[], Node], args: list[str] | None = None) -> in
     default raises KeyboardInterrupt wherever the node happens to be (inside a bag write, say).
     Set before rclpy.init, a no-op handler leaves the shutdown to rclpy: spin returns and the
     node's close() runs from a consistent state.
+
+    The node runs on the graph's Fast DDS transport (transport.py) unless its environment chooses
+    one, however it was started (`up`, `ros2 launch`, `ros2 run`).
     """
     signal.signal(signal.SIGINT, lambda signum, frame: None)
+    transport.use_graph_transport()
     rclpy.init(args=args)
     node = None
     try:

@@ -15,6 +15,9 @@ default) on TOPIC, e.g. /importance_sampler/detections, so the graph can run wit
 one frame get the same stamp), like a live camera; `--loop` replays the bag until interrupted,
 shifting stamps on each pass so that time keeps increasing.
 
+Transport: the graph's (transport.py: the package's Fast DDS profile unless the environment
+chooses one), so that 1242x375 frames arrive whole.
+
 QoS: images are published reliable (matches reliable and best-effort subscribers; see
 --image-reliability), depth 5; the other topics reliable, depth 10.
 
@@ -29,7 +32,6 @@ import argparse
 import importlib
 import json
 import math
-import os
 import sys
 import time
 from collections import OrderedDict
@@ -37,7 +39,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from importance_sampler_ros import topics
+from importance_sampler_ros import topics, transport
 from importance_sampler_ros.bags import bag_io
 from importance_sampler_ros.bags.bag_io import header_from_cdr, with_header_stamp
 from importance_sampler_ros.bags.frames import (
@@ -405,10 +407,7 @@ def run_play(args: argparse.Namespace) -> int:
         _log(f'{args.bag}: {error.strerror or error}')
         return EXIT_BAD_INPUT
 
-    from importance_sampler_ros.nodes.launcher import TRANSPORT_DEFAULT, TRANSPORT_VARIABLE
-
-    # Read by Fast DDS when the participant is created, so set before rclpy.init.
-    os.environ.setdefault(TRANSPORT_VARIABLE, TRANSPORT_DEFAULT)
+    transport.use_graph_transport()  # before rclpy.init
     import rclpy
     from rclpy.executors import ExternalShutdownException
 
