@@ -77,11 +77,12 @@ def cli(*args: str, env: dict | None = None, **popen) -> subprocess.Popen:
 
 
 def domain_id(offset: int) -> int:
-    """A ROS domain for this test process: other people's test runs on the same machine (and
-    other test modules, which use fixed domains above 70) must not see our topics. Domains
-    20-69: five per process, picked by process id."""
-    assert 0 <= offset < 5
-    return 20 + (os.getpid() % 10) * 5 + offset
+    """A ROS domain for this test process, one per `offset` (0-9, one per test module that
+    starts nodes): other test runs on the same machine must not see our topics. Domains 20-219:
+    ten per process, picked by process id (two runs collide only when their pids agree mod 20;
+    Fast DDS takes domains up to 232)."""
+    assert 0 <= offset < 10
+    return 20 + (os.getpid() % 20) * 10 + offset
 
 
 def ros_env(domain_id: int) -> dict[str, str]:

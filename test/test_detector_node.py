@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import spin_until
+from live_graph_fixtures import domain_id
 
 rclpy = pytest.importorskip('rclpy')
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
@@ -24,7 +25,7 @@ from importance_sampler_ros.nodes.message_types import rclpy_types  # noqa: E402
 from importance_sampler_ros.params import ParameterError  # noqa: E402
 
 pytestmark = pytest.mark.ros
-DOMAIN_ID = '81'  # this module's own DDS domain
+DOMAIN_ID = str(domain_id(5))  # this module's own DDS domain
 HEIGHT, WIDTH = 96, 288
 IMAGE_TOPIC = '/test_detector_node/image'
 DETECTIONS_TOPIC = '/test_detector_node/detections'

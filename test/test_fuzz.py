@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from live_graph_fixtures import domain_id
 
 rclpy = pytest.importorskip('rclpy')
 from mcap.reader import make_reader  # noqa: E402
@@ -33,7 +34,7 @@ from importance_sampler_ros.nodes.tracker_node import TrackerNode  # noqa: E402
 from importance_sampler_ros.recording.splits import split_paths  # noqa: E402
 
 pytestmark = pytest.mark.ros
-DOMAIN_ID = '88'
+DOMAIN_ID = str(domain_id(8))
 T0 = 1_732_550_400 * 1_000_000_000
 FRAMES = 1500  # x (image + detections) + relabels + garbage: ~4000 messages to the recorder
 EXTREME_FLOATS = (0.0, -0.0, 1e-45, -1.0, 1e38, -1e38, math.inf, -math.inf, math.nan)

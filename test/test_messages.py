@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rclpy
+from live_graph_fixtures import domain_id
 from message_samples import sample_detections, sample_messages
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message, serialize_message
@@ -90,7 +91,7 @@ def detections_to_msg_via(types, det):
 
 @pytest.fixture
 def ros_domain(monkeypatch):
-    monkeypatch.setenv('ROS_DOMAIN_ID', '71')
+    monkeypatch.setenv('ROS_DOMAIN_ID', str(domain_id(9)))
     rclpy.init()
     yield
     rclpy.shutdown()

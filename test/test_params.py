@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 import pytest
 import rclpy
+from live_graph_fixtures import domain_id
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
@@ -121,7 +122,7 @@ def test_yaml_that_does_not_parse_is_one_line(tmp_path):
 
 @pytest.fixture
 def ros(monkeypatch):
-    monkeypatch.setenv('ROS_DOMAIN_ID', '72')
+    monkeypatch.setenv('ROS_DOMAIN_ID', str(domain_id(9)))
     rclpy.init()
     yield
     rclpy.shutdown()

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import spin_until
+from live_graph_fixtures import domain_id
 
 rclpy = pytest.importorskip('rclpy')
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
@@ -33,7 +34,7 @@ from importance_sampler_ros.recording.recorder import (  # noqa: E402
 from importance_sampler_ros.recording.splits import split_paths  # noqa: E402
 
 pytestmark = pytest.mark.ros
-DOMAIN_ID = '86'  # this module's own DDS domain
+DOMAIN_ID = str(domain_id(7))  # this module's own DDS domain
 PREFIX = '/test_recorder_node'
 IMAGE_TOPIC = f'{PREFIX}/image'
 INPUT_TOPICS = {'image_topic': IMAGE_TOPIC, 'detections_topic': f'{PREFIX}/tracked_detections',

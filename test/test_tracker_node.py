@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 from conftest import spin_until
+from live_graph_fixtures import domain_id
 
 rclpy = pytest.importorskip('rclpy')
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
@@ -31,7 +32,7 @@ from importance_sampler_ros.tracking.relabel import (  # noqa: E402
 )
 
 pytestmark = pytest.mark.ros
-DOMAIN_ID = '84'  # this module's own DDS domain
+DOMAIN_ID = str(domain_id(6))  # this module's own DDS domain
 PREFIX = '/test_tracker_node'
 TOPICS = {name: f'{PREFIX}/{name}' for name in
           ('detections', 'tracks', 'tracked_detections', 'relabels')}
