@@ -18,14 +18,18 @@ LARGE_DATA (their setting before), `DEFAULT` = Fast DDS's default transports.
 
 Prints one line per start and a summary line `unmatched=U/N short=S/N lost_frames=L/P`.
 
-Measured 2026-12-01 on the 2-core development machine, niced, with other engineers' tests and a
-training job running (load average 11-16), 20 starts x 60 frames each, --settle 1:
-- LARGE_DATA: unmatched 0/20, lost 88/1200 frames (images dropped at the recorder's best-effort
-  subscription in 9 starts, 40-59 of 60 arriving).
-- profile: unmatched 0/20, lost 123/1200; all 60 images arrived in 18 starts; in 4 starts the
-  tracker -> recorder link matched late (its first 23-34 arrays missing: play starts once it sees
-  its own subscribers, not once the tracker and the recorder see each other).
-The earlier "one start in six unmatched for good" with LARGE_DATA did not recur in these 20.
+Measured 2026-12-02 (session 7) on the 2-core development machine, 20 starts x 60 frames each,
+--settle 1 (the full table, with LARGE_DATA, is in docs/ARCHITECTURE.md "Transport"):
+- profile as shipped (30 initial announcements), quiet: unmatched 0/20, short 0/20, lost 0/1200;
+  two runs at once in domains 17 and 18: unmatched 0/40, short 0/40, lost 0/2400.
+- the profile with Fast DDS's default of 5 initial announcements: unmatched 0/20, short 6/20,
+  lost 310/1200 (quiet); two runs at once 0/40, 11/40, 382/2400. Every short start was the
+  tracker -> recorder link matching 1.6-1.9 s after play began.
+- DEFAULT, quiet: unmatched 0/20, the tracker -> recorder link late in 7/20, 996/1200 frames
+  lost (the images, fragmented over UDP).
+- LARGE_DATA beside 4 busy loops: 0/30, 0/30, 0/1800; two runs at once: 0/40, 5/40, 121/2400.
+Session 4 had 0/20 unmatched with LARGE_DATA (88/1200 lost, load average 11-16). The "one start
+in six unmatched for good" seen with LARGE_DATA before that never recurred.
 """
 from __future__ import annotations
 
