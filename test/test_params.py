@@ -1,10 +1,13 @@
 """Parameter specs: conversion and validation in the core, and the same rules when declared on a
 real node (nodes/parameters.py)."""
+import signal
+import subprocess
+import sys
 from dataclasses import dataclass
 
 import pytest
 import rclpy
-from live_graph_fixtures import domain_id
+from live_graph_fixtures import REPO, domain_id, ros_env
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
@@ -166,3 +169,36 @@ def test_ros_declaration_converts_lossless_types_and_refuses_others(ros):
             declare_parameters(bad, EXAMPLE_NODE)
         assert '\n' not in str(error.value)
         bad.destroy_node()
+
+
+def test_params_files_are_read_from_the_ros_arguments_only():
+    from importance_sampler_ros.nodes.parameters import params_files
+
+    args = ['node', '--params-file', 'not-ros.yaml', '--ros-args', '--params-file', 'a.yaml',
+            '-p', 'x:=1', '--params-file', 'b.yaml', '--', '--params-file', 'c.yaml']
+    assert params_files(args) == ['a.yaml', 'b.yaml']
+
+
+@pytest.mark.ros
+def test_a_bad_value_in_a_layered_params_file_ends_the_node_with_status_2(tmp_path):
+    """rcl keeps the first file's keep_ratio when the second gives a string; the node does not."""
+    layer = tmp_path / 'layer.yaml'
+    layer.write_text('recorder_node:\n  ros__parameters:\n    keep_ratio: abc\n')
+    command = [sys.executable, '-m', 'importance_sampler_ros.nodes.recorder_node', '--ros-args',
+               '--params-file', str(REPO / 'config' / 'importance_sampler.yaml'),
+               '--params-file', str(layer), '-p', f'output_dir:={tmp_path}']
+    result = subprocess.run(command, env=ros_env(domain_id(9)), capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == ("[ERROR] invalid parameter: recorder_node: parameter "
+                                     "'keep_ratio': expected float, got 'abc' (str)")
+    assert not any(tmp_path.glob('recording_*'))  # nothing was started
+    layer.write_text('recorder_node:\n  ros__parameters:\n    keep_ratio: 0.5\n')
+    good = subprocess.Popen(command, env=ros_env(domain_id(9)), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        started = next((line for line in good.stdout if 'keep ratio' in line), '')
+    finally:
+        good.send_signal(signal.SIGINT)
+        good.communicate(timeout=30)
+    assert 'keep ratio 0.5' in started and good.returncode == 0

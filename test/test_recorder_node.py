@@ -215,6 +215,24 @@ def test_invalid_parameter_ends_the_node_with_status_2(tmp_path: Path) -> None:
     assert 'storage' in result.stderr
 
 
+def test_ctrl_c_while_starting_up_still_closes_the_recording(tmp_path: Path) -> None:
+    """SIGINT as soon as the recording directory exists, usually before the node has finished
+    starting: exit 0, stats.json written, one line saying the recording was closed."""
+    env = {**os.environ, 'ROS_DOMAIN_ID': DOMAIN_ID}
+    process = subprocess.Popen(node_command(tmp_path), env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    recording = tmp_path / 'run'
+    deadline = time.monotonic() + 30
+    while not recording.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
+    assert json.loads((recording / 'stats.json').read_text())['frames'] == 0
+    assert f'recording closed: {recording}' in output
+    assert 'Traceback' not in output
+
+
 def _limit_file_size(limit: int):
     """preexec_fn: files the node writes cannot grow past `limit` bytes (writes beyond fail with
     EFBIG, like a full disk; Python ignores SIGXFSZ)."""

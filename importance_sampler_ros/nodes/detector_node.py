@@ -70,7 +70,7 @@ class DetectorNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node(DetectorNode, args)
+    return run_node(DetectorNode, 'detector_node', args)
 
 
 if __name__ == '__main__':

@@ -11,12 +11,19 @@ lossless one (`-p keep_ratio:=1`) is converted, any other is refused with one li
 parameter. Then it is declared again, read-only, with the converted value and its type and range
 in the descriptor (`ros2 param describe`). A refused value raises params.ParameterError;
 `run_node` turns that into one log line and exit status 2.
+
+Layered parameter files (`--params-file a.yaml --params-file b.yaml`, as `up` and `ros2 launch`
+pass them) are also checked here, merged in order: rcl merges them itself, but when a later file
+gives a parameter a value of another type (`keep_ratio: abc` over the YAML's 0.1) it keeps the
+earlier value without a word, so the node would never see the bad one.
 """
 from __future__ import annotations
 
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
@@ -26,8 +33,8 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from importance_sampler_ros import transport
-from importance_sampler_ros.params import Param, ParameterError
-from importance_sampler_ros.registry import NodeConfig, NodeParameters
+from importance_sampler_ros.params import Param, ParameterError, load_node_parameters
+from importance_sampler_ros.registry import NODES, NodeConfig, NodeParameters
 
 EXIT_BAD_PARAMETER = 2
 
@@ -70,7 +77,38 @@ def declare_parameters(node: Node, parameters: NodeParameters) -> NodeConfig:
     return config
 
 
-def run_node(make_node: Callable[[], Node], args: list[str] | None = None) -> int:
+def params_files(args: Sequence[str]) -> list[str]:
+    """The `--params-file` arguments among the ROS arguments of a command line, in order."""
+    files: list[str] = []
+    inside = False
+    tokens = iter(args)
+    for token in tokens:
+        if token == '--ros-args':
+            inside = True
+        elif token == '--':
+            inside = False
+        elif inside and token == '--params-file':
+            files.append(next(tokens, ''))
+    return files
+
+
+def check_layered_params_files(args: Sequence[str], node_name: str) -> None:
+    """ParameterError (one line) when the parameter files of `args`, merged in order for
+    `node_name`, give a value the node would refuse (module docstring). A single file reaches
+    the node as written and is checked there; a missing file is left to rcl to report."""
+    files = [path for path in params_files(args) if Path(path).is_file()]
+    if len(files) < 2:
+        return
+    values: dict[str, Any] = {}
+    for path in files:
+        values.update(load_node_parameters(path, node_name))
+    entry = NODES[node_name]
+    names = entry.names()
+    entry.build({key: value for key, value in values.items() if key in names})
+
+
+def run_node(make_node: Callable[[], Node], node_name: str,
+             args: list[str] | None = None) -> int:
     """rclpy init, build the node, spin until shutdown; bad parameters end it with status 2.
 
     rclpy's SIGINT handler shuts the context down and then calls the Python-level handler, whose
@@ -82,6 +120,11 @@ def run_node(make_node: Callable[[], Node], args: list[str] | None = None) -> in
     one, however it was started (`up`, `ros2 launch`, `ros2 run`).
     """
     signal.signal(signal.SIGINT, lambda signum, frame: None)
+    try:
+        check_layered_params_files(sys.argv if args is None else args, node_name)
+    except ParameterError as error:
+        print(f'[ERROR] invalid parameter: {error}', file=sys.stderr)
+        return EXIT_BAD_PARAMETER
     transport.use_graph_transport()
     rclpy.init(args=args)
     node = None

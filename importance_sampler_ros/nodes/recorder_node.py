@@ -60,6 +60,17 @@ class RecorderNode(Node):
         self.params = p = config.of(RecorderNodeSettings)
         recording = config.of(RecorderConfig)
         self.recorder = Recorder(recording)
+        try:
+            self._start(p, recording)
+        except BaseException:
+            # e.g. Ctrl-C while starting up (rclpy shuts the context down under us): the
+            # recording directory exists, so it gets its stats.json, and says so in one line
+            self.recorder.close(extra_stats={})
+            print(f'[recorder_node] stopped while starting; recording closed: '
+                  f'{self.recorder.recording_dir}', file=sys.stderr)
+            raise
+
+    def _start(self, p: RecorderNodeSettings, recording: RecorderConfig) -> None:
         self.types = rclpy_types()
         # image and DetectionArray CDR by header stamp, on the monotonic clock; a frame also
         # waits (at most join_timeout_s) for its RelabelArray, which the tracker sends every frame
@@ -227,7 +238,7 @@ def main(args: list[str] | None = None) -> int:
         return nodes[-1]
 
     try:
-        status = run_node(make_node, args)
+        status = run_node(make_node, 'recorder_node', args)
     except RecorderError as error:
         print(f'[ERROR] recorder_node: {error}', file=sys.stderr)
         return 1

@@ -103,7 +103,7 @@ class TrackerNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node(TrackerNode, args)
+    return run_node(TrackerNode, 'tracker_node', args)
 
 
 if __name__ == '__main__':

@@ -169,7 +169,7 @@ class VizNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node(VizNode, args)
+    return run_node(VizNode, 'viz_node', args)
 
 
 if __name__ == '__main__':
