@@ -55,6 +55,7 @@ from typing import Any
 import numpy as np
 
 from importance_sampler_ros import registry
+from importance_sampler_ros.bags import bag_io
 from importance_sampler_ros.offline.fleet_report import (
     STATUS_FAILED,
     STATUS_OK,
@@ -65,7 +66,6 @@ from importance_sampler_ros.offline.fleet_report import (
 )
 from importance_sampler_ros.progress import Progress, add_progress_arguments, progress_mode
 
-BAG_FILE_SUFFIXES = ('.mcap', '.db3')
 MARKER = 'fleet_done.json'
 IMPORTANCES_FILE = 'frame_importances.npy'
 CACHE_DIR = '.first_pass'
@@ -148,7 +148,7 @@ def discover_bags(input_dir: str | Path, exclude: str | Path | None = None) -> l
         subdirs[:] = sorted(d for d in subdirs
                             if not d.startswith('.') and (skip is None or here / d != skip))
         found += [(here / f, True) for f in sorted(files)
-                  if f.endswith(BAG_FILE_SUFFIXES) and not f.startswith('.')]
+                  if f.endswith(bag_io.BAG_FILE_SUFFIXES) and not f.startswith('.')]
     bags = []
     short = [_bag_name(root, path, drop_suffix=is_file) for path, is_file in found]
     for (path, is_file), name in zip(found, short, strict=True):
@@ -441,7 +441,7 @@ def run_fleet(input_dir: str | Path, out_dir: str | Path, *, ray_address: str | 
     bags = discover_bags(input_dir, exclude=out_dir)
     if not bags:
         raise FleetError(f'no bags under {input_dir} (a directory with metadata.yaml, or a '
-                         f'{" / ".join(BAG_FILE_SUFFIXES)} file)')
+                         f'{" / ".join(bag_io.BAG_FILE_SUFFIXES)} file)')
     out_dir.mkdir(parents=True, exist_ok=True)
 
     outcomes: dict[str, dict[str, Any]] = {}
