@@ -95,7 +95,8 @@ def test_colcon_installs_the_package_where_the_ament_index_points(workspace):
     share = prefix / 'share' / PACKAGE
     for name in ('launch/importance_sampler.launch.py', 'config/importance_sampler.yaml',
                  'config/importance_sampler.rviz', 'config/foxglove_live.json',
-                 'config/foxglove_recording.json', 'models/isr_small_synth.pt',
+                 'config/foxglove_recording.json', 'config/fastdds_large_frames.xml',
+                 'models/isr_small_synth.pt',
                  'msg/DetectionArray.msg', 'package.xml'):
         assert (share / name).is_file(), name
 
@@ -120,11 +121,15 @@ def test_installed_executable_runs_with_the_installed_package_and_messages(works
     assert done.returncode == 0, done.stderr[-3000:]
     assert 'usage: importance-sampler replay' in done.stdout
     code = ('import importance_sampler_ros as p, importance_sampler_ros.msg as m, '
-            'importance_sampler_ros.bags.bag_io as b; '
-            'print(p.__file__); print(b.msg_dir()); print(m.DetectionArray().aggregation == "")')
+            'importance_sampler_ros.bags.bag_io as b, importance_sampler_ros.transport as t; '
+            'print(p.__file__); print(b.msg_dir()); print(m.DetectionArray().aggregation == ""); '
+            'print(t.profile_path())')
     done = sourced(workspace, f'cd {workspace} && {sys.executable} -c {shlex.quote(code)}')
     assert done.returncode == 0, done.stderr[-3000:]
-    module, msg_dir, ok = done.stdout.strip().splitlines()
+    module, msg_dir, ok, profile = done.stdout.strip().splitlines()
     assert module.startswith(str(workspace / 'install')), module
     assert msg_dir.startswith(str(workspace / 'install')), msg_dir
     assert ok == 'True'
+    # the Fast DDS profile the nodes give themselves, from the install's share/
+    assert Path(profile) == workspace / 'install' / PACKAGE / 'share' / PACKAGE / 'config' / \
+        'fastdds_large_frames.xml'
