@@ -60,3 +60,38 @@ def describe(env: Mapping[str, str]) -> str:
     shown = [f'{name}={env[name]}' for name in (PROFILES_VARIABLE, BUILTIN_VARIABLE)
              if name in env]
     return ', '.join(shown) or "Fast DDS's default transports"
+
+
+SILENT_PUBLISHER_S = 10.0  # how long a published topic may stay silent here before a warning
+
+
+class SilentPublisherWatch:
+    """Notices a topic that has publishers but from which nothing arrives: what a camera driver
+    on Fast DDS's default transports looks like to the nodes (matched, but a 1.4 MB frame never
+    arrives whole; docs/ARCHITECTURE.md "Transport"). A publisher that is merely paused looks the
+    same, so the text says what to check rather than what is wrong. One warning per silence."""
+
+    def __init__(self, topic: str, silent_s: float = SILENT_PUBLISHER_S) -> None:
+        self.topic = topic
+        self.silent_s = silent_s
+        self._received = 0
+        self._silent_since: float | None = None
+        self._warned = False
+
+    def check(self, publishers: int, received: int, now: float) -> str | None:
+        """`publishers` on the topic now, messages `received` so far, monotonic `now`: the
+        warning to log, once, when the topic has been silent for `silent_s`; else None."""
+        if publishers == 0 or received != self._received:
+            self._received = received
+            self._silent_since = None
+            self._warned = False
+            return None
+        if self._silent_since is None:
+            self._silent_since = now
+        if self._warned or now - self._silent_since < self.silent_s:
+            return None
+        self._warned = True
+        return (f'{publishers} publisher(s) on {self.topic}, but nothing arrived here for '
+                f'{now - self._silent_since:.0f} s. If it is publishing, its transport does not '
+                'carry its messages to this node: large frames need the publisher on the same '
+                f'Fast DDS profile ({PROFILES_VARIABLE}={profile_path()})')

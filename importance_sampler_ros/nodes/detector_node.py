@@ -10,6 +10,7 @@ node keeps running. Parameters: registry.NODES['detector_node']
 from __future__ import annotations
 
 import sys
+import time
 
 from rclpy.node import Node
 
@@ -22,6 +23,7 @@ from importance_sampler_ros.nodes.parameters import declare_parameters, run_node
 from importance_sampler_ros.nodes.qos import image_qos
 from importance_sampler_ros.params import ParameterError
 from importance_sampler_ros.registry import NODES, DetectorNodeSettings
+from importance_sampler_ros.transport import SilentPublisherWatch
 
 NODE_NAME = 'detector_node'
 # Best effort and a queue of one: a slow detector drops old frames instead of queueing them.
@@ -41,6 +43,7 @@ class DetectorNode(Node):
             raise ParameterError(f'detector cannot start: {error}') from error
         self.types = rclpy_types()
         self.frames_processed = 0
+        self.images_received = 0
         self.policy = FramePolicy.from_settings(self.params, warn=self.get_logger().warning)
         self.publisher = self.create_publisher(
             self.types.DetectionArray, self.params.detections_topic, 10
@@ -48,6 +51,8 @@ class DetectorNode(Node):
         self.subscription = self.create_subscription(
             self.types.Image, self.params.image_topic, self.on_image, IMAGE_QOS
         )
+        self.image_watch = SilentPublisherWatch(self.params.image_topic)
+        self.create_timer(1.0, self.watch_images)
         warm_up_ms = self.detector.warm_up()
         self.get_logger().info(
             f'{self.detector.model_name} on {self.detector.device} '
@@ -59,7 +64,14 @@ class DetectorNode(Node):
     def images_skipped(self) -> int:
         return self.policy.counts.images_skipped
 
+    def watch_images(self) -> None:
+        warning = self.image_watch.check(self.count_publishers(self.image_watch.topic),
+                                         self.images_received, time.monotonic())
+        if warning:
+            self.get_logger().warning(warning)
+
     def on_image(self, msg) -> None:
+        self.images_received += 1
         result = self.policy.detect(self.detector, msg)
         if result is None:  # skipped (and warned about) as replay skips it
             return

@@ -46,6 +46,7 @@ from importance_sampler_ros.recording.recorder import (
 )
 from importance_sampler_ros.registry import NODES, RecorderNodeSettings
 from importance_sampler_ros.stamp_join import JoinedFrame, StampJoin
+from importance_sampler_ros.transport import SilentPublisherWatch
 
 NODE_NAME = 'recorder_node'
 _WARNING_PERIOD_S = 5.0
@@ -90,6 +91,8 @@ class RecorderNode(Node):
         self.create_subscription(self.types.RelabelArray, p.relabels_topic, self.on_relabels,
                                  FRAME_QOS, raw=True)
         self.create_timer(min(0.1, max(p.join_timeout_s / 2, 0.01)), self.expire_pending)
+        self.image_watch = SilentPublisherWatch(recording.image_topic)
+        self.create_timer(1.0, self.watch_images)
         if p.stats_period_s > 0:
             self.create_timer(p.stats_period_s, self.log_stats)
         self.get_logger().info(
@@ -101,6 +104,12 @@ class RecorderNode(Node):
             + f'; decisions on {p.decisions_topic}')
 
     # -- inputs
+
+    def watch_images(self) -> None:
+        warning = self.image_watch.check(self.count_publishers(self.image_watch.topic),
+                                         self.counts['images_received'], time.monotonic())
+        if warning:
+            self._log('warning', warning)
 
     def on_image(self, data: bytes) -> None:
         self.counts['images_received'] += 1
@@ -196,6 +205,8 @@ class RecorderNode(Node):
             print(f'[{level.upper()}] [{NODE_NAME}]: {text}', file=sys.stderr, flush=True)
         elif level == 'error':
             self.get_logger().error(text)
+        elif level == 'warning':
+            self.get_logger().warning(text)
         else:
             self.get_logger().info(text)
 
