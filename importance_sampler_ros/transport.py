@@ -46,7 +46,9 @@ def set_graph_transport(env: MutableMapping[str, str]) -> MutableMapping[str, st
 
 def graph_environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
     """A copy of `base` (default: this process's environment) with the graph's transport."""
-    return dict(set_graph_transport(dict(os.environ if base is None else base)))
+    env = dict(os.environ if base is None else base)
+    set_graph_transport(env)
+    return env
 
 
 def use_graph_transport() -> None:

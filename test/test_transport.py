@@ -50,7 +50,7 @@ def test_recorder_node_warns_about_an_image_publisher_that_delivers_nothing(ros,
     recorder = RecorderNode(parameter_overrides=[
         Parameter('output_dir', value=str(tmp_path)), Parameter('bag_name', value='watch'),
         Parameter('stats_period_s', value=0.0)])
-    recorder.image_watch = transport.SilentPublisherWatch('/camera/image_raw', silent_s=1.0)
+    recorder.image_watch.silent_s = 1.0
     logged = []
     recorder._log = lambda level, text: logged.append((level, text))
     camera = rclpy.create_node('silent_camera')

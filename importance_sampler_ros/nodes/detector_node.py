@@ -10,7 +10,6 @@ node keeps running. Parameters: registry.NODES['detector_node']
 from __future__ import annotations
 
 import sys
-import time
 
 from rclpy.node import Node
 
@@ -18,12 +17,12 @@ from importance_sampler_ros.bags.messages import detections_to_msg
 from importance_sampler_ros.detection.config import DetectorConfig
 from importance_sampler_ros.detection.detector import CheckpointError, Detector, DetectorError
 from importance_sampler_ros.frame_policy import FramePolicy
+from importance_sampler_ros.nodes.image_watch import watch_topic
 from importance_sampler_ros.nodes.message_types import rclpy_types
 from importance_sampler_ros.nodes.parameters import declare_parameters, run_node
 from importance_sampler_ros.nodes.qos import image_qos
 from importance_sampler_ros.params import ParameterError
 from importance_sampler_ros.registry import NODES, DetectorNodeSettings
-from importance_sampler_ros.transport import SilentPublisherWatch
 
 NODE_NAME = 'detector_node'
 # Best effort and a queue of one: a slow detector drops old frames instead of queueing them.
@@ -51,8 +50,8 @@ class DetectorNode(Node):
         self.subscription = self.create_subscription(
             self.types.Image, self.params.image_topic, self.on_image, IMAGE_QOS
         )
-        self.image_watch = SilentPublisherWatch(self.params.image_topic)
-        self.create_timer(1.0, self.watch_images)
+        self.image_watch = watch_topic(self, self.params.image_topic,
+                                       lambda: self.images_received, self.get_logger().warning)
         warm_up_ms = self.detector.warm_up()
         self.get_logger().info(
             f'{self.detector.model_name} on {self.detector.device} '
@@ -63,12 +62,6 @@ class DetectorNode(Node):
     @property
     def images_skipped(self) -> int:
         return self.policy.counts.images_skipped
-
-    def watch_images(self) -> None:
-        warning = self.image_watch.check(self.count_publishers(self.image_watch.topic),
-                                         self.images_received, time.monotonic())
-        if warning:
-            self.get_logger().warning(warning)
 
     def on_image(self, msg) -> None:
         self.images_received += 1

@@ -120,15 +120,11 @@ def run_node(make_node: Callable[[], Node], node_name: str,
     one, however it was started (`up`, `ros2 launch`, `ros2 run`).
     """
     signal.signal(signal.SIGINT, lambda signum, frame: None)
-    try:
-        check_layered_params_files(sys.argv if args is None else args, node_name)
-    except ParameterError as error:
-        print(f'[ERROR] invalid parameter: {error}', file=sys.stderr)
-        return EXIT_BAD_PARAMETER
     transport.use_graph_transport()
     rclpy.init(args=args)
     node = None
     try:
+        check_layered_params_files(sys.argv if args is None else args, node_name)
         node = make_node()
         rclpy.spin(node)
     except ParameterError as error:

@@ -35,6 +35,7 @@ from typing import Any
 from rclpy.node import Node
 
 from importance_sampler_ros.bags.bag_io import header_from_cdr
+from importance_sampler_ros.nodes.image_watch import watch_topic
 from importance_sampler_ros.nodes.message_types import rclpy_types
 from importance_sampler_ros.nodes.parameters import declare_parameters, run_node
 from importance_sampler_ros.nodes.qos import FRAME_QOS, image_qos
@@ -46,7 +47,6 @@ from importance_sampler_ros.recording.recorder import (
 )
 from importance_sampler_ros.registry import NODES, RecorderNodeSettings
 from importance_sampler_ros.stamp_join import JoinedFrame, StampJoin
-from importance_sampler_ros.transport import SilentPublisherWatch
 
 NODE_NAME = 'recorder_node'
 _WARNING_PERIOD_S = 5.0
@@ -91,8 +91,9 @@ class RecorderNode(Node):
         self.create_subscription(self.types.RelabelArray, p.relabels_topic, self.on_relabels,
                                  FRAME_QOS, raw=True)
         self.create_timer(min(0.1, max(p.join_timeout_s / 2, 0.01)), self.expire_pending)
-        self.image_watch = SilentPublisherWatch(recording.image_topic)
-        self.create_timer(1.0, self.watch_images)
+        self.image_watch = watch_topic(self, recording.image_topic,
+                                       lambda: self.counts['images_received'],
+                                       lambda text: self._log('warning', text))
         if p.stats_period_s > 0:
             self.create_timer(p.stats_period_s, self.log_stats)
         self.get_logger().info(
@@ -104,12 +105,6 @@ class RecorderNode(Node):
             + f'; decisions on {p.decisions_topic}')
 
     # -- inputs
-
-    def watch_images(self) -> None:
-        warning = self.image_watch.check(self.count_publishers(self.image_watch.topic),
-                                         self.counts['images_received'], time.monotonic())
-        if warning:
-            self._log('warning', warning)
 
     def on_image(self, data: bytes) -> None:
         self.counts['images_received'] += 1

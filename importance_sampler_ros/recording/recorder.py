@@ -107,6 +107,7 @@ class DecidedStamps:
     def __contains__(self, stamp_ns: int) -> bool:
         return self.get(stamp_ns) is not None
 
+
 class RecorderError(RuntimeError):
     """The recorder cannot start (e.g. the output directory cannot be created)."""
 
