@@ -93,6 +93,14 @@ class FrameDetections:
             uncertainty=self.uncertainty[keep],
         )
 
+    def with_track_ids(self, track_ids: np.ndarray) -> FrameDetections:
+        """A shallow copy with these per-detection track ids (uint32, one per detection); the
+        other arrays are shared and not validated again (the tracker's per-frame output)."""
+        copied = object.__new__(FrameDetections)
+        copied.__dict__.update(self.__dict__)
+        copied.track_ids = track_ids
+        return copied
+
     def uncertainty_of(self, name: str) -> np.ndarray:
         """The column of scorer `name` (KeyError naming the available ones if absent)."""
         if name not in self.uncertainty_names:

@@ -22,10 +22,10 @@ to c, and so is every later one.
 """
 from __future__ import annotations
 
-import copy
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -136,10 +136,12 @@ class NearToFarRelabeler:
         """Number of tracks whose history is held."""
         return len(self._tracks)
 
-    def is_near(self, box_height: float, score: float) -> bool:
-        tall = box_height >= self.config.near_min_height_px
-        confident = score >= self.config.near_min_score
-        return (tall and confident) if self.config.near_rule == 'and' else (tall or confident)
+    def is_near(self, box_height: float | np.ndarray, score: float | np.ndarray
+                ) -> bool | np.ndarray:
+        """Whether a detection (or each of arrays of them) is in the near field."""
+        tall = np.greater_equal(box_height, self.config.near_min_height_px)
+        confident = np.greater_equal(score, self.config.near_min_score)
+        return tall & confident if self.config.near_rule == 'and' else tall | confident
 
     def observe(
         self,
@@ -168,6 +170,7 @@ class NearToFarRelabeler:
         importances = frame.importances.tolist()
         ious = [None] * len(ids) if match_ious is None else np.asarray(match_ious).tolist()
         second = [False] * len(ids) if duplicates is None else np.asarray(duplicates).tolist()
+        near = self.is_near(frame.boxes[:, 3] - frame.boxes[:, 1], frame.scores).tolist()
         for index, track_id in enumerate(ids):
             if track_id == 0:
                 continue
@@ -183,8 +186,7 @@ class NearToFarRelabeler:
                 match = (_box_iou(history.observations[-1].box, tuple(box))
                          if history.observations else float('nan'))
             obs = Observation(frame.stamp_ns, tuple(box), class_id, frame.class_names[index],
-                              score, importances[index], index,
-                              self.is_near(box[3] - box[1], score), match)
+                              score, importances[index], index, near[index], match)
             if history.observations and match < cfg.segment_min_iou and not second[index]:
                 history.restart()
             self._append(history, obs)
@@ -227,8 +229,9 @@ class NearToFarRelabeler:
         if history is None:
             return ()
         if history.sorted_counts is None:
-            history.sorted_counts = tuple(sorted(history.class_counts.items(),
-                                                 key=lambda item: (-item[1], item[0])))
+            counts = history.class_counts
+            history.sorted_counts = (tuple(counts.items()) if len(counts) == 1 else tuple(
+                sorted(counts.items(), key=lambda item: (-item[1], item[0]))))
         return history.sorted_counts
 
     def _well_matched(self, obs: Observation) -> bool:
@@ -247,7 +250,7 @@ class NearToFarRelabeler:
         counts[obs.class_id] = counts.get(obs.class_id, 0) + 1
         history.sorted_counts = None
         history.count += 1
-        history.well_matched += self._well_matched(obs)
+        history.well_matched += not obs.match_iou < self.config.relabel_min_match_iou
         if obs.near:
             history.votes.append(obs)
 
@@ -327,9 +330,9 @@ class NearToFarRelabeler:
         ]
 
 
-@dataclass(frozen=True, slots=True)
-class TrackSummary:
-    """One confirmed track at one frame: the content of msg/Track.msg."""
+class TrackSummary(NamedTuple):
+    """One confirmed track at one frame: the content of msg/Track.msg (a named tuple: the
+    tracker builds one per confirmed track and frame)."""
 
     track_id: int
     box: tuple[float, float, float, float]
@@ -405,8 +408,7 @@ class RelabelingTracker:
             tracks.append(TrackSummary(
                 track_id, tuple(box), current[0], current[1],
                 self.relabeler.class_history(track_id), age, hits, since, score))
-        detections = copy.copy(frame)  # a shallow copy: the arrays are not validated again
-        detections.track_ids = step.track_ids
+        detections = frame.with_track_ids(step.track_ids)
         return TrackedFrame(
             detections=detections,
             tracks=tracks,

@@ -62,20 +62,27 @@ SPARSE_ASSIGNMENT_PAIRS = 4096
 def boxes_to_measurements(boxes: np.ndarray) -> np.ndarray:
     """(N, 4) boxes x1, y1, x2, y2 -> (N, 4) measurements cx, cy, area, aspect (w / h)."""
     boxes = np.asarray(boxes, np.float64)
-    w = boxes[:, 2] - boxes[:, 0]
-    h = boxes[:, 3] - boxes[:, 1]
-    return np.stack([boxes[:, 0] + w / 2, boxes[:, 1] + h / 2, w * h, w / h], axis=1)
+    size = boxes[:, 2:] - boxes[:, :2]
+    out = np.empty((len(boxes), 4))
+    out[:, :2] = boxes[:, :2] + size / 2
+    out[:, 2] = size[:, 0] * size[:, 1]
+    out[:, 3] = size[:, 0] / size[:, 1]
+    return out
 
 
 def states_to_boxes(states: np.ndarray) -> np.ndarray:
     """(N, >=4) states starting cx, cy, area, aspect -> (N, 4) boxes; NaN where area*aspect <= 0."""
-    cx, cy, area, aspect = (states[:, i].reshape(-1) for i in range(4))
-    with np.errstate(invalid='ignore', divide='ignore'):
-        w = np.sqrt(area * aspect)
-        h = area / w
-    boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
-    boxes[~(w > 0)] = np.nan
-    return boxes
+    states = states.reshape(len(states), states.shape[1])
+    area = states[:, 2]
+    width_sq = area * states[:, 3]
+    degenerate = ~(width_sq > 0)
+    if degenerate.any():
+        width_sq[degenerate] = area[degenerate] = np.nan
+    half = np.empty((len(states), 2))
+    np.sqrt(width_sq, out=half[:, 0])
+    np.divide(area, half[:, 0], out=half[:, 1])
+    half /= 2
+    return np.concatenate([states[:, :2] - half, states[:, :2] + half], axis=1)
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -104,26 +111,30 @@ def padded_iou_matrix(a: np.ndarray, b: np.ndarray, pad: np.ndarray) -> np.ndarr
     """(N, M) IoU of boxes a (N, 4) and b (M, 4) after padding both boxes of pair (i, j) by
     pad[j] pixels on every side: the same box pair scores higher the more it is padded, so a
     larger pad is a wider gate around b."""
-    pad = np.asarray(pad, np.float64)[None, :]
-    a = a[:, None, :]
-    b = b[None, :, :]
-    w = np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]) + 2 * pad
-    h = np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]) + 2 * pad
-    inter = np.maximum(w, 0.0) * np.maximum(h, 0.0)
-    area_a = (a[..., 2] - a[..., 0] + 2 * pad) * (a[..., 3] - a[..., 1] + 2 * pad)
-    area_b = (b[..., 2] - b[..., 0] + 2 * pad) * (b[..., 3] - b[..., 1] + 2 * pad)
-    return inter / (area_a + area_b - inter)
+    grow = 2.0 * np.asarray(pad, np.float64)
+    x1a, y1a, x2a, y2a = a.T
+    x1b, y1b, x2b, y2b = b.T
+    w = np.minimum.outer(x2a, x2b)
+    w -= np.maximum.outer(x1a, x1b)
+    w += grow
+    h = np.minimum.outer(y2a, y2b)
+    h -= np.maximum.outer(y1a, y1b)
+    h += grow
+    inter = np.maximum(w, 0.0, out=w)
+    inter *= np.maximum(h, 0.0, out=h)
+    union = np.add.outer(x2a - x1a, grow)
+    union *= np.add.outer(y2a - y1a, grow)
+    union += (x2b - x1b + grow) * (y2b - y1b + grow)
+    union -= inter
+    return inter / union
 
 
 def valid_boxes(boxes: np.ndarray) -> np.ndarray:
     """Boolean mask of boxes that are finite with x1 < x2 and y1 < y2."""
     boxes = np.asarray(boxes)
-    with np.errstate(invalid='ignore'):
-        return (
-            np.isfinite(boxes).all(axis=1)
-            & (boxes[:, 2] > boxes[:, 0])
-            & (boxes[:, 3] > boxes[:, 1])
-        )
+    # comparisons with NaN are False and raise no warning; infinities are caught by isfinite
+    return np.isfinite(boxes).all(axis=1) & (boxes[:, 2] > boxes[:, 0]) & (
+        boxes[:, 3] > boxes[:, 1])
 
 
 def associate(
@@ -148,8 +159,9 @@ def match_iou(iou: np.ndarray, iou_threshold: float) -> tuple[np.ndarray, np.nda
         empty = np.zeros(0, np.intp)
         return empty, empty
     allowed = (iou >= iou_threshold) & (iou > 0.0)
-    if allowed.sum(axis=0).max() <= 1 and allowed.sum(axis=1).max() <= 1:
-        return np.nonzero(allowed)
+    rows, cols = np.nonzero(allowed)  # rows ascending
+    if not (rows[1:] == rows[:-1]).any() and len(np.unique(cols)) == len(cols):
+        return rows, cols
     if iou.size <= SPARSE_ASSIGNMENT_PAIRS:
         return _hungarian(iou, allowed)
     return _hungarian_by_component(iou, allowed)
@@ -319,8 +331,10 @@ class SortTracker:
         )
         if candidates is None and isinstance(frame, FrameDetections):
             candidates = frame.candidates
-        if isinstance(candidates, FrameDetections):  # best first, for the max_detections cap
-            candidates = candidates.boxes[np.argsort(-candidates.scores, kind='stable')]
+        if isinstance(candidates, FrameDetections):
+            candidates = (candidates.boxes if len(candidates) <= cfg.max_detections else
+                          # best first, for the max_detections cap
+                          candidates.boxes[np.argsort(-candidates.scores, kind='stable')])
         self.frame_count += 1
         n_dets = len(boxes)
         ignored = ~valid_boxes(boxes)
@@ -343,7 +357,6 @@ class SortTracker:
         track_pad = self._track_padding(predicted)
 
         matched_dets, track_rows, ious = self._associate(boxes, scores, valid, predicted, track_pad)
-        self._correct(track_rows, boxes[matched_dets])
         self._boxes[track_rows] = boxes[matched_dets]
         self._class_ids[track_rows] = class_ids[matched_dets]
         self._scores[track_rows] = scores[matched_dets]
@@ -352,11 +365,16 @@ class SortTracker:
         self._hits[track_rows] += 1
         self._since_update[track_rows] = 0
 
-        candidate_matches = 0
+        corrected = track_rows
         if cfg.match_candidates and candidates is not None and len(candidates):
-            candidate_matches, candidates_dropped = self._match_candidates(
+            candidate_rows, candidates_dropped = self._match_candidates(
                 np.asarray(candidates, np.float64).reshape(-1, 4), predicted, track_pad)
             dropped += candidates_dropped
+            if len(candidate_rows):
+                corrected = np.concatenate([track_rows, candidate_rows])
+        # one batched filter update for both rounds (their tracks are disjoint)
+        self._correct(corrected, self._boxes[corrected])
+        candidate_matches = len(corrected) - len(track_rows)
 
         stale = self._since_update > cfg.max_age
         if stale.any():
@@ -426,13 +444,12 @@ class SortTracker:
         threshold = self.config.duplicate_iou
         if (threshold <= 0.0 and self.config.duplicate_containment <= 0.0) or len(valid) < 2:
             return valid, empty, empty
-        order = valid[np.argsort(-scores[valid], kind='stable')]
-        x1, y1, x2, y2 = boxes[order].T
+        x1, y1, x2, y2 = boxes[valid].T
         w = np.minimum.outer(x2, x2) - np.maximum.outer(x1, x1)
         h = np.minimum.outer(y2, y2) - np.maximum.outer(y1, y1)
         inter = np.maximum(w, 0.0, out=w) * np.maximum(h, 0.0, out=h)
         area = (x2 - x1) * (y2 - y1)
-        classes = class_ids[order]
+        classes = class_ids[valid]
         close = classes[:, None] != classes[None, :]  # never the diagonal
         close &= inter > 0.0
         if threshold > 0.0:
@@ -445,6 +462,9 @@ class SortTracker:
         close &= same
         if not close.any():
             return valid, empty, empty
+        by_score = np.argsort(-scores[valid], kind='stable')
+        order = valid[by_score]
+        close = close[np.ix_(by_score, by_score)]  # rows and columns in score order
         primary_of = list(range(len(order)))
         for better, worse in zip(*(i.tolist() for i in np.nonzero(close)), strict=True):
             # rows are in score order: (better, worse) pairs only, worse joins once
@@ -488,42 +508,48 @@ class SortTracker:
             return valid[det_rows], track_rows, iou[det_rows, track_rows]
         first, second = np.flatnonzero(confirmed), np.flatnonzero(~confirmed)
         det_rows, track_rows = match_iou(iou[:, first], threshold)
-        left = np.delete(np.arange(len(valid)), det_rows)
+        is_left = np.ones(len(valid), bool)
+        is_left[det_rows] = False
+        left = np.flatnonzero(is_left)
         left_rows, second_rows = match_iou(iou[left][:, second], threshold)
         det_rows = np.concatenate([det_rows, left[left_rows]])
         track_rows = np.concatenate([first[track_rows], second[second_rows]])
         return valid[det_rows], track_rows, iou[det_rows, track_rows]
 
     def _match_candidates(self, candidates: np.ndarray, predicted: np.ndarray,
-                          track_pad: np.ndarray) -> tuple[int, int]:
-        """Round two: confirmed tracks unmatched so far take candidate boxes; returns (matches,
-        candidates dropped by max_detections)."""
+                          track_pad: np.ndarray) -> tuple[np.ndarray, int]:
+        """Round two: confirmed tracks unmatched so far take candidate boxes (their filters are
+        corrected by the caller); returns (the rows of those tracks, candidates dropped by
+        max_detections)."""
         cfg = self.config
+        none = np.zeros(0, np.intp)
         waiting = np.flatnonzero((self._since_update > 0) & (self._hits >= cfg.min_hits))
         if len(waiting) == 0:
-            return 0, 0
+            return none, 0
         candidates = candidates[valid_boxes(candidates)]
         dropped = max(len(candidates) - cfg.max_detections, 0)
         candidates = candidates[:cfg.max_detections]  # detectors hand them on best first
         if len(candidates) == 0:
-            return 0, dropped
+            return none, dropped
         iou = padded_iou_matrix(candidates, predicted[waiting], track_pad[waiting])
         cand_rows, rows = match_iou(iou, cfg.candidate_iou_threshold)
         rows = waiting[rows]
-        self._correct(rows, candidates[cand_rows])
         self._boxes[rows] = candidates[cand_rows]
         self._since_update[rows] = 0
-        return len(rows), dropped
+        return rows, dropped
 
     def _predict(self) -> np.ndarray:
         """KalmanFilter.predict for every track at once; returns the predicted boxes."""
         x, cov = self._x, self._P
-        transition, process_noise = self._model.F, self._model.Q
         if len(x):
             # SORT: an area about to shrink below zero stops shrinking.
             x[(x[:, 6, 0] + x[:, 2, 0]) <= 0, 6, 0] = 0.0
-            x[:] = transition @ x
-            cov[:] = transition @ cov @ transition.T + process_noise
+            # sort_box_filter's F is I plus the velocities (states 4-6) added to cx, cy, area:
+            # F x and F P F' as row and column additions (test_tracking holds them to filterpy)
+            x[:, :3] += x[:, 4:]
+            cov[:, :3] += cov[:, 4:]
+            cov[:, :, :3] += cov[:, :, 4:]
+            cov += self._model.Q
         self._ages += 1
         self._since_update += 1
         return states_to_boxes(x)
@@ -542,11 +568,14 @@ class SortTracker:
         cov_ht = cov[:, :, :MEASUREMENT_DIM]
         innovation_cov = cov_ht[:, :MEASUREMENT_DIM] + meas_noise
         gain = cov_ht @ np.linalg.inv(innovation_cov)
-        i_kh = np.broadcast_to(np.eye(STATE_DIM), cov.shape).copy()
-        i_kh[:, :, :MEASUREMENT_DIM] -= gain
         gain_t = gain.transpose(0, 2, 1)
         self._x[rows] = x + gain @ residual
-        self._P[rows] = i_kh @ cov @ i_kh.transpose(0, 2, 1) + gain @ meas_noise @ gain_t
+        # Joseph form (I - KH) P (I - KH)' + K R K', with I - KH applied as its two halves:
+        # (I - KH) P = P - K P[:4], and A (I - KH)' = A - A[:, :4] K'
+        left = cov - gain @ cov[:, :MEASUREMENT_DIM]
+        left -= left[:, :, :MEASUREMENT_DIM] @ gain_t
+        left += gain @ meas_noise @ gain_t
+        self._P[rows] = left
 
     def _start(
         self,
@@ -564,7 +593,7 @@ class SortTracker:
         x[:, :MEASUREMENT_DIM, 0] = boxes_to_measurements(boxes[dets])
         model = self._model
         self._x = np.concatenate([self._x, x])
-        self._P = np.concatenate([self._P, np.broadcast_to(model.P, (n, STATE_DIM, STATE_DIM))])
+        self._P = np.concatenate([self._P, np.repeat(model.P[None], n, axis=0)])
         self._ids = np.concatenate([self._ids, ids])
         self._boxes = np.concatenate([self._boxes, boxes[dets]])
         self._class_ids = np.concatenate([self._class_ids, class_ids[dets]])
