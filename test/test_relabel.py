@@ -136,6 +136,19 @@ def test_history_is_capped():
     assert out[-1].tracks[0].class_history == ((2, 3), (1, 1))
 
 
+def test_class_history_counts_the_kept_observations_most_frequent_first():
+    tracker = RelabelingTracker(relabel=cfg(relabel_history_size=5))
+    classes = np.random.default_rng(3).choice([1, 2, 3], p=[0.6, 0.3, 0.1], size=60).tolist()
+    for t, c in enumerate(classes):
+        summary = tracker.update(frame(t, [c], [20.0])).tracks
+        if not summary:
+            continue
+        kept = classes[max(0, t - 4):t + 1]
+        expected = sorted({k: kept.count(k) for k in kept}.items(),
+                          key=lambda item: (-item[1], item[0]))
+        assert summary[0].class_history == tuple(expected), t
+
+
 def test_near_rule_and_thresholds():
     relabeler = NearToFarRelabeler(cfg(near_min_height_px=40, near_min_score=0.5))
     assert relabeler.is_near(40, 0.5) and not relabeler.is_near(39, 0.9)

@@ -171,26 +171,28 @@ class NearToFarRelabeler:
         ious = [None] * len(ids) if match_ious is None else np.asarray(match_ious).tolist()
         second = [False] * len(ids) if duplicates is None else np.asarray(duplicates).tolist()
         near = self.is_near(frame.boxes[:, 3] - frame.boxes[:, 1], frame.scores).tolist()
+        stamp_ns, names, tracks = frame.stamp_ns, frame.class_names, self._tracks
         for index, track_id in enumerate(ids):
             if track_id == 0:
                 continue
-            history = self._tracks.get(track_id)
+            history = tracks.get(track_id)
             if history is None:
-                history = self._tracks[track_id] = _TrackHistory(
+                history = tracks[track_id] = _TrackHistory(
                     cfg.relabel_history_size, cfg.near_window)
-            box = boxes[index]
-            score = scores[index]
-            class_id = class_ids[index]
+            box = tuple(boxes[index])
             match = ious[index]
             if match is None:
-                match = (_box_iou(history.observations[-1].box, tuple(box))
+                match = (_box_iou(history.observations[-1].box, box)
                          if history.observations else float('nan'))
-            obs = Observation(frame.stamp_ns, tuple(box), class_id, frame.class_names[index],
-                              score, importances[index], index, near[index], match)
+            obs = Observation(stamp_ns, box, class_ids[index], names[index], scores[index],
+                              importances[index], index, near[index], match)
             if history.observations and match < cfg.segment_min_iou and not second[index]:
                 history.restart()
             self._append(history, obs)
-            if not confirmed_list[index] or history.count < cfg.relabel_min_observations:
+            if (not confirmed_list[index] or history.count < cfg.relabel_min_observations
+                    # no class agreed and too few votes for one: _relabel would find nothing
+                    or (history.near_class is None
+                        and len(history.votes) < cfg.near_min_votes)):
                 continue
             relabelled = self._relabel(history, obs)
             if relabelled:
@@ -218,16 +220,33 @@ class NearToFarRelabeler:
         history = self._tracks.get(track_id)
         if history is None or not history.observations:
             return None
+        return self._current_class(history)
+
+    def summary(self, track_id: int, class_id: int, class_name: str
+                ) -> tuple[int, str, tuple[tuple[int, int], ...]]:
+        """(class id, class name, class history) of a track as published: `track_class` and
+        `class_history` in one look-up, with class_id / class_name where its history is empty."""
+        history = self._tracks.get(track_id)
+        if history is None:
+            return class_id, class_name, ()
+        if history.observations:
+            class_id, class_name = self._current_class(history)
+        return class_id, class_name, self._sorted_counts(history)
+
+    def class_history(self, track_id: int) -> tuple[tuple[int, int], ...]:
+        """(class id, count) over the kept observations, most frequent first."""
+        history = self._tracks.get(track_id)
+        return () if history is None else self._sorted_counts(history)
+
+    @staticmethod
+    def _current_class(history: _TrackHistory) -> tuple[int, str]:
         if history.near_class is not None:
             return history.near_class, history.near_class_name
         latest = history.observations[-1]
         return latest.class_id, latest.class_name
 
-    def class_history(self, track_id: int) -> tuple[tuple[int, int], ...]:
-        """(class id, count) over the kept observations, most frequent first."""
-        history = self._tracks.get(track_id)
-        if history is None:
-            return ()
+    @staticmethod
+    def _sorted_counts(history: _TrackHistory) -> tuple[tuple[int, int], ...]:
         if history.sorted_counts is None:
             counts = history.class_counts
             history.sorted_counts = (tuple(counts.items()) if len(counts) == 1 else tuple(
@@ -240,15 +259,19 @@ class NearToFarRelabeler:
     def _append(self, history: _TrackHistory, obs: Observation) -> None:
         observations = history.observations
         counts = history.class_counts
+        ranked = history.sorted_counts
         if len(observations) == observations.maxlen:
             dropped = observations[0]
             counts[dropped.class_id] -= 1
             if counts[dropped.class_id] == 0:
                 del counts[dropped.class_id]
             history.well_matched -= self._well_matched(dropped)
+            ranked = None
         observations.append(obs)
-        counts[obs.class_id] = counts.get(obs.class_id, 0) + 1
-        history.sorted_counts = None
+        count = counts[obs.class_id] = counts.get(obs.class_id, 0) + 1
+        # another observation of the leading class keeps the order: only its count changes
+        history.sorted_counts = (((obs.class_id, count), *ranked[1:])
+                                 if ranked and ranked[0][0] == obs.class_id else None)
         history.count += 1
         history.well_matched += not obs.match_iou < self.config.relabel_min_match_iou
         if obs.near:
@@ -404,10 +427,10 @@ class RelabelingTracker:
                 confirmed.track_ids.tolist(), confirmed.boxes.tolist(),
                 confirmed.class_ids.tolist(), confirmed.scores.tolist(), confirmed.ages.tolist(),
                 confirmed.hits.tolist(), confirmed.time_since_update.tolist(), strict=True)):
-            current = self.relabeler.track_class(track_id) or (class_id, names[row])
-            tracks.append(TrackSummary(
-                track_id, tuple(box), current[0], current[1],
-                self.relabeler.class_history(track_id), age, hits, since, score))
+            current_id, current_name, class_history = self.relabeler.summary(
+                track_id, class_id, names[row])
+            tracks.append(TrackSummary(track_id, tuple(box), current_id, current_name,
+                                       class_history, age, hits, since, score))
         detections = frame.with_track_ids(step.track_ids)
         return TrackedFrame(
             detections=detections,

@@ -543,7 +543,9 @@ class SortTracker:
         x, cov = self._x, self._P
         if len(x):
             # SORT: an area about to shrink below zero stops shrinking.
-            x[(x[:, 6, 0] + x[:, 2, 0]) <= 0, 6, 0] = 0.0
+            shrinking = (x[:, 6, 0] + x[:, 2, 0]) <= 0
+            if shrinking.any():
+                x[shrinking, 6, 0] = 0.0
             # sort_box_filter's F is I plus the velocities (states 4-6) added to cx, cy, area:
             # F x and F P F' as row and column additions (test_tracking holds them to filterpy)
             x[:, :3] += x[:, 4:]
