@@ -28,7 +28,7 @@ from typing import Any
 import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy._rclpy_pybind11 import RCLError
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
@@ -125,8 +125,13 @@ def run_node(make_node: Callable[[], Node], node_name: str,
     node = None
     try:
         check_layered_params_files(sys.argv if args is None else args, node_name)
+        # An executor of its own, built before the node announces itself: rclpy.spin takes
+        # the global one, which a SIGINT arriving before spin starts has already cleared (spin
+        # then fails on None), and an executor built after the shutdown dies noisily.
+        executor = SingleThreadedExecutor()
         node = make_node()
-        rclpy.spin(node)
+        executor.add_node(node)
+        executor.spin()
     except ParameterError as error:
         print(f'[ERROR] invalid parameter: {error}', file=sys.stderr)
         return EXIT_BAD_PARAMETER
