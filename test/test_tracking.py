@@ -28,7 +28,9 @@ def test_measurement_conversion_round_trip():
     z = boxes_to_measurements(boxes)
     np.testing.assert_allclose(z[0], [30, 60, 40 * 80, 0.5])
     np.testing.assert_allclose(states_to_boxes(z), boxes)
-    assert np.isnan(states_to_boxes(np.array([[1.0, 1.0, -4.0, 1.0]]))).all()
+    degenerate = np.array([[1.0, 1.0, -4.0, 1.0]])
+    assert np.isnan(states_to_boxes(degenerate)).all()
+    assert degenerate.tolist() == [[1.0, 1.0, -4.0, 1.0]]  # the states are not written to
 
 
 def test_iou_matrix_known_values():

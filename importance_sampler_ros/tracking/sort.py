@@ -76,7 +76,8 @@ def states_to_boxes(states: np.ndarray) -> np.ndarray:
     area = states[:, 2]
     width_sq = area * states[:, 3]
     degenerate = ~(width_sq > 0)
-    if degenerate.any():
+    if degenerate.any():  # NaN boxes, without warnings and without writing into `states`
+        area = area.copy()
         width_sq[degenerate] = area[degenerate] = np.nan
     half = np.empty((len(states), 2))
     np.sqrt(width_sq, out=half[:, 0])
