@@ -214,44 +214,25 @@ class NearToFarRelabeler:
         history = self._tracks.get(track_id)
         return tuple(history.votes) if history else ()
 
-    def track_class(self, track_id: int) -> tuple[int, str] | None:
-        """The near-field class of a track when agreed, else the class of its latest observation
-        (None for unknown tracks)."""
-        history = self._tracks.get(track_id)
-        if history is None or not history.observations:
-            return None
-        return self._current_class(history)
-
     def summary(self, track_id: int, class_id: int, class_name: str
                 ) -> tuple[int, str, tuple[tuple[int, int], ...]]:
-        """(class id, class name, class history) of a track as published: `track_class` and
-        `class_history` in one look-up, with class_id / class_name where its history is empty."""
+        """(class id, class name, class history) of a track as published: the near-field class
+        when agreed, else the class of its latest observation (class_id / class_name for a track
+        with no history), and (class id, count) over the kept observations, most frequent
+        first."""
         history = self._tracks.get(track_id)
         if history is None:
             return class_id, class_name, ()
-        if history.observations:
-            class_id, class_name = self._current_class(history)
-        return class_id, class_name, self._sorted_counts(history)
-
-    def class_history(self, track_id: int) -> tuple[tuple[int, int], ...]:
-        """(class id, count) over the kept observations, most frequent first."""
-        history = self._tracks.get(track_id)
-        return () if history is None else self._sorted_counts(history)
-
-    @staticmethod
-    def _current_class(history: _TrackHistory) -> tuple[int, str]:
         if history.near_class is not None:
-            return history.near_class, history.near_class_name
-        latest = history.observations[-1]
-        return latest.class_id, latest.class_name
-
-    @staticmethod
-    def _sorted_counts(history: _TrackHistory) -> tuple[tuple[int, int], ...]:
+            class_id, class_name = history.near_class, history.near_class_name
+        elif history.observations:
+            latest = history.observations[-1]
+            class_id, class_name = latest.class_id, latest.class_name
         if history.sorted_counts is None:
             counts = history.class_counts
             history.sorted_counts = (tuple(counts.items()) if len(counts) == 1 else tuple(
                 sorted(counts.items(), key=lambda item: (-item[1], item[0]))))
-        return history.sorted_counts
+        return class_id, class_name, history.sorted_counts
 
     def _well_matched(self, obs: Observation) -> bool:
         return not obs.match_iou < self.config.relabel_min_match_iou  # NaN (track start): yes
@@ -273,7 +254,7 @@ class NearToFarRelabeler:
         history.sorted_counts = (((obs.class_id, count), *ranked[1:])
                                  if ranked and ranked[0][0] == obs.class_id else None)
         history.count += 1
-        history.well_matched += not obs.match_iou < self.config.relabel_min_match_iou
+        history.well_matched += self._well_matched(obs)
         if obs.near:
             history.votes.append(obs)
 
