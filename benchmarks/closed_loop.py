@@ -49,7 +49,8 @@ def markdown(result: dict[str, Any], wall_note: str = '') -> str:
         lines += [f'## Budget {float(budget):.1%} of the pool', '',
                   'Test mAP@0.5 after retraining (mean ± sd over seeds); gain over random in '
                   'mAP points, paired by seed: overall as mean ± standard error and the seeds '
-                  'in which it beat random, per tag mean ± sd; "err ×": detector errors per '
+                  'in which it beat random, per tag mean ± sd; "err ×": detector errors on '
+                  'labelled objects (box height >= 20 px, evaluation/errors.py) per '
                   'selected frame / per pool frame; "rare": share of the selected frames in a '
                   f"rare situation (pool {result['pool'].get('rare_share', float('nan')):.2f}).",
                   '',
@@ -83,16 +84,20 @@ def markdown(result: dict[str, Any], wall_note: str = '') -> str:
                 f"{after['class_accuracy']:.3f}, recall {after['recall']:.3f}.")
         lines.append('')
     lines += ['## Frame scores on the pool (selection-metrics.md definitions)', '',
-              'Rare AUROC: how well the frame score ranks the frames of rare situations above '
-              'the others (0.5 = not at all, below 0.5 = it keeps them less often than a coin).',
-              '', '| scorer | aggregation | candidates | Spearman | enrichment top 10 % | missed | '
-              'wrong class | sampler enrichment | CV | rare AUROC |', '|---' * 10 + '|']
+              'Errors are counted on labelled objects (box height >= 20 px, '
+              'evaluation/errors.py); "boxes >=": the shortest detection that counts toward '
+              'the frame score (0 = all); sampler enrichment at a = 1. Rare AUROC: how well '
+              'the frame score ranks the frames of rare situations above the others (0.5 = not '
+              'at all, below 0.5 = it keeps them less often than a coin).',
+              '', '| scorer | aggregation | candidates | boxes >= | Spearman | enrichment top 10 % '
+              '| missed | wrong class | sampler enrichment | CV | rare AUROC |', '|---' * 11 + '|']
     for row in result['scoring']:
         def f(key: str, row=row) -> str:
             value = row.get(key)
             return '' if value is None else f'{value:.2f}'
         lines.append(f"| {row['scorer']} | {row['aggregation']} | {row['candidates']} | "
-                     f"{f('spearman')} | {f('enrichment')} | {f('missed_enrichment')} | "
+                     f"{row.get('min_box_height', '')} | {f('spearman')} | {f('enrichment')} | "
+                     f"{f('missed_enrichment')} | "
                      f"{f('wrong_class_enrichment')} | {f('sampler_enrichment')} | {f('cv')} | "
                      f"{f('rare_auroc')} |")
     return '\n'.join(lines) + '\n'

@@ -19,6 +19,7 @@ Writes closed_loop.json (every number) and closed_loop_gain.png into --out and p
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import shlex
@@ -64,10 +65,11 @@ from importance_sampler_ros.closed_loop.selection import (
     self_labels,
     true_errors,
 )
-from importance_sampler_ros.detection.detections import AGGREGATIONS
+from importance_sampler_ros.detection.detections import AGGREGATIONS, FrameScoring
 from importance_sampler_ros.detection.importance import SCORERS
 from importance_sampler_ros.evaluation.detection_map import evaluate_detections
 from importance_sampler_ros.evaluation.errors import (
+    LABELLED_MIN_HEIGHT_PX,
     auroc,
     enrichment,
     frame_errors,
@@ -81,10 +83,11 @@ CANDIDATE_FLOOR = 0.05  # cached detections always carry candidates down to this
 POOL_SEEDS = tuple(range(5001, 5009))
 TEST_SEEDS = (6001, 6002, 6003, 6004)
 TAIL_SEED_BASE = 7001
-# The sampler's defaults before systematic draws and budgeted, thinned relabel keeps: an
-# ablation row of the closed loop (it keeps more frames than the budget: see its frame count).
-PREVIOUS_SAMPLER = {'draw': 'independent', 'relabel_keeps_in_budget': False,
-                    'relabel_keep_gap_s': 0.0, 'frame_score': 'importance'}
+# The defaults before the frame importance ignored detections under the labelling height and
+# the sampler sharpened it: the ablation row of the closed loop, per node.
+PREVIOUS_DEFAULTS = {'detector_node': {'frame_min_box_height': 0.0},
+                     'recorder_node': {'sharpness': 1.0}}
+ABLATION_ROW = 'sampler, earlier defaults (every box counts, a = 1)'
 # The closed loop's rows, by the name --strategies takes (each is one or more Selections).
 STRATEGIES = ('random', 'uniform', 'sampler', 'sampler-unweighted', 'self-labels', 'top-n',
               'oracle', 'cover', 'coverage', 'two-stage', 'ceiling', 'ablation', 'other-score')
@@ -93,8 +96,9 @@ COVERAGE_ROW = 'sampler, coverage with threshold draws'
 TWO_STAGE_FACTOR = 6.0
 TWO_STAGE_ROW = f'two-stage: recorder keeps {TWO_STAGE_FACTOR:g}x, select covers'
 # The online cover (row 'coverage'): the recorder's coverage score with threshold draws, whitened
-# by the replay (training-mix) frames' descriptors; the bank carries on from drive to drive.
-COVERAGE_SAMPLER = {'frame_score': 'coverage', 'draw': 'threshold'}
+# by the replay (training-mix) frames' descriptors; the bank carries on from drive to drive. It
+# was measured unsharpened (threshold draws rank, so a > 1 only moves the threshold's start).
+COVERAGE_SAMPLER = {'frame_score': 'coverage', 'draw': 'threshold', 'sharpness': 1.0}
 QUICK = {'pool_seeds': (5001, 5002), 'test_seeds': (6001,), 'seconds': 8.0, 'seeds': (0,),
          'replay_frames': 16, 'iterations': 10, 'tail_seconds': 1.0}
 
@@ -223,12 +227,15 @@ def carries_rare_tag(frames: Sequence[CachedFrame]) -> np.ndarray:
     return np.array([bool(rare & set(f.truth.situations)) for f in frames], bool)
 
 
-def scoring_table(pool: Sequence[CachedFrame], score_threshold: float, keep_ratio: float
-                  ) -> list[dict[str, Any]]:
-    """Every scorer x aggregation (with and without candidates): how well the frame score finds
-    the frames with detector errors (selection-metrics.md definitions), and its AUROC for the
-    frames of rare situations (below 0.5: the score keeps them less often than a coin)."""
-    errors = [frame_errors(f.detections, f.truth, score_threshold) for f in pool]
+def scoring_table(pool: Sequence[CachedFrame], score_threshold: float, keep_ratio: float,
+                  min_box_height: float) -> list[dict[str, Any]]:
+    """Every scorer x aggregation (with and without candidates, with every detection or only
+    those of at least `min_box_height` px): how well the frame score finds the frames with
+    detector errors on labelled objects (selection-metrics.md definitions, evaluation.errors
+    LABELLED_MIN_HEIGHT_PX), and its AUROC for the frames of rare situations (below 0.5: the
+    score keeps them less often than a coin)."""
+    errors = [frame_errors(f.detections, f.truth, score_threshold,
+                           min_labelled_height=LABELLED_MIN_HEIGHT_PX) for f in pool]
     total = np.array([e.total for e in errors], np.float64)
     missed = np.array([e.missed for e in errors], np.float64)
     wrong = np.array([e.wrong_class for e in errors], np.float64)
@@ -239,21 +246,22 @@ def scoring_table(pool: Sequence[CachedFrame], score_threshold: float, keep_rati
              'enrichment': enrichment(total, total, 0.1, groups),
              'missed_enrichment': enrichment(total, missed, 0.1, groups),
              'wrong_class_enrichment': enrichment(total, wrong, 0.1, groups)}]
-    for scorer in SCORERS:
-        for aggregation in AGGREGATIONS:
-            for candidates in (False, True):
-                g = frame_scores(pool, scorer, aggregation, candidates)
-                q = np.minimum(1.0, keep_ratio * g / max(g.mean(), 1e-12))
-                rows.append({
-                    'scorer': scorer, 'aggregation': aggregation, 'candidates': candidates,
-                    'spearman': spearman(g, total),
-                    'rare_auroc': auroc(g, rare),
-                    'enrichment': enrichment(g, total, 0.1, groups),
-                    'missed_enrichment': enrichment(g, missed, 0.1, groups),
-                    'wrong_class_enrichment': enrichment(g, wrong, 0.1, groups),
-                    'sampler_enrichment': sampler_enrichment(q, total),
-                    'cv': float(g.std() / max(g.mean(), 1e-12)),
-                })
+    heights = sorted({0.0, float(min_box_height)})
+    for scorer, aggregation, candidates, height in itertools.product(
+            SCORERS, AGGREGATIONS, (False, True), heights):
+        g = frame_scores(pool, scorer, FrameScoring(aggregation, candidates, height))
+        q = np.minimum(1.0, keep_ratio * g / max(g.mean(), 1e-12))
+        rows.append({
+            'scorer': scorer, 'aggregation': aggregation, 'candidates': candidates,
+            'min_box_height': height,
+            'spearman': spearman(g, total),
+            'rare_auroc': auroc(g, rare),
+            'enrichment': enrichment(g, total, 0.1, groups),
+            'missed_enrichment': enrichment(g, missed, 0.1, groups),
+            'wrong_class_enrichment': enrichment(g, wrong, 0.1, groups),
+            'sampler_enrichment': sampler_enrichment(q, total),
+            'cv': float(g.std() / max(g.mean(), 1e-12)),
+        })
     return rows
 
 
@@ -348,6 +356,7 @@ def run_closed_loop(settings: ClosedLoopSettings, log: Log = print) -> dict[str,
                      n_natural_test)
     log(f'base model on the test set: mAP@0.5 {base["mAP"]:.3f}, rare tags {base["rare_tags"]:.3f}')
     errors = true_errors(pool, threshold)
+    default_scoring = FrameScoring.of(det_values)
     result: dict[str, Any] = {
         'settings': _settings_dict(settings),
         'model': detector.model_name,
@@ -357,13 +366,13 @@ def run_closed_loop(settings: ClosedLoopSettings, log: Log = print) -> dict[str,
         'test': {'frames': len(test), 'natural_frames': n_natural_test,
                  'drives': list(settings.test_seeds), 'tag_shares': _tag_shares(test)},
         'base_model': base,
-        'scoring': scoring_table(pool, threshold, settings.budgets[0]),
+        'scoring': scoring_table(pool, threshold, settings.budgets[0],
+                                 default_scoring.min_box_height),
         'runs': [],
     }
-    default_aggregation = det_values['aggregation']
-    candidates_default = bool(det_values['candidates_in_frame'])
+    default_aggregation = default_scoring.aggregation
     self_label_info: dict[str, Any] = {}
-    scores = {s: frame_scores(pool, s, default_aggregation, candidates_default) for s in SCORERS}
+    scores = {s: frame_scores(pool, s, default_scoring) for s in SCORERS}
     for budget in settings.budgets:
         for seed in settings.seeds:
             overrides = {'recorder_node': {'keep_ratio': budget, 'seed': int(seed)},
@@ -374,7 +383,7 @@ def run_closed_loop(settings: ClosedLoopSettings, log: Log = print) -> dict[str,
             other_score = next(f for f in FRAME_SCORES
                                if f != run_params['recorder_node'].values['frame_score'])
             cover = {**COVERAGE_SAMPLER, 'coverage_reference': str(reference_path)}
-            previous = _recorder_variant(settings.params_file, overrides, **PREVIOUS_SAMPLER)
+            previous = _node_variant(settings.params_file, overrides, PREVIOUS_DEFAULTS)
             other = _recorder_variant(settings.params_file, overrides, frame_score=other_score)
             online_cover = _recorder_variant(settings.params_file, overrides, **cover)
             candidates = _recorder_variant(settings.params_file, overrides, **cover,
@@ -402,13 +411,20 @@ def run_closed_loop(settings: ClosedLoopSettings, log: Log = print) -> dict[str,
     return result
 
 
+def _node_variant(params_file: str | None, overrides: dict[str, Any],
+                  changes: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The run's node parameters with these values changed, per node."""
+    from importance_sampler_ros.offline.pipeline import load_parameters
+
+    merged = {node: {**overrides.get(node, {}), **changes.get(node, {})}
+              for node in {*overrides, *changes}}
+    return load_parameters(params_file, merged)[0]
+
+
 def _recorder_variant(params_file: str | None, overrides: dict[str, Any], **changes: Any
                       ) -> dict[str, Any]:
     """The run's node parameters with these recorder_node values changed."""
-    from importance_sampler_ros.offline.pipeline import load_parameters
-
-    return load_parameters(params_file, {
-        **overrides, 'recorder_node': {**overrides['recorder_node'], **changes}})[0]
+    return _node_variant(params_file, overrides, {'recorder_node': changes})
 
 
 @dataclass(frozen=True)
@@ -461,7 +477,7 @@ def _row_selections(key: str, row: _RowInputs) -> list[Selection]:
         return [select_all(n_pool, seed)]
     if key == 'ablation':
         return [sampler_selection(run_product_sampler(row.pool, row.previous), seed,
-                                  weighted=True, name='sampler, earlier defaults (ablation)')]
+                                  weighted=True, name=ABLATION_ROW)]
     if key == 'other-score':
         return [sampler_selection(run_product_sampler(row.pool, row.other), seed, weighted=True,
                                   name=f'sampler, {row.other_score} frame score')]
@@ -593,7 +609,9 @@ def format_summary(result: dict[str, Any]) -> str:
                 f"{100 * rare['gain_over_random']['mean']:+6.2f} +- "
                 f"{100 * rare['gain_over_random']['std']:.2f}")
         lines.append(headroom_line(table))
-    lines.append("'err x': errors per selected frame / errors per pool frame (1 = random); "
+    lines.append("'err x': errors on labelled objects (>= "
+                 f"{LABELLED_MIN_HEIGHT_PX:g} px) per selected frame / per pool frame "
+                 "(1 = random); "
                  "'rare': share of the selected frames in a rare situation (pool: "
                  f"{result['pool'].get('rare_share', math.nan):.2f}); mAP on the natural test "
                  'drives; gain: mean over seeds +- its standard error, and in how many seeds it '

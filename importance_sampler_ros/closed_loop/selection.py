@@ -35,8 +35,8 @@ from importance_sampler_ros.bags import bag_io
 from importance_sampler_ros.bags.frames import InputFrame
 from importance_sampler_ros.bags.images import rgb_to_image_msg
 from importance_sampler_ros.closed_loop.head_cache import CachedFrame
-from importance_sampler_ros.detection.detections import rescored
-from importance_sampler_ros.evaluation.errors import frame_errors
+from importance_sampler_ros.detection.detections import FrameScoring, rescored
+from importance_sampler_ros.evaluation.errors import LABELLED_MIN_HEIGHT_PX, frame_errors
 from importance_sampler_ros.registry import NODES, NodeConfig
 from importance_sampler_ros.sampling.cover import greedy_cover
 
@@ -97,14 +97,15 @@ def select_top(name: str, scores: np.ndarray, count: int, seed: int) -> Selectio
     return Selection(name, seed, np.sort(order), np.ones(n))
 
 
-def frame_scores(pool: Sequence[CachedFrame], scorer: str, aggregation: str,
-                 candidates_in_frame: bool = False) -> np.ndarray:
-    return np.array([rescored(f.detections, scorer, aggregation, candidates_in_frame)
-                     .frame_importance for f in pool])
+def frame_scores(pool: Sequence[CachedFrame], scorer: str, scoring: FrameScoring) -> np.ndarray:
+    return np.array([rescored(f.detections, scorer, scoring).frame_importance for f in pool])
 
 
-def true_errors(pool: Sequence[CachedFrame], score_threshold: float) -> np.ndarray:
-    return np.array([frame_errors(f.detections, f.truth, score_threshold).total for f in pool],
+def true_errors(pool: Sequence[CachedFrame], score_threshold: float,
+                min_labelled_height: float = LABELLED_MIN_HEIGHT_PX) -> np.ndarray:
+    """Detector errors per pool frame, on labelled objects (evaluation.errors)."""
+    return np.array([frame_errors(f.detections, f.truth, score_threshold,
+                                  min_labelled_height=min_labelled_height).total for f in pool],
                     np.float64)
 
 
@@ -120,24 +121,21 @@ class SamplerRun:
     relabels: list[Any]
 
 
-def run_product_sampler(pool: Sequence[CachedFrame], params: Mapping[str, NodeConfig],
-                        scorer: str | None = None, aggregation: str | None = None,
-                        candidates_in_frame: bool | None = None) -> SamplerRun:
+def run_product_sampler(pool: Sequence[CachedFrame], params: Mapping[str, NodeConfig]
+                        ) -> SamplerRun:
     """The offline pipeline (the nodes' core objects and policies) over each pool drive.
 
     params: validated node parameters (offline.pipeline.load_parameters); the recorder's
     keep_ratio is the budget and its seed the sampling seed. The detections are the detector's
-    cached output, rescored when another scorer / aggregation is asked for. The images written to
-    the scratch bag are blank frames of the true size (decisions never look at pixels; the ring
-    buffer's byte bound sees the true sizes).
+    cached output, rescored with the detector parameters' scorer and frame scoring. The images
+    written to the scratch bag are blank frames of the true size (decisions never look at pixels;
+    the ring buffer's byte bound sees the true sizes).
     """
     from importance_sampler_ros.offline.pipeline import Pipeline
 
     det_params = params['detector_node']
-    scorer = scorer or det_params['scorer']
-    aggregation = aggregation or det_params['aggregation']
-    if candidates_in_frame is None:
-        candidates_in_frame = bool(det_params['candidates_in_frame'])
+    scorer = det_params['scorer']
+    scoring = FrameScoring.of(det_params.values)
     types = bag_io.msg_types()
     by_stamp: dict[tuple[int, int], int] = {}
     drives: dict[int, list[int]] = {}
@@ -163,7 +161,7 @@ def run_product_sampler(pool: Sequence[CachedFrame], params: Mapping[str, NodeCo
                     h, w = frame.original_size
                     blank = np.zeros((h, w, 3), np.uint8)
                 image = rgb_to_image_msg(blank, frame.stamp_ns, 'camera', types)
-                detections = rescored(frame.detections, scorer, aggregation, candidates_in_frame)
+                detections = rescored(frame.detections, scorer, scoring)
                 pipeline.process(InputFrame(frame.stamp_ns, 'camera', bag_io.serialize(image),
                                             image, detections, None))
             pipeline.close()

@@ -70,6 +70,12 @@ class DetectorConfig(Settings):
         'detections and so keeps the crowded day frames over the night and fog ones the model '
         'is worst at; measured in docs/measurements/closed_loop_cpu.md, session 6)',
         choices=AGGREGATIONS)
+    frame_min_box_height: float = param(
+        20.0, 'Detections (and candidates) with a box shorter than this many pixels do not count '
+        'toward the frame importance (they are still published): objects under the labelling '
+        'height are not labelled, so their detections say nothing about what a kept frame '
+        'teaches (docs/measurements/frame_scores.md); 0 = every detection counts',
+        min_value=0.0, max_value=10_000.0)
     scorer: str = param('gradient_norm', 'Which per-detection score is the importance (all are '
                         'published in uncertainty)', choices=SCORERS)
     candidate_floor: float = param(0.0, 'Publish boxes scoring in [floor, score_threshold) as '

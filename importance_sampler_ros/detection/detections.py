@@ -4,7 +4,9 @@ Boxes are in image pixels, corners (x1, y1, x2, y2), x right, y down (msg/Boundi
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -115,25 +117,49 @@ def _filled(values: np.ndarray, n: int, fill: float, dtype: type) -> np.ndarray:
     return values.reshape(n)
 
 
-def frame_importance(det: FrameDetections, aggregation: str, candidates_in_frame: bool = False
-                     ) -> float:
-    """The frame importance of `det`'s importances (and its candidates' when asked)."""
-    pooled = det.importances
-    if candidates_in_frame and det.candidates is not None:
-        pooled = np.concatenate([pooled, det.candidates.importances])
-    return aggregate_importance(pooled, aggregation)
+@dataclass(frozen=True)
+class FrameScoring:
+    """How the frame importance is made from the detections' importances: the detector node's
+    aggregation, candidates_in_frame and frame_min_box_height parameters."""
+
+    aggregation: str = 'sum'
+    candidates_in_frame: bool = False
+    # detections (and candidates) with a box shorter than this (px) do not count; 0 = all count
+    min_box_height: float = 0.0
+
+    @classmethod
+    def of(cls, detector_values: Mapping[str, Any]) -> FrameScoring:
+        """The scoring named by a detector configuration's values (DetectorConfig fields)."""
+        return cls(str(detector_values['aggregation']),
+                   bool(detector_values['candidates_in_frame']),
+                   float(detector_values['frame_min_box_height']))
+
+    def counted(self, det: FrameDetections) -> np.ndarray:
+        """The importances that make `det`'s frame importance."""
+        parts = [det]
+        if self.candidates_in_frame and det.candidates is not None:
+            parts.append(det.candidates)
+        if self.min_box_height > 0.0:
+            return np.concatenate([
+                p.importances[(p.boxes[:, 3] - p.boxes[:, 1]) >= self.min_box_height]
+                for p in parts])
+        return np.concatenate([p.importances for p in parts])
 
 
-def rescored(det: FrameDetections, scorer: str, aggregation: str,
-             candidates_in_frame: bool = False) -> FrameDetections:
+def frame_importance(det: FrameDetections, scoring: FrameScoring) -> float:
+    """The frame importance of `det` under `scoring`."""
+    return aggregate_importance(scoring.counted(det), scoring.aggregation)
+
+
+def rescored(det: FrameDetections, scorer: str, scoring: FrameScoring) -> FrameDetections:
     """A copy of `det` whose importances are scorer `scorer`'s column of its uncertainty (and its
-    candidates' likewise) and whose frame importance aggregates them: what the detector would
-    have published with that configuration, from the same forward pass."""
+    candidates' likewise) and whose frame importance is made by `scoring`: what the detector
+    would have published with that configuration, from the same forward pass."""
     candidates = det.candidates
     if candidates is not None:
         candidates = replace(candidates, importances=candidates.uncertainty_of(scorer).copy(),
                              scorer=scorer)
     out = replace(det, importances=det.uncertainty_of(scorer).copy(), scorer=scorer,
-                  aggregation=aggregation, candidates=candidates)
-    out.frame_importance = frame_importance(out, aggregation, candidates_in_frame)
+                  aggregation=scoring.aggregation, candidates=candidates)
+    out.frame_importance = frame_importance(out, scoring)
     return out

@@ -42,8 +42,13 @@ from importance_sampler_ros.detection.config import (
     SCORERS,
     DetectorConfig,
 )
-from importance_sampler_ros.detection.detections import FrameDetections, frame_importance
+from importance_sampler_ros.detection.detections import (
+    FrameDetections,
+    FrameScoring,
+    frame_importance,
+)
 from importance_sampler_ros.detection.importance import uncertainty_scores
+from importance_sampler_ros.params import flat_values
 from importance_sampler_ros.share import share_path
 
 
@@ -534,6 +539,7 @@ class Detector:
         self.checkpoint = loaded.path
         self.checkpoint_meta = loaded.meta
         self.model_name = f'{loaded.architecture}:{loaded.path.name}'
+        self.scoring = FrameScoring.of(flat_values(self.config))
 
     def warm_up(self, height: int = 192, width: int = 640) -> float:
         """One inference on a blank image, so the first camera frame does not pay for the
@@ -597,8 +603,7 @@ class Detector:
             frame.descriptor = captured.descriptor.float().cpu().numpy()
         if captured.candidates is not None:
             frame.candidates = self.frame_from_captured(captured.candidates, stamp_ns, frame_id)
-        frame.frame_importance = frame_importance(frame, self.config.aggregation,
-                                                  self.config.candidates_in_frame)
+        frame.frame_importance = frame_importance(frame, self.scoring)
         return frame
 
     def to_tensor(self, image_rgb: np.ndarray) -> torch.Tensor:

@@ -9,6 +9,13 @@ IoU >= 0.5. Then per frame:
 - wrong class (WC): a matched pair whose classes differ.
 Visible errors = FP + WC (what a detection's own score can reflect); total = FP + FN + WC.
 
+Labelled objects (`min_labelled_height`, LABELLED_MIN_HEIGHT_PX): labellers do not box objects
+too small to be labelled reliably (KITTI marks them DontCare and evaluates none under 25 px). A
+truth shorter than the labelling height is "don't care": missing it is no error, a detection
+matched to it is neither right nor wrong, and an unmatched detection is no false positive when
+its own box is under that height or it overlaps a don't-care truth at IoU >= 0.5. With 0 every
+truth counts (the definition of the shared note).
+
 Enrichment of a frame score: errors per frame among the top `fraction` of frames ranked by the
 score (ranked within each drive) divided by errors per frame overall; random = 1, the oracle
 (ranking by the error count itself) is the ceiling the world allows. For a sampler that keeps
@@ -27,6 +34,8 @@ from importance_sampler_ros.evaluation.detection_map import box_iou
 MATCH_IOU = 0.5
 LOCALISATION_IOU = 0.1
 SMALL_BOX_PX = 20.0
+# Labelled objects are at least this tall: the edge of the 'far' bin (KITTI's is 25 px).
+LABELLED_MIN_HEIGHT_PX = 20.0
 
 
 @dataclass(frozen=True)
@@ -78,30 +87,43 @@ def greedy_match(iou: np.ndarray, threshold: float = MATCH_IOU) -> np.ndarray:
 
 
 def frame_errors(detections: FrameDetections, truth: FrameDetections,
-                 score_threshold: float = 0.0, iou_threshold: float = MATCH_IOU) -> FrameErrors:
-    """The errors of one frame's detections (those with score >= score_threshold)."""
+                 score_threshold: float = 0.0, iou_threshold: float = MATCH_IOU,
+                 min_labelled_height: float = 0.0) -> FrameErrors:
+    """The errors of one frame's detections (those with score >= score_threshold), counting only
+    truths of at least `min_labelled_height` px (module docstring; 0 = every truth)."""
     keep = detections.scores >= score_threshold
     boxes, labels = detections.boxes[keep], detections.class_ids[keep]
     iou = box_iou(boxes, truth.boxes)
     match = greedy_match(iou, iou_threshold)
     matched = match >= 0
+    heights = truth.boxes[:, 3] - truth.boxes[:, 1]
+    labelled = heights >= min_labelled_height
+    ignored = np.zeros(len(boxes), bool)
+    ignored[matched] = ~labelled[match[matched]]
+    fp = ~matched
+    if min_labelled_height > 0.0:
+        small = (boxes[:, 3] - boxes[:, 1]) < min_labelled_height
+        near_dont_care = (iou[:, ~labelled].max(axis=1) >= iou_threshold if (~labelled).any()
+                          else np.zeros(len(boxes), bool))
+        ignored |= fp & (small | near_dont_care)
+        fp &= ~ignored
     wrong = np.zeros(len(boxes), bool)
     wrong[matched] = labels[matched] != truth.class_ids[match[matched]]
+    wrong &= ~ignored
     best = iou.max(axis=1) if iou.shape[1] else np.zeros(len(boxes))
-    fp = ~matched
     truth_found = np.zeros(len(truth), bool)
     truth_found[match[matched]] = True
-    heights = truth.boxes[:, 3] - truth.boxes[:, 1]
+    missed = ~truth_found & labelled
     is_error = np.zeros(len(detections), bool)
     is_error[np.flatnonzero(keep)] = fp | wrong
     det_truth = np.full(len(detections), -1, np.int64)
     det_truth[np.flatnonzero(keep)] = match
     return FrameErrors(
-        false_positives=int(fp.sum()), missed=int((~truth_found).sum()),
+        false_positives=int(fp.sum()), missed=int(missed.sum()),
         wrong_class=int(wrong.sum()),
         fp_localisation=int((fp & (best >= LOCALISATION_IOU)).sum()),
-        missed_small=int((~truth_found & (heights < SMALL_BOX_PX)).sum()),
-        n_detections=int(keep.sum()), n_truth=len(truth),
+        missed_small=int((missed & (heights < SMALL_BOX_PX)).sum()),
+        n_detections=int(keep.sum() - ignored.sum()), n_truth=int(labelled.sum()),
         detection_is_error=is_error, detection_truth=det_truth)
 
 
