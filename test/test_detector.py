@@ -76,7 +76,9 @@ def check_closed_form_against_autograd(model, images) -> int:
         torch.testing.assert_close(probabilities[torch.arange(len(c.labels)), c.labels], c.scores)
         closed = last_layer_gradient_norms(c.features, c.logits, c.labels).double()
         reference = autograd_last_layer_norms(model, c.features, c.labels)
-        torch.testing.assert_close(closed, reference, rtol=1e-5, atol=0.0)
+        # float32 against float64: a few 1e-5 relative on the smallest norms of a saturated model
+        # (the cancellation this guards against is an error of 100 %)
+        torch.testing.assert_close(closed, reference, rtol=5e-5, atol=0.0)
         unsaturated = c.scores < 0.9  # where float32 autograd on the layer itself is accurate
         if unsaturated.any():
             own_layer = autograd_last_layer_norms(
@@ -171,7 +173,8 @@ def test_frame_descriptor_is_mean_and_sd_of_the_box_head_over_the_proposals(rand
 
 
 def test_detector_fills_frame_detections(random_checkpoint):
-    detector = Detector(DetectorConfig(checkpoint=random_checkpoint, score_threshold=0.02))
+    detector = Detector(DetectorConfig(checkpoint=random_checkpoint, score_threshold=0.02,
+                                       frame_min_box_height=0.0))
     image = random_image(1)
     frame = detector.detect(image, stamp_ns=123, frame_id='camera')
     assert len(frame) > 0
@@ -203,12 +206,33 @@ def test_boxes_are_in_original_image_pixels(random_checkpoint):
 @pytest.mark.parametrize('aggregation', ['sum', 'max', 'mean'])
 def test_aggregation_modes(random_checkpoint, aggregation):
     detector = Detector(DetectorConfig(checkpoint=random_checkpoint, score_threshold=0.02,
-                                       aggregation=aggregation))
+                                       aggregation=aggregation, frame_min_box_height=0.0))
     frame = detector.detect(random_image(5), stamp_ns=0)
     assert len(frame) > 1
     expected = getattr(np, aggregation)(frame.importances.astype(np.float64))
     assert frame.frame_importance == pytest.approx(expected, rel=1e-6)
     assert frame.aggregation == aggregation
+
+
+def test_frame_importance_counts_only_boxes_of_the_labelling_height(random_checkpoint):
+    image = random_image(5)
+    every = Detector(DetectorConfig(checkpoint=random_checkpoint, score_threshold=0.02,
+                                    aggregation='sum', frame_min_box_height=0.0)).detect(image, 0)
+    heights = every.boxes[:, 3] - every.boxes[:, 1]
+    cut = float(np.median(heights))
+    tall = heights >= cut
+    assert 0 < tall.sum() < len(every)
+    only_tall = Detector(DetectorConfig(checkpoint=random_checkpoint, score_threshold=0.02,
+                                        aggregation='sum', frame_min_box_height=cut)
+                         ).detect(image, 0)
+    # the short boxes are still published, they just do not count toward the frame
+    np.testing.assert_allclose(only_tall.importances, every.importances)
+    assert only_tall.frame_importance == pytest.approx(
+        float(every.importances[tall].astype(np.float64).sum()), rel=1e-6)
+    above_all = Detector(DetectorConfig(checkpoint=random_checkpoint, score_threshold=0.02,
+                                        frame_min_box_height=float(heights.max()) + 1)).detect(
+        image, 0)
+    assert len(above_all) == len(every) and above_all.frame_importance == 0.0
 
 
 def test_frame_without_detections_has_zero_importance(random_checkpoint):
@@ -318,7 +342,7 @@ def test_candidates_are_the_sub_threshold_boxes_and_leave_detections_unchanged(r
     low = Detector(DetectorConfig(checkpoint=random_checkpoint, score_threshold=0.02)).detect(
         image, 1)
     config = DetectorConfig(checkpoint=random_checkpoint, score_threshold=0.3,
-                            candidate_floor=0.02)
+                            candidate_floor=0.02, frame_min_box_height=0.0)
     both = Detector(config).detect(image, 1)
     np.testing.assert_allclose(both.boxes, plain.boxes)
     np.testing.assert_allclose(both.scores, plain.scores)
@@ -330,7 +354,8 @@ def test_candidates_are_the_sub_threshold_boxes_and_leave_detections_unchanged(r
     assert both.frame_importance == pytest.approx(
         float(np.mean(both.importances)) if len(both) else 0.0)
     pooled = Detector(DetectorConfig(checkpoint=random_checkpoint, score_threshold=0.3,
-                                     candidate_floor=0.02, candidates_in_frame=True)).detect(
+                                     candidate_floor=0.02, candidates_in_frame=True,
+                                     frame_min_box_height=0.0)).detect(
         image, 1)
     assert pooled.frame_importance == pytest.approx(
         float(np.mean(np.concatenate([both.importances, cand.importances]))), rel=1e-5)

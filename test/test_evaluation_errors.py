@@ -48,6 +48,28 @@ def test_frame_errors_counts_fp_missed_and_wrong_class():
     assert e.detection_truth.tolist() == [0, 1, -1, -1, -1]
 
 
+def test_labelled_objects_rule_makes_small_truths_dont_care():
+    # truths: a 10 px car, a 40 px van, a 5 px cyclist (under the 20 px labelling height)
+    truth = _frame([[0, 0, 10, 10], [20, 0, 60, 40], [100, 0, 105, 5]], [1, 2, 5])
+    det = _frame([[0, 0, 10, 10],        # on the 10 px car: ignored, not a TP
+                  [20, 0, 60, 40],       # on the van: correct
+                  [100, 0, 105, 5],      # on the 5 px cyclist with the wrong class: ignored
+                  [200, 0, 210, 10],     # 10 px background box: too small to be an FP
+                  [300, 0, 340, 40],     # 40 px background box: FP
+                  [1, 0, 11, 10]],       # duplicate of the small car (IoU 0.82): ignored
+                 [1, 2, 1, 3, 3, 1])
+    rule = frame_errors(det, truth, min_labelled_height=20.0)
+    assert (rule.false_positives, rule.missed, rule.wrong_class) == (1, 0, 0)
+    assert rule.n_truth == 1 and rule.n_detections == 2
+    assert rule.detection_is_error.tolist() == [False, False, False, False, True, False]
+    every = frame_errors(det, truth)
+    assert (every.false_positives, every.missed, every.wrong_class) == (3, 0, 1)
+    # a missed labelled truth still counts; a missed small one does not
+    lone = frame_errors(_frame([], []), truth, min_labelled_height=20.0)
+    assert (lone.missed, lone.total) == (1, 1)
+    assert frame_errors(_frame([], []), truth).missed == 3
+
+
 def test_greedy_match_takes_the_highest_iou_first():
     iou = np.array([[0.6, 0.9], [0.0, 0.95]])
     # row 1 takes column 1 (0.95) first, so row 0 gets column 0
