@@ -51,6 +51,10 @@ def test_errors_and_map_are_reported_for_every_tag() -> None:
     shifted_fp = sum(published[0::2]) / sum(published)
     assert summary['false_positive_share'] == pytest.approx(shifted_fp, abs=0.05)
     assert summary['oracle_enrichment'] > 1.0
+    # on labelled objects only, the truths under the labelling height are not missed
+    labelled = error_summary(truths, dets, [0] * len(truths), 0.3, min_labelled_height=1e6)
+    assert labelled['missed_per_frame'] == 0.0
+    assert labelled['errors_per_frame'] < summary['errors_per_frame']
 
 
 @pytest.mark.slow
@@ -69,5 +73,7 @@ def test_evaluate_runs_the_detector_and_reports_every_tag_of_its_drives() -> Non
     report = format_report(result)
     for tag in result['map_by_tag']:
         assert any(line.startswith(tag) for line in report.splitlines()), tag
-    assert 'oracle top-10 % enrichment' in report
+    assert 'errors per frame, every object' in report
+    assert 'errors per frame, labelled objects' in report
+    assert result['errors_labelled']['min_labelled_height'] > 0
     assert not math.isnan(result['errors']['errors_per_frame'])

@@ -39,8 +39,9 @@ def test_ground_truth_errors_and_relabel_accuracy():
     # box 0 matches truth 0 with the wrong class, box 1 matches truth 1, truth 2 missed,
     # box 2 is a false positive
     detections = frame(1, [[0, 0, 10, 11], [50, 50, 60, 60], [200, 0, 210, 10]], [1, 1, 3])
-    errors, visible, matched = tally.add_frame(detections, truth)
+    errors, visible, labelled, matched = tally.add_frame(detections, truth)
     assert (errors, visible, matched) == (3, 2, 2)  # 1 wrong class + 1 miss + 1 false positive
+    assert labelled == 0  # every box is 10 px, under the labelling height
     summary = tally.summary()
     assert summary['far_accuracy_before_relabel'] == pytest.approx(0.5)
     tally.add_relabel(RelabelEvent(

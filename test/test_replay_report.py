@@ -97,7 +97,7 @@ def _record(i: int, kept: bool, errors: int, tags: tuple[str, ...]) -> report_mo
     return report_module.FrameRecord(
         stamp_ns=i, frame_importance=1.0, probability=0.5, kept=kept, reason='', weight=2.0,
         image_bytes=10, detections=1, detector_errors=errors, visible_errors=errors // 2,
-        matched=0, situations=tags)
+        labelled_errors=int(errors >= 4), matched=0, situations=tags)
 
 
 def test_kept_error_enrichment_and_situation_shares():
@@ -107,6 +107,8 @@ def test_kept_error_enrichment_and_situation_shares():
     rates = report_module.detector_error_rates(records)
     assert rates['kept_error_enrichment'] == pytest.approx(5.0 / 2.5)
     assert rates['detector_errors_per_frame_kept'] == pytest.approx(5.0)
+    # labelled errors only in the two kept frames: 1 per kept frame against 2 / 8 overall
+    assert rates['kept_labelled_error_enrichment'] == pytest.approx(1.0 / 0.25)
     shares = report_module.situation_shares(records)
     assert shares == {'day': {'all': 7 / 8, 'kept': 0.5}, 'night': {'all': 1 / 8, 'kept': 0.5}}
     report = report_module.ReplayReport('in', 'out', '/camera', ground_truth={

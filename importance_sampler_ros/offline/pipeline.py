@@ -27,7 +27,7 @@ from importance_sampler_ros.bags.messages import detections_to_msg
 from importance_sampler_ros.bags.tracking_messages import relabels_to_msg
 from importance_sampler_ros.detection.config import DetectorConfig
 from importance_sampler_ros.detection.detections import FrameDetections
-from importance_sampler_ros.evaluation.errors import frame_errors
+from importance_sampler_ros.evaluation.errors import LABELLED_MIN_HEIGHT_PX, frame_errors
 from importance_sampler_ros.frame_policy import FramePolicy
 from importance_sampler_ros.offline.report import FrameRecord, RelabelExample
 from importance_sampler_ros.params import ParameterError, load_node_parameters, own_specs, specs
@@ -90,20 +90,23 @@ class GroundTruthTally:
     corrected: dict[tuple[int, int], int] = field(default_factory=dict)
 
     def add_frame(self, detections: FrameDetections, truth: FrameDetections
-                  ) -> tuple[int, int, int]:
+                  ) -> tuple[int, int, int, int]:
         """Match detections to truth (evaluation.errors: greedy by IoU >= 0.5, any class).
 
-        Returns (errors, visible errors, matched boxes): errors = misses + false positives +
-        wrong classes; visible errors leave out the misses, which no detection's importance can
-        reflect.
+        Returns (errors, visible errors, labelled errors, matched boxes): errors = misses +
+        false positives + wrong classes; visible errors leave out the misses, which no
+        detection's importance can reflect; labelled errors count only objects of the labelling
+        height (LABELLED_MIN_HEIGHT_PX, the others are don't care).
         """
         found = frame_errors(detections, truth)
+        labelled = frame_errors(detections, truth, min_labelled_height=LABELLED_MIN_HEIGHT_PX)
         for row, col in enumerate(found.detection_truth.tolist()):
             if col >= 0:
                 self.matches[(detections.stamp_ns, row)] = (
                     int(truth.class_ids[col]), int(detections.class_ids[row]),
                     float(truth.distances[col]))
-        return found.total, found.visible, int((found.detection_truth >= 0).sum())
+        return (found.total, found.visible, labelled.total,
+                int((found.detection_truth >= 0).sum()))
 
     def add_relabel(self, event: RelabelEvent) -> None:
         for observation in event.observations:
@@ -228,15 +231,15 @@ class Pipeline:
         self._note_results(self.recorder.close())
 
     def _note_frame(self, frame: InputFrame, detections: FrameDetections, nbytes: int) -> None:
-        errors = visible = matched = None
+        errors = visible = labelled = matched = None
         if frame.truth is not None:
             self.has_truth = True
-            errors, visible, matched = self.truth.add_frame(detections, frame.truth)
+            errors, visible, labelled, matched = self.truth.add_frame(detections, frame.truth)
         self.records[frame.stamp_ns] = FrameRecord(
             stamp_ns=frame.stamp_ns, frame_importance=float(detections.frame_importance),
             probability=float('nan'), kept=False, reason='', weight=0.0, image_bytes=nbytes,
             detections=len(detections), detector_errors=errors, visible_errors=visible,
-            matched=matched,
+            labelled_errors=labelled, matched=matched,
             situations=tuple(frame.truth.situations) if frame.truth is not None else ())
 
     def _note_results(self, results: list[FrameResult]) -> None:

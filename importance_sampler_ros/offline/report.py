@@ -35,10 +35,12 @@ class FrameRecord:
     image_bytes: int
     detections: int
     # With ground truth only: detector errors in this frame (misses + false positives + wrong
-    # class among matched boxes), the visible ones among them (without the misses), and the
-    # detections matched to a true object.
+    # class among matched boxes), the visible ones among them (without the misses), those on
+    # labelled objects (evaluation.errors LABELLED_MIN_HEIGHT_PX), and the detections matched to
+    # a true object.
     detector_errors: int | None = None
     visible_errors: int | None = None
+    labelled_errors: int | None = None
     matched: int | None = None
     situations: tuple[str, ...] = ()  # the ground truth's situation tags
 
@@ -73,6 +75,9 @@ MEANINGS: dict[str, str] = {
     'kept_error_enrichment': ('errors per kept frame / errors per frame of the whole run: 1 = a '
                               'random choice, higher = the kept frames hold more errors'),
     'kept_visible_error_enrichment': 'the same for the visible errors',
+    'kept_labelled_error_enrichment': ('the same for the errors on labelled objects (box height '
+                                       '>= 20 px; smaller ones are not labelled: '
+                                       'evaluation/errors.py)'),
     'situation_shares_all_to_kept': ('share of frames carrying each situation tag, all frames -> '
                                      'kept frames (higher kept = the sampler favours it)'),
     'matched_detections': 'detections matched to a true object (IoU)',
@@ -199,7 +204,8 @@ def detector_error_rates(frames: Sequence[FrameRecord]) -> dict[str, float]:
                             ('visible_errors', [f.visible_errors for f in chosen])):
             rates[f'{key}_per_frame_{name}'] = float(np.mean(values)) if values else float('nan')
     for key, attribute in (('kept_error_enrichment', 'detector_errors'),
-                           ('kept_visible_error_enrichment', 'visible_errors')):
+                           ('kept_visible_error_enrichment', 'visible_errors'),
+                           ('kept_labelled_error_enrichment', 'labelled_errors')):
         overall = np.mean([getattr(f, attribute) for f in known]) if known else 0.0
         kept = [getattr(f, attribute) for f in known if f.kept]
         rates[key] = float(np.mean(kept) / overall) if kept and overall > 0 else float('nan')

@@ -37,7 +37,12 @@ import torch
 
 from importance_sampler_ros.detection.detections import FrameDetections
 from importance_sampler_ros.evaluation.detection_map import class_confusion, evaluate_detections
-from importance_sampler_ros.evaluation.errors import enrichment, errors_by_tag, frame_errors
+from importance_sampler_ros.evaluation.errors import (
+    LABELLED_MIN_HEIGHT_PX,
+    enrichment,
+    errors_by_tag,
+    frame_errors,
+)
 from importance_sampler_ros.progress import Progress, add_progress_arguments, progress_mode
 from importance_sampler_ros.synth.situations import MIXES, parse_situations
 from importance_sampler_ros.synth.world import CLASS_NAMES, Drive, SynthConfig, random_frame
@@ -296,17 +301,20 @@ def _frames_of(seed: int, seconds: float, stride: int, situations: Sequence[str]
 
 
 def error_summary(truths: Sequence[FrameDetections], detections: Sequence[FrameDetections],
-                  drives: Sequence[int], score_threshold: float) -> dict[str, Any]:
-    """Per-frame errors at `score_threshold` (evaluation.errors): errors per frame, the share of
-    published detections that are false positives, the oracle's top-10 % enrichment (ranked
-    within each drive), and errors per frame by situation tag."""
-    errors = [frame_errors(d, t, score_threshold)
+                  drives: Sequence[int], score_threshold: float,
+                  min_labelled_height: float = 0.0) -> dict[str, Any]:
+    """Per-frame errors at `score_threshold` (evaluation.errors; on objects of at least
+    `min_labelled_height` px, 0 = all): errors per frame, the share of published detections
+    that are false positives, the oracle's top-10 % enrichment (ranked within each drive), and
+    errors per frame by situation tag."""
+    errors = [frame_errors(d, t, score_threshold, min_labelled_height=min_labelled_height)
               for t, d in zip(truths, detections, strict=True)]
     totals = np.array([e.total for e in errors], np.float64)
     published = sum(e.n_detections for e in errors)
     fp = sum(e.false_positives for e in errors)
     return {
         'score_threshold': score_threshold,
+        'min_labelled_height': min_labelled_height,
         'errors_per_frame': float(totals.mean()) if len(totals) else math.nan,
         'false_positives_per_frame': fp / max(1, len(errors)),
         'missed_per_frame': sum(e.missed for e in errors) / max(1, len(errors)),
@@ -362,6 +370,8 @@ def evaluate(checkpoint: str | Path, seeds: Sequence[int], seconds: float, strid
         'map_by_tag': views['by_tag'],
         'confusion': class_confusion(truths, dets, score_threshold),
         'errors': error_summary(truths, dets, drives, score_threshold),
+        'errors_labelled': error_summary(truths, dets, drives, score_threshold,
+                                         LABELLED_MIN_HEIGHT_PX),
         'threshold_sweep': {
             str(t): {k: v for k, v in error_summary(truths, dets, drives, t).items()
                      if k != 'by_tag'} for t in THRESHOLD_SWEEP},
@@ -385,23 +395,30 @@ def format_report(result: dict[str, Any]) -> str:
     errors = result['errors']
     threshold = errors['score_threshold']
     bins = list(result['map_by_height'])
+    labelled = result.get('errors_labelled', {})
     lines.append(f'by situation tag: mAP@0.5 (all, then by height bin); errors per frame at '
-                 f'score >= {threshold} (FP / missed / wrong class)')
+                 f'score >= {threshold} (FP / missed / wrong class); labelled: errors per frame '
+                 f"on objects >= {labelled.get('min_labelled_height', math.nan):g} px")
     lines.append(f"{'tag':<22}{'frames':>7} {'mAP':>6} " + ' '.join(f'{b[:6]:>6}' for b in bins)
-                 + f" {'errors':>7} {'FP':>6} {'FN':>6} {'WC':>5}")
+                 + f" {'errors':>7} {'FP':>6} {'FN':>6} {'WC':>5} {'labelled':>8}")
     for tag, row in result['map_by_tag'].items():
         err = errors['by_tag'].get(tag, {})
+        err_labelled = labelled.get('by_tag', {}).get(tag, {})
         lines.append(f'{tag:<22}{row["n_frames"]:7d} {row["mAP"]:6.3f} '
                      + ' '.join(f'{row.get(b, math.nan):6.3f}' for b in bins)
                      + f" {err.get('errors_per_frame', math.nan):7.2f}"
                      f" {err.get('false_positives_per_frame', math.nan):6.2f}"
                      f" {err.get('missed_per_frame', math.nan):6.2f}"
-                     f" {err.get('wrong_class_per_frame', math.nan):5.2f}")
-    lines.append(f"errors per frame {errors['errors_per_frame']:.2f} (FP "
-                 f"{errors['false_positives_per_frame']:.2f}, missed "
-                 f"{errors['missed_per_frame']:.2f}, wrong class "
-                 f"{errors['wrong_class_per_frame']:.2f}); oracle top-10 % enrichment "
-                 f"{errors['oracle_enrichment']:.2f}")
+                     f" {err.get('wrong_class_per_frame', math.nan):5.2f}"
+                     f" {err_labelled.get('errors_per_frame', math.nan):8.2f}")
+    for name, summary in (('every object', errors), ('labelled objects', labelled)):
+        if not summary:
+            continue
+        lines.append(f"errors per frame, {name}: {summary['errors_per_frame']:.2f} (FP "
+                     f"{summary['false_positives_per_frame']:.2f}, missed "
+                     f"{summary['missed_per_frame']:.2f}, wrong class "
+                     f"{summary['wrong_class_per_frame']:.2f}); oracle top-10 % enrichment "
+                     f"{summary['oracle_enrichment']:.2f}")
     lines.append('score threshold: published per frame, false-positive share, errors per frame')
     for t, row in result['threshold_sweep'].items():
         lines.append(f'  >= {t:<5} {row["published_per_frame"]:6.2f} '
