@@ -14,11 +14,18 @@ from pathlib import Path
 
 import numpy as np
 
-from importance_sampler_ros.detection.detections import FrameDetections, aggregate_importance
+from importance_sampler_ros.detection.config import DetectorConfig
+from importance_sampler_ros.detection.detections import (
+    FrameDetections,
+    FrameScoring,
+    frame_importance,
+)
+from importance_sampler_ros.params import flat_values
 
 CACHE = Path('build/tune_relabel_cache')
 PUBLISH_THRESHOLD = 0.3
 CANDIDATE_FLOOR = 0.1
+DEFAULT_SCORING = FrameScoring.of(flat_values(DetectorConfig()))  # the detector node's
 
 
 def split_candidates(frame: FrameDetections, threshold: float = PUBLISH_THRESHOLD
@@ -26,26 +33,28 @@ def split_candidates(frame: FrameDetections, threshold: float = PUBLISH_THRESHOL
     """The detections >= threshold, with those below it as `candidates`."""
     published = frame.select(frame.scores >= threshold)
     published.candidates = frame.select(frame.scores < threshold)
-    published.frame_importance = aggregate_importance(published.importances, frame.aggregation)
+    published.frame_importance = frame_importance(published, DEFAULT_SCORING)
     return published
 
 
 def detections_of_drive(seed: int, seconds: float = 60.0, floor: float = CANDIDATE_FLOOR,
-                        cache: Path = CACHE) -> list[tuple[FrameDetections, FrameDetections]]:
-    """(published detections with candidates, ground truth) per frame of drive `seed` at 10 fps.
-    """
-    path = cache / f'drive_{seed}_{seconds:g}_floor{floor:g}.pkl'
+                        cache: Path = CACHE, threshold: float = PUBLISH_THRESHOLD
+                        ) -> list[tuple[FrameDetections, FrameDetections]]:
+    """(published detections with candidates, ground truth) per frame of drive `seed` at 10 fps;
+    the detections at or above `threshold` are the published ones."""
+    path = cache / f'drive_{seed}_{seconds:g}_floor{floor:g}_all.pkl'
     if path.exists():
-        return pickle.loads(path.read_bytes())
-    from importance_sampler_ros.detection.detector import Detector, DetectorConfig
-    from importance_sampler_ros.synth.world import SynthConfig, generate_drive
+        frames = pickle.loads(path.read_bytes())
+    else:
+        from importance_sampler_ros.detection.detector import Detector
+        from importance_sampler_ros.synth.world import SynthConfig, generate_drive
 
-    detector = Detector(DetectorConfig(score_threshold=floor, detections_per_image=300))
-    frames = [(split_candidates(detector.detect(f.image, f.stamp_ns, 'camera')), f.truth)
-              for f in generate_drive(SynthConfig(seconds=seconds, fps=10.0, seed=seed))]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(pickle.dumps(frames))
-    return frames
+        detector = Detector(DetectorConfig(score_threshold=floor, detections_per_image=300))
+        frames = [(detector.detect(f.image, f.stamp_ns, 'camera'), f.truth)
+                  for f in generate_drive(SynthConfig(seconds=seconds, fps=10.0, seed=seed))]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(pickle.dumps(frames))
+    return [(split_candidates(det, threshold), truth) for det, truth in frames]
 
 
 if __name__ == '__main__':

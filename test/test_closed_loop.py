@@ -114,14 +114,16 @@ def test_gain_report_counts_the_seeds_that_lost():
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_closed_loop_command_smoke(tmp_path):
+def test_closed_loop_command_smoke(tmp_path, capsys):
     from importance_sampler_ros.cli import main
 
     out = tmp_path / 'loop'
     code = main(['closed-loop', '--out', str(out), '--pool-seeds', '5201', '5202',
                  '--test-seeds', '6201', '--seconds', '3', '--seeds', '0', '--iterations', '3',
-                 '--replay-frames', '4', '--budgets', '0.1', '--tail-seconds', '0.1'])
+                 '--replay-frames', '4', '--budgets', '0.1', '--tail-seconds', '0.1',
+                 '--no-progress'])
     assert code == 0
+    assert 'frames (100%)' not in capsys.readouterr().err  # --no-progress: no detector passes
     result = json.loads((out / 'closed_loop.json').read_text())
     strategies = {r['strategy'] for r in result['runs']}
     assert {'random', 'sampler, 1/q weights', 'sampler, self-labels',

@@ -363,12 +363,17 @@ def test_candidates_are_the_sub_threshold_boxes_and_leave_detections_unchanged(r
         DetectorConfig(score_threshold=0.3, candidate_floor=0.5)
 
 
-def test_coverage_reference_command_saves_one_descriptor_per_frame(random_checkpoint, tmp_path):
+def test_coverage_reference_command_saves_one_descriptor_per_frame(random_checkpoint, tmp_path,
+                                                                   capsys):
     from importance_sampler_ros.cli import main
 
     out = tmp_path / 'ref.npy'
     assert main(['coverage-reference', '--out', str(out), '--frames', '3',
                  '--checkpoint', str(random_checkpoint)]) == 0
+    assert 'coverage reference: 3/3 frames' in capsys.readouterr().err
+    assert main(['coverage-reference', '--out', str(out), '--frames', '3', '--no-progress',
+                 '--checkpoint', str(random_checkpoint)]) == 0
+    assert 'coverage reference' not in capsys.readouterr().err
     reference = np.load(out)
     detector = Detector(DetectorConfig(checkpoint=random_checkpoint))
     assert reference.shape == (3, 2 * detector.model.roi_heads.box_head.fc7.out_features)

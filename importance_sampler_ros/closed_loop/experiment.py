@@ -76,7 +76,7 @@ from importance_sampler_ros.evaluation.errors import (
     sampler_enrichment,
     spearman,
 )
-from importance_sampler_ros.progress import progress
+from importance_sampler_ros.progress import add_progress_arguments, progress, progress_mode
 from importance_sampler_ros.sampling.config import FRAME_SCORES
 
 CANDIDATE_FLOOR = 0.05  # cached detections always carry candidates down to this score
@@ -123,6 +123,7 @@ class ClosedLoopSettings:
     quick: bool = False
     # directory keeping the detector's cached output between runs (None = recompute)
     cache_dir: Path | None = None
+    progress: str = 'auto'  # importance_sampler_ros.progress mode of the detector passes
     # the first retrained layer (head_cache.RETRAINABLE): fc7 and up, or fc6 and up
     retrain_from: str = 'fc7'
     # which rows run (STRATEGIES); random always does, every gain is over it
@@ -200,7 +201,7 @@ def _cache(detector, frames: Iterator[SourceFrame], total: int, label_rois: bool
     def compute() -> list[CachedFrame]:
         return list(progress(cache_frames(detector, frames, label_rois=label_rois,
                                           from_layer=settings.retrain_from),
-                             total, desc=what, unit='frames'))
+                             total, desc=what, unit='frames', mode=settings.progress))
 
     if detector_identity is None:
         return compute()
@@ -730,6 +731,7 @@ def configure_closed_loop_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--iterations', type=int, default=tune.iterations,
                         help='retraining steps (identical for every strategy)')
     parser.add_argument('--lr', type=float, default=tune.lr, help='peak AdamW learning rate')
+    add_progress_arguments(parser)
 
 
 def run_closed_loop_command(args: argparse.Namespace) -> int:
@@ -749,7 +751,8 @@ def run_closed_loop_command(args: argparse.Namespace) -> int:
             finetune=FinetuneSettings(iterations=values['iterations'], lr=args.lr,
                                       replay_share=args.replay_share),
             quick=args.quick, retrain_from=args.retrain_from, strategies=tuple(args.strategies),
-            cache_dir=Path(args.cache_dir) if args.cache_dir else None)
+            cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+            progress=progress_mode(args))
     except ValueError as error:
         print(f'importance-sampler closed-loop: {error}', file=sys.stderr)
         return 2

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from importance_sampler_ros.progress import progress
+from importance_sampler_ros.progress import add_progress_arguments, progress, progress_mode
 
 REFERENCE_SEED_BASE = 1_950_000_000  # training mix frames no other part of the project draws
 
@@ -40,11 +40,12 @@ def _bag_images(bag: Path, image_topic: str | None, count: int) -> Iterator[np.n
         yield image_to_rgb(frame.image)
 
 
-def reference_descriptors(detector, images: Iterator[np.ndarray], total: int) -> np.ndarray:
+def reference_descriptors(detector, images: Iterator[np.ndarray], total: int,
+                          mode: str = 'auto') -> np.ndarray:
     """(frames, 2 D) float32: each image's DetectionArray.frame_descriptor."""
     rows = [detector.detect(image, stamp_ns=k).descriptor
             for k, image in enumerate(progress(images, total, desc='coverage reference',
-                                               unit='frames'))]
+                                               unit='frames', mode=mode))]
     if len(rows) < 2:
         raise ValueError(f'need at least 2 frames for a coverage reference, got {len(rows)}')
     return np.stack(rows).astype(np.float32)
@@ -60,6 +61,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help='with --bag: the image topic, when the bag has several')
     parser.add_argument('--checkpoint', default=None, help='detector (default: the shipped one)')
     parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda'")
+    add_progress_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         images = (_bag_images(args.bag, args.image_topic, args.frames) if args.bag
                   else _synthetic_images(args.frames))
-        descriptors = reference_descriptors(detector, images, args.frames)
+        descriptors = reference_descriptors(detector, images, args.frames, progress_mode(args))
     except ValueError as error:
         print(f'coverage-reference: {error}', file=sys.stderr)
         return 2
