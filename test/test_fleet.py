@@ -17,6 +17,7 @@ from importance_sampler_ros.bags.images import rgb_to_image_msg
 from importance_sampler_ros.bags.messages import detections_to_msg
 from importance_sampler_ros.detection.detections import FrameDetections
 from importance_sampler_ros.offline import fleet
+from importance_sampler_ros.sampling.config import SamplerConfig
 
 RECORDER = {'keep_ratio': 0.3, 'seed': 4, 'buffer_seconds': 2.0, 'warmup_frames': 5,
             'fsync': False}
@@ -173,6 +174,10 @@ def test_fleet_keep_ratio_keeps_fewer_frames_of_a_dull_drive(tmp_path, local_ray
     report = result.report
     bags = by_name(report)
     assert result.exit_code == 0, [(b['name'], b['reason']) for b in report['bags']]
+    # the sampler normalises g^a (a = the default sharpness): the fleet mean is the mean of g^a
+    sharpness = SamplerConfig().sharpness
+    assert sharpness != 1.0
+    dull, hard = dull ** sharpness, hard ** sharpness
     fleet_mean = np.concatenate([dull, hard]).mean()
     assert report['importance_mean_fleet'] == pytest.approx(fleet_mean)
     for name in ('dull', 'hard'):
@@ -181,7 +186,7 @@ def test_fleet_keep_ratio_keeps_fewer_frames_of_a_dull_drive(tmp_path, local_ray
         assert len(decisions) == bags[name]['frames_kept']
         assert all(d.importance_mean == pytest.approx(fleet_mean) for d in decisions)
     assert bags['dull']['frames_kept'] < bags['hard']['frames_kept'] / 3
-    # q = min(1, 0.25 g / g_mean): the expected number of kept frames is sum q.
+    # q = min(1, 0.25 g^a / g_mean): the expected number of kept frames is sum q.
     expected = np.minimum(1.0, 0.25 * np.concatenate([dull, hard]) / fleet_mean).sum()
     assert report['totals']['expected_keep_ratio'] == pytest.approx(expected / 160)
     assert abs(report['totals']['frames_kept'] - expected) < 4 * np.sqrt(expected)

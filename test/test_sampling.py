@@ -23,13 +23,19 @@ NS = 1_000_000_000
 FRAME_NS = NS // 10  # a 10 Hz stream
 
 
+def paper_rule(**values) -> SamplerConfig:
+    """The paper's q = min(1, rho g / g_mean) these tests check: no sharpening and no keep-rate
+    steering (the defaults add both; test_sampling_defaults.py)."""
+    return SamplerConfig(**{'sharpness': 1.0, 'rate_horizon_frames': 0, **values})
+
+
 def run(sampler: ImportanceSampler, importances: np.ndarray, nbytes: int = 0) -> list:
     return [sampler.decide(i * FRAME_NS, g, nbytes) for i, g in enumerate(importances)]
 
 
 def test_keep_ratio_is_close_to_rho_on_a_long_stream() -> None:
     g = np.random.default_rng(1).exponential(1.0, 20_000)
-    decisions = run(ImportanceSampler(SamplerConfig(keep_ratio=0.1, seed=2)), g)
+    decisions = run(ImportanceSampler(paper_rule(keep_ratio=0.1, seed=2)), g)
     kept = sum(d.kept for d in decisions)
     q = np.array([d.probability for d in decisions])
     # The draws given q: kept ~ sum q with variance sum q(1-q) (~42^2 here); 4 sd.
@@ -46,7 +52,7 @@ def test_weighted_sum_of_kept_importances_is_unbiased() -> None:
     g = np.random.default_rng(3).exponential(1.0, 1000)
     estimates = []
     for seed in range(100):
-        decisions = run(ImportanceSampler(SamplerConfig(keep_ratio=0.1, seed=seed)), g)
+        decisions = run(ImportanceSampler(paper_rule(keep_ratio=0.1, seed=seed)), g)
         estimates.append(sum(d.weight * d.importance for d in decisions if d.kept))
     estimates = np.array(estimates)
     standard_error = estimates.std(ddof=1) / math.sqrt(len(estimates))
@@ -58,13 +64,13 @@ def test_weighted_sum_of_kept_importances_is_unbiased() -> None:
 
 def test_same_seed_same_decisions() -> None:
     g = np.random.default_rng(4).exponential(1.0, 500)
-    first = run(ImportanceSampler(SamplerConfig(seed=7)), g)
-    second = run(ImportanceSampler(SamplerConfig(seed=7)), g)
+    first = run(ImportanceSampler(paper_rule(seed=7)), g)
+    second = run(ImportanceSampler(paper_rule(seed=7)), g)
     assert first == second
 
 
 def test_probability_follows_the_formula_after_warm_up() -> None:
-    sampler = ImportanceSampler(SamplerConfig(keep_ratio=0.2, mean_window=4, warmup_frames=0))
+    sampler = ImportanceSampler(paper_rule(keep_ratio=0.2, mean_window=4, warmup_frames=0))
     for i, g in enumerate([1.0, 3.0, 2.0, 2.0]):
         decision = sampler.decide(i * FRAME_NS, g)
     assert decision.importance_mean == pytest.approx(2.0)
@@ -74,14 +80,14 @@ def test_probability_follows_the_formula_after_warm_up() -> None:
 
 
 def test_warm_up_keeps_at_least_rho() -> None:
-    sampler = ImportanceSampler(SamplerConfig(keep_ratio=0.3, warmup_frames=3, seed=0))
+    sampler = ImportanceSampler(paper_rule(keep_ratio=0.3, warmup_frames=3, seed=0))
     decisions = run(sampler, np.array([5.0, 0.1, 0.1, 0.1]))
     assert [d.probability for d in decisions[:3]] == pytest.approx([0.3, 0.3, 0.3])
     assert decisions[3].probability == pytest.approx(0.3 * 0.1 / 1.325)
 
 
 def test_fixed_importance_mean_is_the_papers_formula_from_the_first_frame() -> None:
-    sampler = ImportanceSampler(SamplerConfig(keep_ratio=0.2, fixed_importance_mean=4.0))
+    sampler = ImportanceSampler(paper_rule(keep_ratio=0.2, fixed_importance_mean=4.0))
     decisions = run(sampler, np.array([1.0, 8.0, 40.0, 0.0]))
     assert [d.probability for d in decisions] == pytest.approx([0.05, 0.4, 1.0, 0.0])
     assert all(d.importance_mean == 4.0 for d in decisions)
@@ -89,12 +95,12 @@ def test_fixed_importance_mean_is_the_papers_formula_from_the_first_frame() -> N
 
 def test_zero_importance_frames_need_the_floor() -> None:
     g = np.zeros(4000)
-    no_floor = run(ImportanceSampler(SamplerConfig(warmup_frames=0, seed=1)), g)
+    no_floor = run(ImportanceSampler(paper_rule(warmup_frames=0, seed=1)), g)
     assert not any(d.kept for d in no_floor)
     assert all(d.probability == 0.0 and d.weight == 0.0 for d in no_floor)
 
     floored = run(
-        ImportanceSampler(SamplerConfig(warmup_frames=0, floor_probability=0.05, seed=1)), g
+        ImportanceSampler(paper_rule(warmup_frames=0, floor_probability=0.05, seed=1)), g
     )
     kept = [d for d in floored if d.kept]
     assert all(d.probability == 0.05 and d.weight == pytest.approx(20.0) for d in kept)
@@ -103,14 +109,14 @@ def test_zero_importance_frames_need_the_floor() -> None:
 
 
 def test_keep_all_is_forced() -> None:
-    decisions = run(ImportanceSampler(SamplerConfig(keep_all=True)), np.array([0.0, 1.0, 9.0]))
+    decisions = run(ImportanceSampler(paper_rule(keep_all=True)), np.array([0.0, 1.0, 9.0]))
     assert all(d.kept and d.reason == REASON_FORCED and d.weight == 1.0 for d in decisions)
 
 
 def test_byte_budget_adapts_rho_to_the_budget() -> None:
     frame_bytes = 1_000_000
     # 10 frames/s of 1 MB come in; the budget is 1 MB/s, so rho should settle near 0.1.
-    config = SamplerConfig(keep_ratio=0.5, bytes_per_hour=3600 * 1e6, seed=5)
+    config = paper_rule(keep_ratio=0.5, bytes_per_hour=3600 * 1e6, seed=5)
     sampler = ImportanceSampler(config)
     g = np.random.default_rng(6).exponential(1.0, 6000)  # 10 minutes of stream
     decisions = run(sampler, g, frame_bytes)
@@ -124,7 +130,7 @@ def test_byte_budget_adapts_rho_to_the_budget() -> None:
 
 
 def test_overspending_drops_frames_for_budget() -> None:
-    sampler = ImportanceSampler(SamplerConfig(bytes_per_hour=3600 * 1e6, budget_burst_s=10))
+    sampler = ImportanceSampler(paper_rule(bytes_per_hour=3600 * 1e6, budget_burst_s=10))
     sampler.decide(0, 1.0, 1000)
     sampler.note_kept(0, 50_000_000)  # e.g. relabel keeps: 50 MB against a 10 MB credit
     decision = sampler.decide(FRAME_NS, 1.0, 1000)
@@ -135,7 +141,7 @@ def test_overspending_drops_frames_for_budget() -> None:
 
 
 def test_redundancy_control_one_keep_per_gap_per_track() -> None:
-    config = SamplerConfig(keep_ratio=1.0, warmup_frames=0, min_gap_s=1.0, seed=0)
+    config = paper_rule(keep_ratio=1.0, warmup_frames=0, min_gap_s=1.0, seed=0)
     sampler = ImportanceSampler(config)
 
     def decide(t_s: float, g: float, tracks: list[int], track_g: list[float]) -> bool:
@@ -157,7 +163,7 @@ def test_bad_importance_is_a_clear_error() -> None:
         with pytest.raises(ValueError, match='importance'):
             sampler.decide(0, bad)
     with pytest.raises(ValueError, match='keep_ratio'):
-        SamplerConfig(keep_ratio=0.0)
+        paper_rule(keep_ratio=0.0)
 
 
 def test_relative_variance_matches_hand_computation() -> None:
@@ -189,7 +195,7 @@ def test_importance_sampling_beats_uniform_on_skewed_importances() -> None:
 
 def test_run_tally_equals_the_batch_formula() -> None:
     g = np.random.default_rng(9).exponential(1.0, 2000)
-    decisions = run(ImportanceSampler(SamplerConfig(seed=1)), g)
+    decisions = run(ImportanceSampler(paper_rule(seed=1)), g)
     tally = RelativeVarianceTally()
     for d in decisions:
         tally.add(d.importance, d.probability)
@@ -203,8 +209,8 @@ def test_run_tally_equals_the_batch_formula() -> None:
 def test_sharpening_concentrates_keeps_and_stays_unbiased():
     rng = np.random.default_rng(5)
     g = rng.exponential(1.0, 20_000)
-    plain = ImportanceSampler(SamplerConfig(keep_ratio=0.1, seed=1, warmup_frames=0))
-    sharp = ImportanceSampler(SamplerConfig(keep_ratio=0.1, seed=1, warmup_frames=0,
+    plain = ImportanceSampler(paper_rule(keep_ratio=0.1, seed=1, warmup_frames=0))
+    sharp = ImportanceSampler(paper_rule(keep_ratio=0.1, seed=1, warmup_frames=0,
                                             sharpness=3.0))
     d_plain = [plain.decide(i, float(v)) for i, v in enumerate(g)]
     d_sharp = [sharp.decide(i, float(v)) for i, v in enumerate(g)]
@@ -220,7 +226,7 @@ def test_sharpening_concentrates_keeps_and_stays_unbiased():
     for value in (small, small + 1.0):
         estimates = []
         for seed in range(200):
-            sampler = ImportanceSampler(SamplerConfig(keep_ratio=0.1, seed=seed, sharpness=2.0,
+            sampler = ImportanceSampler(paper_rule(keep_ratio=0.1, seed=seed, sharpness=2.0,
                                                       warmup_frames=0))
             ds = [sampler.decide(i, float(v)) for i, v in enumerate(small)]
             estimates.append(sum(d.weight * x for d, x in zip(ds, value, strict=True) if d.kept))
@@ -229,7 +235,7 @@ def test_sharpening_concentrates_keeps_and_stays_unbiased():
             200) / value.sum() + 0.01
     assert d_sharp[-1].importance == pytest.approx(g[-1])
     with pytest.raises(ValueError, match='sharpness'):
-        SamplerConfig(sharpness=0.0)
+        paper_rule(sharpness=0.0)
 
 
 def _inclusion_rates(config: dict, g: np.ndarray, runs: int) -> tuple[np.ndarray, np.ndarray]:
@@ -237,7 +243,7 @@ def _inclusion_rates(config: dict, g: np.ndarray, runs: int) -> tuple[np.ndarray
     kept = np.zeros(len(g))
     q = None
     for seed in range(runs):
-        sampler = ImportanceSampler(SamplerConfig(seed=seed, **config))
+        sampler = ImportanceSampler(paper_rule(seed=seed, **config))
         decisions = run(sampler, g)
         kept += [d.kept for d in decisions]
         q = np.array([d.probability for d in decisions])
@@ -256,7 +262,7 @@ def test_systematic_draws_keep_each_frame_with_probability_q_and_spread_the_keep
     # Horvitz-Thompson stays unbiased: mean over runs of sum(kept g / q) = sum g
     assert np.sum(rates * g / q) == pytest.approx(g.sum(), rel=0.02)
     for seed in range(20):
-        decisions = run(ImportanceSampler(SamplerConfig(seed=seed, **config)), g)
+        decisions = run(ImportanceSampler(paper_rule(seed=seed, **config)), g)
         kept = np.flatnonzero([d.kept for d in decisions])
         total_q = sum(d.probability for d in decisions)
         # the count is within 1 of sum q, and no two keeps whose q sum to < 1 are adjacent
@@ -264,9 +270,9 @@ def test_systematic_draws_keep_each_frame_with_probability_q_and_spread_the_keep
         adjacent = kept[1:][np.diff(kept) == 1]
         assert all(q[i - 1] + q[i] > 1.0 for i in adjacent)
     independent = [np.flatnonzero([d.kept for d in run(ImportanceSampler(
-        SamplerConfig(seed=s, keep_ratio=0.1, draw='independent')), g)]) for s in range(20)]
+        paper_rule(seed=s, keep_ratio=0.1, draw='independent')), g)]) for s in range(20)]
     systematic = [np.flatnonzero([d.kept for d in run(ImportanceSampler(
-        SamplerConfig(seed=s, **config)), g)]) for s in range(20)]
+        paper_rule(seed=s, **config)), g)]) for s in range(20)]
 
     def clumped(kept: np.ndarray) -> float:
         return float(np.mean(np.diff(kept) <= 2))
@@ -275,7 +281,7 @@ def test_systematic_draws_keep_each_frame_with_probability_q_and_spread_the_keep
     assert np.mean([clumped(k) for k in systematic]) < 0.5 * np.mean(
         [clumped(k) for k in independent])
     with pytest.raises(ValueError, match='draw'):
-        SamplerConfig(draw='lottery')
+        paper_rule(draw='lottery')
 
 
 def test_systematic_draws_in_byte_budget_mode_stay_close_to_unbiased():
@@ -284,7 +290,7 @@ def test_systematic_draws_in_byte_budget_mode_stay_close_to_unbiased():
               'budget_burst_s': 5.0}
     estimates = []
     for seed in range(200):
-        sampler = ImportanceSampler(SamplerConfig(seed=seed, **config))
+        sampler = ImportanceSampler(paper_rule(seed=seed, **config))
         decisions = run(sampler, g, nbytes=1000)
         estimates.append(sum(d.weight * x for d, x in zip(decisions, g, strict=True) if d.kept))
     # q depends on earlier keeps here, so unbiasedness is approximate: within 3 % measured
@@ -294,7 +300,7 @@ def test_systematic_draws_in_byte_budget_mode_stay_close_to_unbiased():
 
 def test_independent_draws_use_one_uniform_per_frame_from_the_seed():
     g = np.random.default_rng(3).exponential(1.0, 500)
-    decisions = run(ImportanceSampler(SamplerConfig(keep_ratio=0.1, seed=7,
+    decisions = run(ImportanceSampler(paper_rule(keep_ratio=0.1, seed=7,
                                                     draw='independent')), g)
     coins = np.random.default_rng(7).random(len(g))
     assert [d.kept for d in decisions] == [bool(c < d.probability)
@@ -302,8 +308,8 @@ def test_independent_draws_use_one_uniform_per_frame_from_the_seed():
 
 
 def test_relabel_share_lowers_rho_only_in_keep_ratio_mode():
-    plain = ImportanceSampler(SamplerConfig(keep_ratio=0.2))
-    budget = ImportanceSampler(SamplerConfig(keep_ratio=0.2, bytes_per_hour=3600.0))
+    plain = ImportanceSampler(paper_rule(keep_ratio=0.2))
+    budget = ImportanceSampler(paper_rule(keep_ratio=0.2, bytes_per_hour=3600.0))
     for sampler in (plain, budget):
         for i in range(10):
             sampler.note_final(relabel_keep=i == 0)  # a share of 0.1 kept by relabels
@@ -336,7 +342,7 @@ def test_coverage_distance_is_to_the_nearest_kept_frame_in_standardised_units():
 
 def test_coverage_keeps_a_new_kind_of_scene_more_often_than_the_familiar_one():
     rng = np.random.default_rng(3)
-    config = SamplerConfig(keep_ratio=0.05, seed=4, frame_score='coverage')
+    config = paper_rule(keep_ratio=0.05, seed=4, frame_score='coverage')
     sampler = ImportanceSampler(config)
     day = rng.normal(0.0, 1.0, size=(1500, 8))
     night = rng.normal(0.0, 1.0, size=(100, 8)) + np.array([6.0] + [0.0] * 7)
@@ -355,7 +361,7 @@ def test_coverage_keeps_a_new_kind_of_scene_more_often_than_the_familiar_one():
 
 
 def test_coverage_without_warm_up_still_keeps_its_first_frame():
-    sampler = ImportanceSampler(SamplerConfig(keep_ratio=0.5, seed=1, warmup_frames=0,
+    sampler = ImportanceSampler(paper_rule(keep_ratio=0.5, seed=1, warmup_frames=0,
                                               frame_score='coverage'))
     rng = np.random.default_rng(0)
     kept = [sampler.decide(i * FRAME_NS, 0.0, descriptor=rng.normal(size=4)).kept
@@ -383,7 +389,7 @@ def test_coverage_reference_whitens_and_the_bank_carries_kept_frames_to_the_next
 
     ref_path, bank_path = tmp_path / 'ref.npy', tmp_path / 'bank.npy'
     np.save(ref_path, reference.astype(np.float32))
-    config = SamplerConfig(keep_ratio=0.1, seed=1, frame_score='coverage', draw='threshold',
+    config = paper_rule(keep_ratio=0.1, seed=1, frame_score='coverage', draw='threshold',
                            coverage_reference=str(ref_path), coverage_bank=str(bank_path))
     first_run = ImportanceSampler(config)
     seen = rng.normal(size=(300, 2)) * np.array([1.0, 4.0])
@@ -395,7 +401,7 @@ def test_coverage_reference_whitens_and_the_bank_carries_kept_frames_to_the_next
     second_run = ImportanceSampler(config)
     again = second_run.decide(0, 0.0, descriptor=kept[-1])
     assert again.importance == pytest.approx(0.0, abs=1e-4) and not again.kept
-    fresh = ImportanceSampler(SamplerConfig(**{**config.__dict__, 'coverage_bank': ''}))
+    fresh = ImportanceSampler(paper_rule(**{**config.__dict__, 'coverage_bank': ''}))
     assert fresh.decide(0, 0.0, descriptor=kept[-1]).kept  # empty bank: the first frame is kept
     assert fresh.save_coverage_bank() is None
 
@@ -418,7 +424,7 @@ def test_coverage_remembers_only_the_latest_kept_frames():
 def test_threshold_draws_follow_the_keep_ratio_and_keep_the_highest_scores():
     rng = np.random.default_rng(8)
     g = rng.lognormal(0.0, 1.0, 20_000)
-    sampler = ImportanceSampler(SamplerConfig(keep_ratio=0.05, draw='threshold', seed=0))
+    sampler = ImportanceSampler(paper_rule(keep_ratio=0.05, draw='threshold', seed=0))
     decisions = [sampler.decide(i * FRAME_NS, x) for i, x in enumerate(g)]
     kept = np.array([d.kept for d in decisions])
     assert abs(kept.mean() - 0.05) < 0.005
@@ -427,7 +433,7 @@ def test_threshold_draws_follow_the_keep_ratio_and_keep_the_highest_scores():
     top = g >= np.quantile(g, 0.95)
     assert (kept & top).sum() > 0.6 * top.sum()  # mostly the top 5 % (the threshold wanders)
     # a floor keeps every frame possible, with weight 1/floor
-    floored = ImportanceSampler(SamplerConfig(keep_ratio=0.05, draw='threshold', seed=0,
+    floored = ImportanceSampler(paper_rule(keep_ratio=0.05, draw='threshold', seed=0,
                                               floor_probability=0.01))
     low = [floored.decide(i * FRAME_NS, x) for i, x in enumerate(g)]
     lucky = [d for d in low if d.kept and d.probability < 1.0]
@@ -436,7 +442,7 @@ def test_threshold_draws_follow_the_keep_ratio_and_keep_the_highest_scores():
 
 def test_threshold_coverage_keeps_each_new_scene_once_it_appears():
     rng = np.random.default_rng(3)
-    sampler = ImportanceSampler(SamplerConfig(keep_ratio=0.05, seed=4, frame_score='coverage',
+    sampler = ImportanceSampler(paper_rule(keep_ratio=0.05, seed=4, frame_score='coverage',
                                               draw='threshold'))
     # four scenes of 500 frames each, far apart; within a scene frames vary little
     scenes = [rng.normal(0.0, 0.3, size=(500, 8)) + 10.0 * np.eye(8)[k] for k in range(4)]
@@ -449,7 +455,7 @@ def test_threshold_coverage_keeps_each_new_scene_once_it_appears():
 
 def test_uniform_frame_score_keeps_every_nth_frame_whatever_the_importance():
     rng = np.random.default_rng(2)
-    sampler = ImportanceSampler(SamplerConfig(keep_ratio=0.1, seed=3, frame_score='uniform'))
+    sampler = ImportanceSampler(paper_rule(keep_ratio=0.1, seed=3, frame_score='uniform'))
     decisions = [sampler.decide(i * FRAME_NS, float(x))
                  for i, x in enumerate(rng.exponential(1.0, 1000))]
     kept = np.flatnonzero([d.kept for d in decisions])
@@ -464,11 +470,11 @@ def test_an_unreadable_coverage_file_is_one_parameter_error(tmp_path):
     garbage.write_text('not numpy')
     for name in ('coverage_reference', 'coverage_bank'):
         with pytest.raises(ParameterError, match=rf'^{name} .*garbage\.npy'):
-            ImportanceSampler(SamplerConfig(frame_score='coverage', **{name: str(garbage)}))
+            ImportanceSampler(paper_rule(frame_score='coverage', **{name: str(garbage)}))
     with pytest.raises(ParameterError, match=r'coverage_reference .*missing\.npy'):
-        ImportanceSampler(SamplerConfig(frame_score='coverage',
+        ImportanceSampler(paper_rule(frame_score='coverage',
                                         coverage_reference=str(tmp_path / 'missing.npy')))
     # a bank that does not exist yet is the first run's: it starts empty
-    sampler = ImportanceSampler(SamplerConfig(frame_score='coverage',
+    sampler = ImportanceSampler(paper_rule(frame_score='coverage',
                                               coverage_bank=str(tmp_path / 'new.npy')))
     assert sampler.coverage_bank_size == 0

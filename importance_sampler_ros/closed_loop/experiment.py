@@ -86,11 +86,14 @@ TAIL_SEED_BASE = 7001
 # The defaults before the frame importance ignored detections under the labelling height and
 # the sampler sharpened it: the ablation row of the closed loop, per node.
 PREVIOUS_DEFAULTS = {'detector_node': {'frame_min_box_height': 0.0},
-                     'recorder_node': {'sharpness': 1.0}}
+                     'recorder_node': {'sharpness': 1.0, 'rate_horizon_frames': 0}}
 ABLATION_ROW = 'sampler, earlier defaults (every box counts, a = 1)'
+# Row 'unsharpened': the defaults with sharpness 1 (what the sharpening adds).
+UNSHARPENED_ROW = 'sampler, a = 1'
 # The closed loop's rows, by the name --strategies takes (each is one or more Selections).
 STRATEGIES = ('random', 'uniform', 'sampler', 'sampler-unweighted', 'self-labels', 'top-n',
-              'oracle', 'cover', 'coverage', 'two-stage', 'ceiling', 'ablation', 'other-score')
+              'oracle', 'cover', 'coverage', 'two-stage', 'ceiling', 'ablation', 'unsharpened',
+              'other-score')
 COVERAGE_ROW = 'sampler, coverage with threshold draws'
 # Row 'two-stage': the car keeps this many times the labelling budget, `select` picks from them.
 TWO_STAGE_FACTOR = 6.0
@@ -385,14 +388,15 @@ def run_closed_loop(settings: ClosedLoopSettings, log: Log = print) -> dict[str,
                                if f != run_params['recorder_node'].values['frame_score'])
             cover = {**COVERAGE_SAMPLER, 'coverage_reference': str(reference_path)}
             previous = _node_variant(settings.params_file, overrides, PREVIOUS_DEFAULTS)
+            unsharpened = _recorder_variant(settings.params_file, overrides, sharpness=1.0)
             other = _recorder_variant(settings.params_file, overrides, frame_score=other_score)
             online_cover = _recorder_variant(settings.params_file, overrides, **cover)
             candidates = _recorder_variant(settings.params_file, overrides, **cover,
                                            keep_ratio=min(1.0, TWO_STAGE_FACTOR * budget))
             own = self_labels(pool, sampler.relabels, threshold)
             row = _RowInputs(pool, sampler, count, int(seed), scores, default_aggregation, errors,
-                             pool_descriptors, reference, previous, other, other_score,
-                             online_cover, candidates)
+                             pool_descriptors, reference, previous, unsharpened, other,
+                             other_score, online_cover, candidates)
             selections = [s for key in settings.strategies for s in _row_selections(key, row)]
             if seed == settings.seeds[0]:
                 kept = sampler.kept.nonzero()[0]
@@ -442,6 +446,7 @@ class _RowInputs:
     descriptors: np.ndarray
     reference: np.ndarray
     previous: dict[str, Any]
+    unsharpened: dict[str, Any]
     other: dict[str, Any]
     other_score: str
     online_cover: dict[str, Any]
@@ -479,6 +484,9 @@ def _row_selections(key: str, row: _RowInputs) -> list[Selection]:
     if key == 'ablation':
         return [sampler_selection(run_product_sampler(row.pool, row.previous), seed,
                                   weighted=True, name=ABLATION_ROW)]
+    if key == 'unsharpened':
+        return [sampler_selection(run_product_sampler(row.pool, row.unsharpened), seed,
+                                  weighted=True, name=UNSHARPENED_ROW)]
     if key == 'other-score':
         return [sampler_selection(run_product_sampler(row.pool, row.other), seed, weighted=True,
                                   name=f'sampler, {row.other_score} frame score')]

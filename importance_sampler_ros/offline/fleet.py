@@ -17,7 +17,8 @@ image topic plus detections; disk cost: the input's size until the bag is done),
 pass replays that cache with recorded detections, so inference runs once per frame. The second
 pass samples. With --fleet-keep-ratio R the first passes of all bags finish first and the fleet
 mean importance g_mean = sum g / N over every frame of every bag becomes the sampler's fixed
-normaliser (recorder parameter fixed_importance_mean) at keep ratio R: q = min(1, R g / g_mean), so
+normaliser (recorder parameter fixed_importance_mean) at keep ratio R: q = min(1, R g / g_mean) (g
+stands for g^a, a the recorder's sharpness: the first pass stores what the sampler normalises), so
 a dull drive keeps fewer frames than a hard one and the fleet keeps about R N frames (the paper's
 sum over all N frames, at fleet scale) plus the frames kept for relabels, which come on top.
 Without it each bag is sampled on its own (sliding-window g_mean, the node's behaviour) and the
@@ -97,6 +98,15 @@ class FleetOptions:
     use_recorded_detections: bool = False
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     fleet_keep_ratio: float | None = None
+
+    @property
+    def sharpness(self) -> float:
+        """The recorder's sharpening exponent a: the first pass keeps g^a, what the sampler's
+        fixed normaliser must be the mean of."""
+        from importance_sampler_ros.offline.pipeline import load_parameters
+
+        return float(load_parameters(self.params_file, self.overrides)[0]['recorder_node']
+                     ['sharpness'])
 
     @property
     def settings_id(self) -> str:
@@ -205,7 +215,8 @@ def _recorded_importances(bag: FleetBag, options: FleetOptions) -> FirstPass:
     source = FrameSource(bag.path, image_topic=options.image_topic,
                          detections_topic=options.detections_topic, use_recorded_detections=True)
     importances = [frame.detections.frame_importance for frame in source]
-    return FirstPass(np.asarray(importances, np.float64), truncated=source.truncated)
+    return FirstPass(np.asarray(importances, np.float64) ** options.sharpness,
+                     truncated=source.truncated)
 
 
 def _detect_and_cache(bag: FleetBag, options: FleetOptions) -> FirstPass:
@@ -245,8 +256,8 @@ def _detect_and_cache(bag: FleetBag, options: FleetOptions) -> FirstPass:
             if frame.truth is not None:
                 writer.write(GROUND_TRUTH_TOPIC, array_type, frame.stamp_ns,
                              detections_to_msg(frame.truth, types))
-    return FirstPass(np.asarray(importances, np.float64), truncated=source.truncated,
-                     cache=cache, model=detector.model_name)
+    return FirstPass(np.asarray(importances, np.float64) ** options.sharpness,
+                     truncated=source.truncated, cache=cache, model=detector.model_name)
 
 
 def sample_bag(bag: FleetBag, options: FleetOptions, first: FirstPass,

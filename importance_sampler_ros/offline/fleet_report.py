@@ -167,7 +167,7 @@ def _plot_importance(importances: Mapping[str, np.ndarray], fleet_mean: float,
             ax.axvline(fleet_mean / target, color='tab:red', lw=0.8, ls='--')
             ax.text(fleet_mean / target, ax.get_ylim()[1], ' q = 1', va='top', fontsize=8,
                     color='tab:red')
-    ax.set_xlabel('frame importance g')
+    ax.set_xlabel("frame importance g^a (a: the recorder's sharpness)")
     ax.set_ylabel('frames')
     ax.set_title('Frame importance across the fleet (first pass)')
     return save_figure(fig, path)

@@ -21,6 +21,11 @@ class SamplerConfig(Settings):
                              min_value=1, max_value=1_000_000)
     warmup_frames: int = param(30, 'Frames during which q is not allowed below rho while g_mean '
                                'is learnt', min_value=0)
+    rate_horizon_frames: int = param(
+        300, 'Keep-ratio mode with the sliding window: frames over which the expected keeps (the '
+        'sum of q) are steered back to keep_ratio per frame when they ran ahead or behind (the '
+        'window mean lags when a hard episode starts; with sharpening that overspent 2 %% '
+        'budgets by 30 %%); 0 = off', min_value=0, max_value=100_000_000)
     fixed_importance_mean: float = param(
         0.0, 'Fixed normaliser g_mean instead of the sliding window (e.g. a fleet-wide mean from '
         'a first pass; no warm-up then); 0 = sliding window', min_value=0.0, check=finite)

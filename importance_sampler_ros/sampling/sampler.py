@@ -26,8 +26,14 @@ the scale of g (a few more frames kept at start-up, never fewer).
 from a first pass (replay-fleet): then q is exactly the paper's q = min(1, rho g / g_mean) over
 all frames, and a dull drive keeps fewer frames than a hard one.
 
-Clipping at 1 keeps the expected keep ratio at or below rho when a few frames have g > g_mean/rho;
-the byte-budget mode corrects that through its feedback, the keep-ratio mode reports it.
+Clipping at 1 keeps the expected keep ratio at or below rho when a few frames have g > g_mean/rho,
+and a window mean that lags behind a rising g (the first seconds of a night episode) pushes it
+above. The byte-budget mode corrects both through its feedback on the bytes kept. The keep-ratio
+mode with the window steers the *expected* keeps: with Q the sum of the q so far and T the sum of
+rho, q = min(1, c rho g / g_mean) with c = 1 + (T - Q) / (rho H) clipped to [1/4, 4] and H =
+`rate_horizon_frames`. c depends on earlier q only, never on a coin, so q_i is still fixed before
+frame i's coin (the weights stay unbiased, and systematic draws keep inclusion probabilities of
+exactly q_i); the kept count then follows rho within a few frames per horizon.
 
 Sharpening: with `sharpness` a != 1 the rule is applied to g^a instead of g, q = min(1,
 rho g^a / mean(g^a)), the window (or fixed) mean being a mean of g^a. The argument above needs only
@@ -101,6 +107,7 @@ _NS = 1_000_000_000
 # times as far): halving takes 35 drops, and after a scene change that lifts every score tenfold
 # six keeps in a row (at rho = 0.05) bring the threshold up to it.
 THRESHOLD_GAIN = 0.02
+RATE_CORRECTION_RANGE = 4.0  # the keep-ratio steering changes rho by at most this factor
 
 
 @dataclass(frozen=True)
@@ -201,6 +208,9 @@ class ImportanceSampler:
         self._relabel_share = _WindowMean(self.config.mean_window)
         self._budget = _ByteBudget(self.config) if self.config.bytes_per_hour > 0 else None
         self._frames_seen = 0
+        # keep-ratio mode: the sums of rho and of q so far (rate_horizon_frames)
+        self._target_keeps = 0.0
+        self._expected_keeps = 0.0
         # systematic draws: the run's points sit at 1 - u + k; the phase is Q + u modulo 1 (drawn
         # only for them, so that independent draws keep their sequence for a given seed)
         self._phase = float(self._rng.random()) if self.config.draw == 'systematic' else 0.0
@@ -314,7 +324,8 @@ class ImportanceSampler:
             over = uncovered or (self._threshold is not None and sharpened > self._threshold)
             q = 1.0 if over else self.config.floor_probability
         else:
-            q = min(1.0, rho * sharpened / g_mean) if g_mean > 0.0 else 0.0
+            steered = rho * self._rate_correction(rho)
+            q = min(1.0, steered * sharpened / g_mean) if g_mean > 0.0 else 0.0
             if uncovered or (self._frames_seen <= self.config.warmup_frames
                              and not self.config.fixed_importance_mean):
                 q = max(q, rho)
@@ -322,6 +333,8 @@ class ImportanceSampler:
         if self._is_redundant(stamp_ns, track_ids, track_importances):
             self.suppressed += 1
             q *= self.config.redundancy_scale
+        self._target_keeps += rho
+        self._expected_keeps += q
         if self._budget and self._budget.balance < 0.0:
             return decision(False, q, 0.0, REASON_BUDGET)
         kept = q > 0.0 and self._draw(q)
@@ -347,6 +360,17 @@ class ImportanceSampler:
         np.save(buffer, self._coverage.bank().astype(np.float32), allow_pickle=False)
         write_atomically(path, buffer.getvalue())
         return path
+
+    def _rate_correction(self, rho: float) -> float:
+        """Keep-ratio mode with the window: the factor on rho that pays back the expected keeps
+        run ahead of (or behind) rho per frame over rate_horizon_frames (module docstring)."""
+        horizon = self.config.rate_horizon_frames
+        if (horizon == 0 or self._budget or self.config.fixed_importance_mean
+                or self.config.draw == 'threshold'):
+            return 1.0
+        lead = self._expected_keeps - self._target_keeps
+        return min(RATE_CORRECTION_RANGE, max(1.0 / RATE_CORRECTION_RANGE,
+                                              1.0 - lead / (rho * horizon)))
 
     def _follow_keep_rate(self, kept: bool, sharpened: float, rho: float) -> None:
         """Threshold draws: a keep raises the threshold by THRESHOLD_GAIN (1 - rho) / rho in log
