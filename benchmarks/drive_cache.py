@@ -2,8 +2,9 @@
 ground truth, cached per seed (shared by tune_relabel.py and evaluate_tracking.py).
 
 The detector runs once with its score threshold lowered to `floor` (and room for 300 boxes);
-detections with score >= `threshold` are the published ones, the rest become
-`FrameDetections.candidates`: what the detector node hands on with `candidate_floor` set. NMS
+detections with score >= `threshold` (the detector node's default unless asked) are the
+published ones, the rest become `FrameDetections.candidates`: what the detector node hands on
+with `candidate_floor` set. NMS
 and the per-detection importance do not depend on the threshold, so the published part is the
 detector's output at `threshold` itself.
 """
@@ -23,7 +24,7 @@ from importance_sampler_ros.detection.detections import (
 from importance_sampler_ros.params import flat_values
 
 CACHE = Path('build/tune_relabel_cache')
-PUBLISH_THRESHOLD = 0.3
+PUBLISH_THRESHOLD = DetectorConfig().score_threshold  # what the detector node publishes
 CANDIDATE_FLOOR = 0.1
 DEFAULT_SCORING = FrameScoring.of(flat_values(DetectorConfig()))  # the detector node's
 
