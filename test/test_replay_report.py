@@ -109,6 +109,8 @@ def test_kept_error_enrichment_and_situation_shares():
     assert rates['detector_errors_per_frame_kept'] == pytest.approx(5.0)
     # labelled errors only in the two kept frames: 1 per kept frame against 2 / 8 overall
     assert rates['kept_labelled_error_enrichment'] == pytest.approx(1.0 / 0.25)
+    assert (rates['labelled_errors_per_frame_kept'], rates['labelled_errors_per_frame_dropped']) \
+        == (1.0, 0.0)
     shares = report_module.situation_shares(records)
     assert shares == {'day': {'all': 7 / 8, 'kept': 0.5}, 'night': {'all': 1 / 8, 'kept': 0.5}}
     report = report_module.ReplayReport('in', 'out', '/camera', ground_truth={

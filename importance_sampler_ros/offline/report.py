@@ -72,6 +72,9 @@ MEANINGS: dict[str, str] = {
     'visible_errors_per_frame_kept': 'false positives + wrong classes per kept frame',
     'detector_errors_per_frame_dropped': 'the same per dropped frame (lower than kept is good)',
     'visible_errors_per_frame_dropped': 'the same per dropped frame (lower than kept is good)',
+    'labelled_errors_per_frame_kept': ('errors on labelled objects (box height >= 20 px) per kept '
+                                       'frame'),
+    'labelled_errors_per_frame_dropped': 'the same per dropped frame (lower than kept is good)',
     'kept_error_enrichment': ('errors per kept frame / errors per frame of the whole run: 1 = a '
                               'random choice, higher = the kept frames hold more errors'),
     'kept_visible_error_enrichment': 'the same for the visible errors',
@@ -201,7 +204,8 @@ def detector_error_rates(frames: Sequence[FrameRecord]) -> dict[str, float]:
     for name, want_kept in (('kept', True), ('dropped', False)):
         chosen = [f for f in known if f.kept == want_kept]
         for key, values in (('detector_errors', [f.detector_errors for f in chosen]),
-                            ('visible_errors', [f.visible_errors for f in chosen])):
+                            ('visible_errors', [f.visible_errors for f in chosen]),
+                            ('labelled_errors', [f.labelled_errors for f in chosen])):
             rates[f'{key}_per_frame_{name}'] = float(np.mean(values)) if values else float('nan')
     for key, attribute in (('kept_error_enrichment', 'detector_errors'),
                            ('kept_visible_error_enrichment', 'visible_errors'),
