@@ -40,8 +40,8 @@ def markdown(result: dict[str, Any], wall_note: str = '') -> str:
         f"{settings['finetune']['replay_share']}, {settings['replay_frames']} replay frames).",
         '',
         f"Pool: {result['pool']['frames']} frames from drives {result['pool']['drives']} "
-        f"({result['pool']['errors_per_frame']:.1f} detector errors per frame). Test: "
-        f"{result['test']['frames']} frames. Base model test mAP@0.5 "
+        f"({result['pool']['errors_per_frame']:.1f} detector errors on labelled objects per "
+        f"frame). Test: {result['test']['frames']} frames. Base model test mAP@0.5 "
         f"{result['base_model']['mAP']:.3f}. Seeds {settings['seeds']}.", '',
     ]
     for budget, table in result['summary'].items():
