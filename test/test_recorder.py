@@ -604,3 +604,16 @@ def test_coverage_bank_is_written_at_close_and_an_unwritable_one_loses_nothing_e
     assert 'cannot write the coverage bank' in caplog.text
     assert len(read_bag(split_paths(tmp_path / 'second'))[IMAGE_TOPIC]) >= 4
     assert json.loads((tmp_path / 'second' / 'stats.json').read_text())['kept'] >= 4
+
+
+def test_decision_fields_beyond_float32_saturate_instead_of_losing_the_frame():
+    from importance_sampler_ros.recording.recorder import decision_message
+    from importance_sampler_ros.sampling.sampler import REASON_SAMPLED, Decision
+
+    # a sharpened mean of g^2 with g near float32's max, and the weight of a tiny q
+    decision = Decision(1, True, 1e-40, 1e40, REASON_SAMPLED, 3e38, 9e76, 0.1)
+    back = bag_io.deserialize(bag_io.serialize(decision_message(decision, 'cam')),
+                              'importance_sampler_ros/msg/SampleDecision')
+    biggest = float(np.finfo(np.float32).max)
+    assert back.importance_mean == pytest.approx(biggest) and back.weight == pytest.approx(biggest)
+    assert back.frame_importance == pytest.approx(3e38, rel=1e-6)

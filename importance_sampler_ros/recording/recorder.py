@@ -78,6 +78,7 @@ _RELABEL_ARRAY = bag_io.msgtype('RelabelArray')
 _SAMPLE_DECISION = bag_io.msgtype('SampleDecision')
 _NS = 1_000_000_000
 _DEPARTED_MEMORY = 100_000  # departed frames remembered to classify late relabels
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class DecidedStamps:
@@ -525,13 +526,20 @@ def decision_message(decision: Decision, frame_id: str, types: Any = None) -> An
     return types.SampleDecision(
         header=header_msg(decision.stamp_ns, frame_id, types),
         kept=bool(decision.kept),
-        probability=float(decision.probability),
-        weight=float(decision.weight),
+        probability=_float32(decision.probability),
+        weight=_float32(decision.weight),
         reason=decision.reason,
-        frame_importance=float(decision.importance),
-        importance_mean=float(decision.importance_mean),
-        keep_ratio=float(decision.keep_ratio),
+        frame_importance=_float32(decision.importance),
+        importance_mean=_float32(decision.importance_mean),
+        keep_ratio=_float32(decision.keep_ratio),
     )
+
+
+def _float32(value: float) -> float:
+    """`value` for a float32 field: finite values beyond its range saturate at +-max (a sharpened
+    mean of g^a or the weight of a tiny q can pass it; CDR would refuse the frame)."""
+    value = float(value)
+    return max(-_FLOAT32_MAX, min(_FLOAT32_MAX, value)) if np.isfinite(value) else value
 
 
 def _warm_up() -> None:
