@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from importance_sampler_ros.detection.detections import FrameDetections
+from importance_sampler_ros.registry import NODES
 from importance_sampler_ros.synth.classes import CLASS_NAMES
 from importance_sampler_ros.tracking.relabel import RelabelConfig, RelabelingTracker
 from importance_sampler_ros.tracking.sort import TrackerConfig, iou_matrix
@@ -518,7 +519,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--cache-dir', type=Path, default=DEFAULT_CACHE)
     parser.add_argument('--no-reference', action='store_true',
                         help='skip the reference SORT (no download)')
+    parser.add_argument('--set', nargs='*', default=[], metavar='NAME=VALUE',
+                        help='tracker_node parameters other than the defaults')
     args = parser.parse_args(argv)
+    from tune_relabel import parse_sets  # the benchmarks' directory is the script's
+
+    node = NODES['tracker_node'].build(parse_sets(args.set))
     sort_class = None if args.no_reference else load_reference_sort(args.cache_dir)
     if args.detector is not None:
         streams = []
@@ -539,7 +545,7 @@ def main(argv: list[str] | None = None) -> int:
     n_boxes = sum(len(f) for _, t in truths for f in t)
     print(f'{len(truths)} drives, {sum(len(t) for _, t in truths)} frames, '
           f'{n_boxes} true boxes\n')
-    evaluate(streams, sort_class, TrackerConfig(), RelabelConfig())
+    evaluate(streams, sort_class, node.of(TrackerConfig), node.of(RelabelConfig))
     return 0
 
 

@@ -19,8 +19,9 @@ class TrackerConfig(Settings):
     min_hits: int = param(3, 'Detections (the first included) after which a track is confirmed '
                           'and published', min_value=1, max_value=1000)
     association_padding_px: float = param(
-        2.0, 'Pixels added on every side of detection and predicted boxes before the IoU of the '
-        'association (keeps tiny far boxes matchable; 0 = plain IoU)',
+        1.0, 'Pixels added on every side of detection and predicted boxes before the IoU of the '
+        'association (keeps tiny far boxes matchable; 0 = plain IoU; 2 let far tracks take '
+        'their neighbours: docs/measurements/tracking_relabel.md, session 9)',
         min_value=0.0, max_value=100.0)
     far_max_age: int = param(10, 'Frames a confirmed track whose box is shorter than '
                              'far_height_px survives without a matched detection (far objects '
