@@ -41,14 +41,10 @@ from importance_sampler_ros.evaluation.errors import (
     frame_errors,
     sampler_enrichment,
 )
+from importance_sampler_ros.sampling.sampler import importance_probabilities
 from importance_sampler_ros.synth.situations import COMMON_TAGS
 
 SHARPNESS = (1.0, 2.0, 4.0)
-
-
-def keep_probabilities(g: np.ndarray, keep_ratio: float, sharpness: float) -> np.ndarray:
-    powered = g ** sharpness
-    return np.minimum(1.0, keep_ratio * powered / max(float(powered.mean()), 1e-12))
 
 
 def main() -> int:
@@ -86,9 +82,9 @@ def main() -> int:
             SCORERS, AGGREGATIONS, (False, True), (0.0, LABELLED_MIN_HEIGHT_PX)):
         scoring = FrameScoring(aggregation, candidates, height)
         g = np.array([rescored(d, scorer, scoring).frame_importance for d, _ in frames])
-        sampled = [sampler_enrichment(keep_probabilities(g, args.keep_ratio, a), labelled)
+        sampled = [sampler_enrichment(importance_probabilities(g ** a, args.keep_ratio), labelled)
                    for a in SHARPNESS]
-        q = keep_probabilities(g, args.keep_ratio, SHARPNESS[-1])
+        q = importance_probabilities(g ** SHARPNESS[-1], args.keep_ratio)
         cv2 = float(g.var() / max(g.mean() ** 2, 1e-24))
         mark = ' **(default)**' if (scorer, aggregation, candidates, height) == default else ''
         lines.append(

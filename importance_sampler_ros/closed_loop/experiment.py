@@ -78,6 +78,7 @@ from importance_sampler_ros.evaluation.errors import (
 )
 from importance_sampler_ros.progress import add_progress_arguments, progress, progress_mode
 from importance_sampler_ros.sampling.config import FRAME_SCORES
+from importance_sampler_ros.sampling.sampler import importance_probabilities
 
 CANDIDATE_FLOOR = 0.05  # cached detections always carry candidates down to this score
 POOL_SEEDS = tuple(range(5001, 5009))
@@ -254,7 +255,7 @@ def scoring_table(pool: Sequence[CachedFrame], score_threshold: float, keep_rati
     for scorer, aggregation, candidates, height in itertools.product(
             SCORERS, AGGREGATIONS, (False, True), heights):
         g = frame_scores(pool, scorer, FrameScoring(aggregation, candidates, height))
-        q = np.minimum(1.0, keep_ratio * g / max(g.mean(), 1e-12))
+        q = importance_probabilities(g, keep_ratio)
         rows.append({
             'scorer': scorer, 'aggregation': aggregation, 'candidates': candidates,
             'min_box_height': height,

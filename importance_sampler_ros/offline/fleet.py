@@ -256,7 +256,8 @@ def _detect_and_cache(bag: FleetBag, options: FleetOptions) -> FirstPass:
             if frame.truth is not None:
                 writer.write(GROUND_TRUTH_TOPIC, array_type, frame.stamp_ns,
                              detections_to_msg(frame.truth, types))
-    return FirstPass(np.asarray(importances, np.float64) ** options.sharpness,
+    sharpness = float(params['recorder_node']['sharpness'])
+    return FirstPass(np.asarray(importances, np.float64) ** sharpness,
                      truncated=source.truncated, cache=cache, model=detector.model_name)
 
 
