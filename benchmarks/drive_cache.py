@@ -4,9 +4,8 @@ ground truth, cached per seed (shared by tune_relabel.py and evaluate_tracking.p
 The detector runs once with its score threshold lowered to `floor` (and room for 300 boxes);
 detections with score >= `threshold` (the detector node's default unless asked) are the
 published ones, the rest become `FrameDetections.candidates`: what the detector node hands on
-with `candidate_floor` set. NMS
-and the per-detection importance do not depend on the threshold, so the published part is the
-detector's output at `threshold` itself.
+with `candidate_floor` set. NMS and the per-detection importance do not depend on the
+threshold, so the published part is the detector's output at `threshold` itself.
 """
 from __future__ import annotations
 
