@@ -617,3 +617,53 @@ def test_decision_fields_beyond_float32_saturate_instead_of_losing_the_frame():
     biggest = float(np.finfo(np.float32).max)
     assert back.importance_mean == pytest.approx(biggest) and back.weight == pytest.approx(biggest)
     assert back.frame_importance == pytest.approx(3e38, rel=1e-6)
+
+
+def test_the_next_run_starts_from_the_scale_this_run_learnt(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    sampler = SamplerConfig(keep_ratio=0.2, seed=1)
+
+    def record(name: str, first: int, model: str = 'test') -> dict[int, object]:
+        recorder = Recorder(config(tmp_path, bag_name=name, sampler=sampler))
+        for i in range(first, first + 30):
+            image, detections = make_frame(i)
+            detections.model_name = model
+            recorder.add_frame(image, detections)
+        recorder.close()
+        return read_bag(split_paths(tmp_path / name))[DECISIONS_TOPIC]
+
+    def first_mean(decided: dict[int, object]) -> float:
+        return decided[min(decided)].importance_mean
+
+    g = [float(np.random.default_rng(10_000 + i).exponential(1.0)) for i in range(60)]
+    cube = np.array(g) ** sampler.sharpness
+    state_file = tmp_path / 'sampler_state.npz'
+    one = record('one', 0)
+    assert state_file.exists()
+    two = record('two', 30)
+    # the second run's window already holds the first run's 30 frames
+    kept_first = min(two)
+    i = (kept_first - stamp(0)) // FRAME_NS
+    assert two[kept_first].importance_mean == pytest.approx(cube[:i + 1].mean(), rel=1e-5)
+    assert first_mean(one) == pytest.approx(cube[:(min(one) - stamp(0)) // FRAME_NS + 1].mean(),
+                                            rel=1e-5)
+    # another detector's g has another scale: learnt afresh, with a log line saying why
+    with caplog.at_level('WARNING'):
+        other = record('other', 60, model='other')
+    assert 'sampler state' in caplog.text and 'other' in caplog.text
+    j = (min(other) - stamp(60)) // FRAME_NS
+    g_other = np.array([float(np.random.default_rng(10_000 + k).exponential(1.0))
+                        for k in range(60, 60 + j + 1)]) ** sampler.sharpness
+    assert first_mean(other) == pytest.approx(g_other.mean(), rel=1e-5)
+    # a damaged state file: a log line, and the run learns afresh
+    state_file.write_bytes(b'\0' * 10)
+    caplog.clear()
+    with caplog.at_level('WARNING'):
+        record('damaged', 0)
+    assert 'not used' in caplog.text
+    # '' = no state file at all
+    state_file.unlink()
+    recorder = Recorder(config(tmp_path, bag_name='off', sampler=sampler, sampler_state=''))
+    recorder.add_frame(*make_frame(0))
+    recorder.close()
+    assert not state_file.exists()

@@ -52,4 +52,11 @@ class RecorderConfig(Settings):
         1.0, 'Of the buffered frames one relabel names, keep (reason relabel) only those at least '
         'this many seconds apart, from the earliest on; the others carry the relabel if sampled '
         'anyway; 0 = keep them all', min_value=0.0)
+    sampler_state: str = param(
+        'sampler_state.npz', "File the sampler's learnt scale of g (its window of g^a and "
+        'keep-rate lead) is read from at start and written to at close, so that a car that '
+        'restarts the recorder every drive keeps one scale across drives instead of learning '
+        'it anew (and keeping as many frames of a dull drive as of a hard one; '
+        "docs/measurements/frame_scores.md); relative paths are under output_dir; '' = learn "
+        'afresh every run')
     sampler: SamplerConfig = nested(SamplerConfig)

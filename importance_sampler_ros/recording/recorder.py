@@ -64,6 +64,7 @@ from importance_sampler_ros.sampling.sampler import (
     Decision,
     ImportanceSampler,
     RelativeVarianceTally,
+    SamplerState,
 )
 
 log = logging.getLogger(__name__)
@@ -182,6 +183,10 @@ class Recorder:
                 f'cannot create the recording directory {self.recording_dir}: {error}'
             ) from error
         self.sampler = ImportanceSampler(config.sampler)
+        self._state_path = (Path(config.output_dir) / config.sampler_state
+                            if config.sampler_state else None)
+        self._resume_state = self._read_sampler_state()
+        self._scale = ''  # what the latest frame's g was computed by (SamplerState.scale)
         _warm_up()
         self._buffer: deque[_Buffered] = deque()
         self._by_stamp: dict[int, _Buffered] = {}
@@ -219,6 +224,9 @@ class Recorder:
         except ValueError:
             self._counts['frames_rejected'] += 1
             raise
+        self._scale = f'{array.model_name}|{array.scorer}|{array.aggregation}'
+        if self._resume_state is not None:
+            self._resume_sampler(self._resume_state)
         track_ids = np.array([d.track_id for d in array.detections], np.int64)
         track_g = np.array([d.importance for d in array.detections], np.float64)
         descriptor = np.asarray(array.frame_descriptor, np.float32)
@@ -334,9 +342,44 @@ class Recorder:
         finally:
             self._closed = True
             self._save_coverage_bank()
+            self._save_sampler_state()
             self._write_stats(extra_stats or {})
         self._raise_new_error(results)
         return results
+
+    def _read_sampler_state(self) -> SamplerState | None:
+        """The state an earlier run left in sampler_state; None (and a log line) when there is
+        none or it cannot be used: the sampler then learns g's scale afresh."""
+        path = self._state_path
+        if path is None or not path.exists():
+            return None
+        try:
+            return SamplerState.from_bytes(path.read_bytes())
+        except (OSError, ValueError) as error:
+            log.warning('sampler state %s not used (%s): learning the importance scale afresh',
+                        path, error)
+            return None
+
+    def _resume_sampler(self, state: SamplerState) -> None:
+        """Before the first decision: start from `state` if it was learnt on the same scale."""
+        self._resume_state = None
+        why = state.mismatch(self._scale, self.config.sampler)
+        if why:
+            log.warning('sampler state %s not used: %s; learning the importance scale afresh',
+                        self._state_path, why)
+            return
+        self.sampler.resume(state)
+        log.info('sampler resumed from %s (%d frames of g^a, mean %.4g)', self._state_path,
+                 len(state.window), self.sampler.importance_mean)
+
+    def _save_sampler_state(self) -> None:
+        if self._state_path is None or not self._scale:
+            return  # no frame seen: an earlier state stays as it was
+        try:
+            write_atomically(self._state_path, self.sampler.state(self._scale).to_bytes(),
+                             sync=self.config.fsync)
+        except OSError as error:  # the next run learns the scale afresh, nothing else lost
+            log.error('cannot write the sampler state %s: %s', self._state_path, error)
 
     def _save_coverage_bank(self) -> None:
         try:

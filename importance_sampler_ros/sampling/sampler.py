@@ -124,6 +124,58 @@ class Decision:
     keep_ratio: float
 
 
+@dataclass(frozen=True)
+class SamplerState:
+    """A run's learnt scale of g (ImportanceSampler.state); `matches` says whether another run
+    may start from it: same scale name, sharpness and frame score."""
+
+    scale: str
+    sharpness: float
+    frame_score: str
+    window: np.ndarray  # g^a of the latest frames, oldest first
+    relabel_share: np.ndarray  # 1 per relabel keep, 0 else, oldest first
+    keep_lead: float  # expected keeps minus rho per frame, summed
+    frames_seen: int
+
+    def mismatch(self, scale: str, config: SamplerConfig) -> str:
+        """Why a run with `scale` and `config` cannot start from this state ('' = it can)."""
+        ours = (self.scale, self.sharpness, self.frame_score)
+        theirs = (scale, config.sharpness, config.frame_score)
+        if ours == theirs:
+            return ''
+        return f'learnt on (scale, sharpness, frame score) {ours}, this run is {theirs}'
+
+    def to_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        np.savez(buffer, scale=np.array(self.scale), sharpness=np.array(self.sharpness),
+                 frame_score=np.array(self.frame_score), window=self.window,
+                 relabel_share=self.relabel_share, keep_lead=np.array(self.keep_lead),
+                 frames_seen=np.array(self.frames_seen), version=np.array(_STATE_VERSION))
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> SamplerState:
+        """ValueError for anything that is not a state file of this version."""
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as f:
+                if int(f['version']) != _STATE_VERSION:
+                    raise ValueError(f"state version {int(f['version'])}, expected "
+                                     f'{_STATE_VERSION}')
+                state = cls(str(f['scale']), float(f['sharpness']), str(f['frame_score']),
+                            np.asarray(f['window'], np.float64),
+                            np.asarray(f['relabel_share'], np.float64),
+                            float(f['keep_lead']), int(f['frames_seen']))
+        except (OSError, KeyError, EOFError, TypeError, ValueError) as error:
+            raise ValueError(f'not a sampler state file ({error})') from None
+        finite = np.all(np.isfinite(state.window)) and np.all(np.isfinite(state.relabel_share))
+        if not finite or np.any(state.window < 0) or not math.isfinite(state.keep_lead):
+            raise ValueError('sampler state holds non-finite or negative values')
+        return state
+
+
+_STATE_VERSION = 1
+
+
 class _WindowMean:
     """Mean of the last `size` values, O(1) per update (re-summed now and then against drift)."""
 
@@ -144,6 +196,10 @@ class _WindowMean:
     @property
     def mean(self) -> float:
         return max(self._sum, 0.0) / len(self._values) if self._values else 0.0
+
+    @property
+    def values(self) -> list[float]:
+        return list(self._values)
 
 
 class _ByteBudget:
@@ -344,6 +400,29 @@ class ImportanceSampler:
             self._note_kept(stamp_ns, nbytes, track_ids, track_importances, descriptor)
             return decision(True, q, 1.0 / q, REASON_SAMPLED)
         return decision(False, q, 0.0, REASON_DROPPED)
+
+    def state(self, scale: str) -> SamplerState:
+        """What this run learnt of g's scale, for the next run of the same car to start from
+        (recorder sampler_state): the window of g^a, the relabel-keep share, the keep-rate lead.
+        `scale` names what g was computed by (detector model, scorer, aggregation)."""
+        return SamplerState(
+            scale, self.config.sharpness, self.config.frame_score,
+            np.array(self._mean.values, np.float64),
+            np.array(self._relabel_share.values, np.float64),
+            self._expected_keeps - self._target_keeps, self._frames_seen)
+
+    def resume(self, state: SamplerState) -> None:
+        """Start from an earlier run's state (before the first decide()): its window mean, no
+        warm-up when it saw warmup_frames frames, and its keep-rate lead. The state is fixed
+        before any coin of this run, so the weights stay unbiased (module docstring)."""
+        if self._frames_seen:
+            raise RuntimeError('resume() after the first decision')
+        for value in state.window[-self.config.mean_window:]:
+            self._mean.add(float(value))
+        for value in state.relabel_share[-self.config.mean_window:]:
+            self._relabel_share.add(float(value))
+        self._frames_seen = state.frames_seen
+        self._expected_keeps = state.keep_lead
 
     @property
     def coverage_bank_size(self) -> int:
