@@ -645,6 +645,8 @@ def test_the_next_run_starts_from_the_scale_this_run_learnt(
     kept_first = min(two)
     i = (kept_first - stamp(0)) // FRAME_NS
     assert two[kept_first].importance_mean == pytest.approx(cube[:i + 1].mean(), rel=1e-5)
+    stats = json.loads((tmp_path / 'two' / 'stats.json').read_text())
+    assert stats['sampler_resumed_from'] == str(state_file)
     assert first_mean(one) == pytest.approx(cube[:(min(one) - stamp(0)) // FRAME_NS + 1].mean(),
                                             rel=1e-5)
     # another detector's g has another scale: learnt afresh, with a log line saying why

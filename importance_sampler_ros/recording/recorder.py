@@ -187,6 +187,7 @@ class Recorder:
                             if config.sampler_state else None)
         self._resume_state = self._read_sampler_state()
         self._scale = ''  # what the latest frame's g was computed by (SamplerState.scale)
+        self._resumed_from = ''  # the sampler_state file this run started from, if any
         _warm_up()
         self._buffer: deque[_Buffered] = deque()
         self._by_stamp: dict[int, _Buffered] = {}
@@ -369,6 +370,7 @@ class Recorder:
                         self._state_path, why)
             return
         self.sampler.resume(state)
+        self._resumed_from = str(self._state_path)
         log.info('sampler resumed from %s (%d frames of g^a, mean %.4g)', self._state_path,
                  len(state.window), self.sampler.importance_mean)
 
@@ -421,6 +423,7 @@ class Recorder:
             keep_ratio=self.sampler.keep_ratio,
             importance_mean=self.sampler.importance_mean,
             redundancy_suppressed=self.sampler.suppressed,
+            sampler_resumed_from=self._resumed_from,
             splits=[str(p) for p in self.split_paths],
             error=self.error,
         )

@@ -22,6 +22,13 @@ Warm-up: over the first `warmup_frames` frames the window mean rests on few valu
 q = max(rho, min(1, rho * g / g_mean)): the sampler keeps at least the target ratio while it learns
 the scale of g (a few more frames kept at start-up, never fewer).
 
+Resuming (SamplerState, the recorder's `sampler_state` file): a car restarts the recorder every
+drive, and a window learnt afresh each time keeps as many frames of a dull drive as of a hard one
+and spends its warm-up on every start. A run can instead start from the window of g^a, the
+relabel-keep share and the keep-rate lead the previous run ended with, when that run's g had the
+same scale (detector model, scorer, aggregation) and rule (sharpness, frame score). The state is
+fixed before this run's first coin, so the argument above holds unchanged.
+
 `fixed_importance_mean` replaces the window by a known normaliser, e.g. the mean over a whole fleet
 from a first pass (replay-fleet): then q is exactly the paper's q = min(1, rho g / g_mean) over
 all frames, and a dull drive keeps fewer frames than a hard one.
