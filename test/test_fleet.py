@@ -17,7 +17,6 @@ from importance_sampler_ros.bags.images import rgb_to_image_msg
 from importance_sampler_ros.bags.messages import detections_to_msg
 from importance_sampler_ros.detection.detections import FrameDetections
 from importance_sampler_ros.offline import fleet
-from importance_sampler_ros.sampling.config import SamplerConfig
 
 RECORDER = {'keep_ratio': 0.3, 'seed': 4, 'buffer_seconds': 2.0, 'warmup_frames': 5,
             'fsync': False}
@@ -167,16 +166,16 @@ def test_fleet_keep_ratio_keeps_fewer_frames_of_a_dull_drive(tmp_path, local_ray
     fleet_dir.mkdir()
     dull = write_level_drive(fleet_dir / 'dull', frames=80, level=0.1, seed=1)
     hard = write_level_drive(fleet_dir / 'hard', frames=80, level=1.0, seed=2)
-    recorder = {k: v for k, v in RECORDER.items() if k != 'keep_ratio'}
+    # a = 2: at the default a = 3 the dull drive's q (0.1^3 / mean) keeps none of its 80 frames
+    sharpness = 2.0
+    recorder = {k: v for k, v in RECORDER.items() if k != 'keep_ratio'} | {'sharpness': sharpness}
     result = fleet.run_fleet(fleet_dir, tmp_path / 'out', num_workers=2, fleet_keep_ratio=0.25,
                              use_recorded_detections=True, overrides={'recorder_node': recorder},
                              echo=lambda line: None)
     report = result.report
     bags = by_name(report)
     assert result.exit_code == 0, [(b['name'], b['reason']) for b in report['bags']]
-    # the sampler normalises g^a (a = the default sharpness): the fleet mean is the mean of g^a
-    sharpness = SamplerConfig().sharpness
-    assert sharpness != 1.0
+    # the sampler normalises g^a: the fleet mean is the mean of g^a
     dull, hard = dull ** sharpness, hard ** sharpness
     fleet_mean = np.concatenate([dull, hard]).mean()
     assert report['importance_mean_fleet'] == pytest.approx(fleet_mean)

@@ -305,6 +305,10 @@ def _replay(bag: FleetBag, options: FleetOptions, first: FirstPass,
 
     overrides = {node: dict(values) for node, values in options.overrides.items()}
     recorder = overrides.setdefault('recorder_node', {})
+    # bags replay in parallel and in any order: a sampler state carried from one to the next
+    # would make each bag's keeps depend on the schedule (the fleet-wide mean is the fleet's
+    # shared scale)
+    recorder['sampler_state'] = ''
     if importance_mean is not None:
         recorder.update(keep_ratio=options.fleet_keep_ratio,
                         fixed_importance_mean=importance_mean)
