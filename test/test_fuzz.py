@@ -133,7 +133,7 @@ def nodes(context, tmp_path: Path):
         Parameter('output_dir', value=str(tmp_path)), Parameter('bag_name', value='fuzz'),
         Parameter('keep_ratio', value=0.5), Parameter('seed', value=3),
         Parameter('buffer_seconds', value=1.0), Parameter('fsync', value=False),
-        Parameter('split_bytes', value=100_000), Parameter('stats_period_s', value=0.0),
+        Parameter('split_bytes', value=50_000), Parameter('stats_period_s', value=0.0),
         Parameter('flush_interval_s', value=0.0)])
     tracker = TrackerNode(context=context)
     yield recorder, tracker

@@ -125,10 +125,12 @@ def read_with_mcap(paths: list[Path]) -> Counter:
 
 
 def config(tmp_path: Path, **overrides: object) -> RecorderConfig:
-    # relabel force-keeps on (the default leaves them off): most tests here exercise them
+    # relabel force-keeps on (the default leaves them off): most tests here exercise them. No
+    # sampler state: tests that compare runs in one directory must not resume each other's scale
     sampler = overrides.pop('sampler', SamplerConfig(keep_ratio=0.2, seed=1,
                                                      relabel_keep_share=1.0))
-    values = dict(output_dir=tmp_path, bag_name='run', buffer_seconds=1.0, fsync=False)
+    values = dict(output_dir=tmp_path, bag_name='run', buffer_seconds=1.0, fsync=False,
+                  sampler_state='')
     values.update(overrides)
     return RecorderConfig(**values, sampler=sampler)
 
@@ -624,7 +626,8 @@ def test_the_next_run_starts_from_the_scale_this_run_learnt(
     sampler = SamplerConfig(keep_ratio=0.2, seed=1)
 
     def record(name: str, first: int, model: str = 'test') -> dict[int, object]:
-        recorder = Recorder(config(tmp_path, bag_name=name, sampler=sampler))
+        recorder = Recorder(config(tmp_path, bag_name=name, sampler=sampler,
+                                   sampler_state='sampler_state.npz'))
         for i in range(first, first + 30):
             image, detections = make_frame(i)
             detections.model_name = model
