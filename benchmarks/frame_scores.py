@@ -44,7 +44,7 @@ from importance_sampler_ros.evaluation.errors import (
 from importance_sampler_ros.sampling.sampler import importance_probabilities
 from importance_sampler_ros.synth.situations import COMMON_TAGS
 
-SHARPNESS = (1.0, 2.0, 4.0)
+SHARPNESS = (1.0, 2.0, 3.0, 4.0)
 
 
 def main() -> int:

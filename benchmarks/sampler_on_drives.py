@@ -1,0 +1,115 @@
+"""The recorder's sampler over the shipped detector's cached output on synthetic drives, one
+drive after another as a car records them: how many labelled errors the kept frames hold.
+
+For each sampler setting, ImportanceSampler (the object the recorder runs, with the recorder's
+defaults unless the row says otherwise) decides every frame of the drives in order. Either the
+sampler restarts per drive (sampler_state '': each drive learns its own scale of g) or it
+carries its state from drive to drive (the default sampler_state: SamplerState written at close,
+resumed by the next run). Printed per row:
+
+- kept enrichment: expected labelled errors per kept frame, sum(q e) / sum(q), over errors per
+  frame of all drives (ground truth; errors as in evaluation/errors.py, truths >= 20 px);
+- per drive: the same within each drive, and the drive's share of the expected keeps;
+- rate: sum(q) / (rho N), the expected keeps against the budget.
+
+The detector runs once per drive (drive_cache.py, build/tune_relabel_cache). Run from the
+repository root:
+
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/sampler_on_drives.py --seeds 421 422 423 424
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from drive_cache import detections_of_drive
+
+from importance_sampler_ros.detection.config import DetectorConfig
+from importance_sampler_ros.detection.detections import (
+    FrameScoring,
+    frame_importance,
+)
+from importance_sampler_ros.evaluation.errors import (
+    LABELLED_MIN_HEIGHT_PX,
+    enrichment,
+    frame_errors,
+)
+from importance_sampler_ros.sampling.config import SamplerConfig
+from importance_sampler_ros.sampling.sampler import ImportanceSampler
+
+# (row name, aggregation, sharpness, carry the state across drives)
+ROWS = (
+    ('defaults (sum, a = 3, state carried)', 'sum', 3.0, True),
+    ('sum, a = 3, restart per drive', 'sum', 3.0, False),
+    ('sum, a = 2, state carried', 'sum', 2.0, True),
+    ('mean, a = 3, state carried', 'mean', 3.0, True),
+    ('session-9 defaults (mean, a = 2, restart per drive)', 'mean', 2.0, False),
+    ('paper (sum, a = 1, restart per drive)', 'sum', 1.0, False),
+)
+
+
+def expected_keeps(importances: list[np.ndarray], config: SamplerConfig, carry: bool
+                   ) -> list[np.ndarray]:
+    """q of every frame of each drive, the drives decided in order."""
+    state = None
+    out = []
+    for drive_index, g in enumerate(importances):
+        sampler = ImportanceSampler(dataclasses.replace(config, seed=drive_index))
+        if state is not None:
+            sampler.resume(state)
+        q = np.empty(len(g))
+        for i, value in enumerate(g.tolist()):
+            q[i] = sampler.decide(i, value).probability
+            sampler.note_final(False)
+        out.append(q)
+        state = sampler.state('drives') if carry else None
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--seeds', type=int, nargs='+', default=[421, 422, 423, 424])
+    parser.add_argument('--seconds', type=float, default=60.0)
+    parser.add_argument('--keep-ratio', type=float, nargs='+', default=[0.1, 0.02])
+    args = parser.parse_args(argv)
+    detector = DetectorConfig()
+    drives = [detections_of_drive(seed, args.seconds) for seed in args.seeds]
+    errors = [np.array([frame_errors(d, t, detector.score_threshold,
+                                     min_labelled_height=LABELLED_MIN_HEIGHT_PX).total
+                        for d, t in drive], np.float64) for drive in drives]
+    all_errors = np.concatenate(errors)
+    per_frame = all_errors.mean()
+    drive_of = np.concatenate([np.full(len(e), seed) for e, seed in zip(errors, args.seeds,
+                                                                         strict=True)])
+    top = enrichment(all_errors, all_errors, 0.1, drive_of)
+    print(f'drives {args.seeds}, {len(all_errors)} frames; labelled errors per frame '
+          f'{per_frame:.3f} (per drive: '
+          + ', '.join(f'{e.mean():.2f}' for e in errors)
+          + f'); oracle (top 10 % of each drive): {top:.2f}')
+    for rho in args.keep_ratio:
+        print(f'\nrho = {rho:g}')
+        print('| sampler | kept enrichment | per drive | share of keeps per drive | rate |')
+        print('|---|---|---|---|---|')
+        for name, aggregation, sharpness, carry in ROWS:
+            scoring = FrameScoring(aggregation, detector.candidates_in_frame,
+                                   detector.frame_min_box_height)
+            g = [np.array([frame_importance(d, scoring) for d, _ in drive]) for drive in drives]
+            config = SamplerConfig(keep_ratio=rho, sharpness=sharpness)
+            q = expected_keeps(g, config, carry)
+            q_all = np.concatenate(q)
+            kept = (q_all * all_errors).sum() / q_all.sum() / per_frame
+            per_drive = ', '.join(f'{(qd * e).sum() / qd.sum() / e.mean():.2f}'
+                                  for qd, e in zip(q, errors, strict=True))
+            shares = ', '.join(f'{qd.sum() / q_all.sum():.2f}' for qd in q)
+            print(f'| {name} | {kept:.2f} | {per_drive} | {shares} | '
+                  f'{q_all.sum() / (rho * len(q_all)):.2f} |')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
