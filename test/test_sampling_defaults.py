@@ -1,4 +1,4 @@
-"""The sampler as configured by default: sharpened (a = 3), steered to the keep ratio, and able
+"""The sampler as configured by default: sharpened (a = 2), steered to the keep ratio, and able
 to start from the scale an earlier run learnt (SamplerState)."""
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def assert_unbiased(estimates: np.ndarray, total: float) -> None:
 
 def test_defaults_sharpen_and_steer():
     defaults = SamplerConfig()
-    assert defaults.sharpness == 3.0 and defaults.rate_horizon_frames == 300
+    assert defaults.sharpness == 2.0 and defaults.rate_horizon_frames == 300
 
 
 def test_steering_holds_the_expected_keeps_at_the_keep_ratio_where_the_window_lags():
@@ -55,7 +55,7 @@ def test_steering_never_looks_at_the_coins_so_the_weights_stay_unbiased():
         assert np.array_equal([d.probability for d in run], q)
     kept = np.array([[d.kept for d in run] for run in runs])
     # Horvitz-Thompson: the mean over runs of sum(kept g / q) is sum g (within 4 standard
-    # errors of the runs' own spread, which a = 3 makes wide: q of a dull frame is ~rho / 13)
+    # errors of the runs' own spread, which sharpening makes wide: a dull frame's q is << rho)
     assert_unbiased((kept * (g / q)).sum(axis=1), g.sum())
     assert kept.mean(axis=0) == pytest.approx(q, abs=5 * np.sqrt(0.25 / len(runs)))
 
@@ -73,7 +73,7 @@ def test_a_resumed_sampler_continues_where_the_earlier_run_stopped():
     config = SamplerConfig(keep_ratio=0.05, seed=0)
     whole = decisions(config, g)
     first = ImportanceSampler(config)
-    for i, v in enumerate(g[:360]):  # ends with a hard episode: its g^3 fill the window
+    for i, v in enumerate(g[:360]):  # ends with a hard episode: its g^a fill the window
         first.decide(i * FRAME_NS, float(v))
     state = SamplerState.from_bytes(first.state('model|gradient_norm|sum').to_bytes())
     assert state.mismatch('model|gradient_norm|sum', config) == ''

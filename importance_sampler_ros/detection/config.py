@@ -66,10 +66,9 @@ class DetectorConfig(Settings):
     max_size: int = param(0, "Cap on the longer side after resizing; 0 = the checkpoint's",
                           min_value=0, max_value=8192)
     aggregation: str = param(
-        'sum', 'Frame importance from the detection importances (sum: once detections under '
-        'frame_min_box_height are left out, the sum finds the frames with labelled errors best '
-        'on drives the defaults were not chosen on; before that a sum counted far detections '
-        'and kept crowded day frames: docs/measurements/frame_scores.md, session 10)',
+        'mean', 'Frame importance from the detection importances (mean: a sum counts '
+        'detections and so keeps the crowded day frames over the night and fog ones the model '
+        'is worst at; measured in docs/measurements/closed_loop_cpu.md, sessions 6 and 10)',
         choices=AGGREGATIONS)
     frame_min_box_height: float = param(
         20.0, 'Detections (and candidates) with a box shorter than this many pixels do not count '

@@ -50,9 +50,10 @@ class SamplerConfig(Settings):
     redundancy_scale: float = param(0.0, 'Factor on q of a suppressed frame: 0 = never keep it; '
                                     'in (0, 1) rarely, with the matching larger weight',
                                     min_value=0.0, max_value=1.0)
-    sharpness: float = param(3.0, "Sharpening exponent a: q = min(1, rho g^a / mean(g^a)); 1 = the "
+    sharpness: float = param(2.0, "Sharpening exponent a: q = min(1, rho g^a / mean(g^a)); 1 = the "
                              "paper's rule, larger concentrates the keeps on the most important "
-                             'frames (3: docs/measurements/frame_scores.md, session 10)',
+                             'frames (2: docs/measurements/frame_scores.md; 3 finds more '
+                             'errors but did not retrain better, session 10)',
                              min_value=0.01, max_value=8.0)
     relabel_keeps_in_budget: bool = param(
         True, 'Relabel keeps count against keep_ratio: the draws aim at keep_ratio minus the '
