@@ -44,7 +44,8 @@ from importance_sampler_ros.sampling.sampler import ImportanceSampler
 
 # (row name, aggregation, sharpness, carry the state across drives)
 ROWS = (
-    ('defaults (sum, a = 3, state carried)', 'sum', 3.0, True),
+    ('defaults (mean, a = 2, state carried)', 'mean', 2.0, True),
+    ('sum, a = 3, state carried', 'sum', 3.0, True),
     ('sum, a = 3, restart per drive', 'sum', 3.0, False),
     ('sum, a = 2, state carried', 'sum', 2.0, True),
     ('mean, a = 3, state carried', 'mean', 3.0, True),
