@@ -38,6 +38,7 @@ from importance_sampler_ros.evaluation.errors import (
     LABELLED_MIN_HEIGHT_PX,
     enrichment,
     frame_errors,
+    sampler_enrichment,
 )
 from importance_sampler_ros.sampling.config import SamplerConfig
 from importance_sampler_ros.sampling.sampler import ImportanceSampler
@@ -92,19 +93,22 @@ def main(argv: list[str] | None = None) -> int:
           f'{per_frame:.3f} (per drive: '
           + ', '.join(f'{e.mean():.2f}' for e in errors)
           + f'); oracle (top 10 % of each drive): {top:.2f}')
+    importances = {}  # aggregation -> g of every frame, per drive
+    for aggregation in {row[1] for row in ROWS}:
+        scoring = FrameScoring(aggregation, detector.candidates_in_frame,
+                               detector.frame_min_box_height)
+        importances[aggregation] = [np.array([frame_importance(d, scoring) for d, _ in drive])
+                                    for drive in drives]
     for rho in args.keep_ratio:
         print(f'\nrho = {rho:g}')
         print('| sampler | kept enrichment | per drive | share of keeps per drive | rate |')
         print('|---|---|---|---|---|')
         for name, aggregation, sharpness, carry in ROWS:
-            scoring = FrameScoring(aggregation, detector.candidates_in_frame,
-                                   detector.frame_min_box_height)
-            g = [np.array([frame_importance(d, scoring) for d, _ in drive]) for drive in drives]
             config = SamplerConfig(keep_ratio=rho, sharpness=sharpness)
-            q = expected_keeps(g, config, carry)
+            q = expected_keeps(importances[aggregation], config, carry)
             q_all = np.concatenate(q)
-            kept = (q_all * all_errors).sum() / q_all.sum() / per_frame
-            per_drive = ', '.join(f'{(qd * e).sum() / qd.sum() / e.mean():.2f}'
+            kept = sampler_enrichment(q_all, all_errors)
+            per_drive = ', '.join(f'{sampler_enrichment(qd, e):.2f}'
                                   for qd, e in zip(q, errors, strict=True))
             shares = ', '.join(f'{qd.sum() / q_all.sum():.2f}' for qd in q)
             print(f'| {name} | {kept:.2f} | {per_drive} | {shares} | '
