@@ -10,7 +10,11 @@ from importance_sampler_ros.tracking.sort import (
     TrackerConfig,
     associate,
     boxes_to_measurements,
+    compact_covariance,
+    full_covariance,
     iou_matrix,
+    is_decoupled,
+    sort_box_filter,
     states_to_boxes,
 )
 
@@ -49,6 +53,24 @@ def test_associate_resolves_ambiguity_by_total_iou():
     # the gate: nothing above 0.9
     det_rows, _ = associate(dets, tracks, 0.95)
     assert len(det_rows) == 0
+
+
+def test_the_box_model_decouples_into_the_pairs_the_tracker_keeps():
+    kf = sort_box_filter()
+    assert is_decoupled(kf)
+    coupled = sort_box_filter()
+    coupled.Q[0, 1] = coupled.Q[1, 0] = 0.5
+    assert not is_decoupled(coupled)
+    aspect_moves = sort_box_filter()
+    aspect_moves.F[3, 4] = 1.0
+    assert not is_decoupled(aspect_moves)
+    # filterpy's own steps stay inside the kept entries, and they round-trip
+    for step in range(6):
+        kf.predict()
+        if step != 3:
+            kf.update(np.array([100.0 + step, 50.0, 400.0 + 20 * step, 0.5]))
+        np.testing.assert_allclose(full_covariance(compact_covariance(kf.P)), kf.P, rtol=1e-12,
+                                   atol=1e-12)
 
 
 def test_batched_kalman_steps_equal_filterpy():

@@ -5,10 +5,17 @@ Each track is a `filterpy.kalman.KalmanFilter` over the SORT state
 aspect ratio, measured as (cx, cy, area, aspect). One filter holds the model (F, H, Q, R, shared
 by all tracks and never written to); the tracker keeps every track's state stacked and advances
 all of them in one batched numpy step instead of calling a filter's `predict()` / `update()`
-per track: the arithmetic is filterpy's own (same equations, Joseph-form covariance update;
-test_tracking checks it against `KalmanFilter.predict/update`), without the per-filter Python
-overhead that dominates the reference SORT. `filter_of(track_id)` gives a track's filter, whose
-`x` and `P` are views into the stacked state; do not call its methods yourself.
+per track: the equations are filterpy's own (Joseph-form covariance update; test_tracking
+checks them against `KalmanFilter.predict/update`), without the per-filter Python overhead that
+dominates the reference SORT. `filter_of(track_id)` gives a snapshot of a track's filter.
+
+The model decouples: F only adds each velocity to its own position (cx, cy, area), H observes
+the four positions, and the initial P, Q and R are diagonal. Every covariance the filter reaches
+is therefore zero outside the pairs (position i, velocity i) and the aspect's own variance, and
+the innovation covariance is diagonal. The tracker keeps only those 10 entries per track
+(`CovarianceLayout`) and runs predict and update as scalar arithmetic on them: the same numbers
+as the 7 x 7 matrices, without a matrix product or inverse (test_tracking holds the model to
+this structure).
 
 Ids and confirmation (differences to the reference SORT, on purpose):
 - Ids come from a counter owned by each tracker (1, 2, 3, ... in creation order), never global.
@@ -53,6 +60,15 @@ from importance_sampler_ros.tracking.config import TrackerConfig
 
 STATE_DIM = 7
 MEASUREMENT_DIM = 4
+
+# The covariance entries a track keeps (see the module docstring), as columns of one array:
+# variances of cx, cy, area, aspect; covariances of (cx, d cx), (cy, d cy), (area, d area);
+# variances of d cx, d cy, d area.
+POSITION_VARIANCE = slice(0, 4)
+CROSS_COVARIANCE = slice(4, 7)
+VELOCITY_VARIANCE = slice(7, 10)
+COVARIANCE_ENTRIES = 10
+_MOVING = np.arange(3)  # cx, cy, area: the states with a velocity (state i + 4)
 
 # Above this many (detection, track) pairs the assignment runs per connected component of the
 # gated pairs (a frame of thousands of boxes costs what its clusters cost, not O(n^3)).
@@ -159,13 +175,25 @@ def match_iou(iou: np.ndarray, iou_threshold: float) -> tuple[np.ndarray, np.nda
     if iou.size == 0:
         empty = np.zeros(0, np.intp)
         return empty, empty
-    allowed = (iou >= iou_threshold) & (iou > 0.0)
-    rows, cols = np.nonzero(allowed)  # rows ascending
-    if not (rows[1:] == rows[:-1]).any() and len(np.unique(cols)) == len(cols):
+    allowed, rows, cols = _gated_pairs(iou, iou_threshold)
+    if _one_to_one(rows, cols):
         return rows, cols
     if iou.size <= SPARSE_ASSIGNMENT_PAIRS:
         return _hungarian(iou, allowed)
     return _hungarian_by_component(iou, allowed)
+
+
+def _gated_pairs(iou: np.ndarray, iou_threshold: float
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(allowed mask, rows, columns) of the pairs that pass the gate, rows ascending."""
+    allowed = (iou >= iou_threshold) & (iou > 0.0)
+    rows, cols = allowed.nonzero()
+    return allowed, rows, cols
+
+
+def _one_to_one(rows: np.ndarray, cols: np.ndarray) -> bool:
+    """Whether no row and no column has two pairs (rows ascending): nothing to decide."""
+    return not (rows[1:] == rows[:-1]).any() and len(set(cols.tolist())) == len(cols)
 
 
 def _hungarian(iou: np.ndarray, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -185,9 +213,9 @@ def _hungarian_by_component(iou: np.ndarray, allowed: np.ndarray
     sizes = np.bincount(pair_labels)
     single = sizes[pair_labels] == 1  # a pair alone in its component is matched as it is
     out_rows, out_cols = [pair_rows[single]], [pair_cols[single]]
-    order = np.flatnonzero(~single)
+    order = (~single).nonzero()[0]
     order = order[np.argsort(pair_labels[order], kind='stable')]
-    bounds = np.flatnonzero(np.diff(pair_labels[order])) + 1
+    bounds = np.diff(pair_labels[order]).nonzero()[0] + 1
     for group in np.split(order, bounds) if len(order) else ():
         rows, cols = pair_rows[group], pair_cols[group]
         sub_rows, row_index = np.unique(rows, return_inverse=True)
@@ -214,6 +242,34 @@ def sort_box_filter() -> KalmanFilter:
     kf.Q[-1, -1] *= 0.01
     kf.Q[4:, 4:] *= 0.01
     return kf
+
+
+def is_decoupled(kf: KalmanFilter) -> bool:
+    """Whether a filter has the structure the tracker's scalar Kalman steps rely on: F the
+    identity plus velocity i added to position i (i < 3), H = [I 0], P, Q and R diagonal."""
+    transition = np.eye(STATE_DIM)
+    transition[_MOVING, _MOVING + 4] = 1.0
+    diagonal = [np.count_nonzero(m - np.diag(np.diag(m))) == 0 for m in (kf.P, kf.Q, kf.R)]
+    return (np.array_equal(kf.F, transition)
+            and np.array_equal(kf.H, np.eye(MEASUREMENT_DIM, STATE_DIM)) and all(diagonal))
+
+
+def compact_covariance(cov: np.ndarray) -> np.ndarray:
+    """(..., 7, 7) covariances -> (..., COVARIANCE_ENTRIES) entries the tracker keeps."""
+    out = np.empty((*cov.shape[:-2], COVARIANCE_ENTRIES))
+    out[..., POSITION_VARIANCE] = cov[..., np.arange(4), np.arange(4)]
+    out[..., CROSS_COVARIANCE] = cov[..., _MOVING, _MOVING + 4]
+    out[..., VELOCITY_VARIANCE] = cov[..., _MOVING + 4, _MOVING + 4]
+    return out
+
+
+def full_covariance(entries: np.ndarray) -> np.ndarray:
+    """(COVARIANCE_ENTRIES,) kept entries -> the 7 x 7 covariance (zeros elsewhere)."""
+    cov = np.zeros((STATE_DIM, STATE_DIM))
+    cov[np.arange(4), np.arange(4)] = entries[POSITION_VARIANCE]
+    cov[_MOVING, _MOVING + 4] = cov[_MOVING + 4, _MOVING] = entries[CROSS_COVARIANCE]
+    cov[_MOVING + 4, _MOVING + 4] = entries[VELOCITY_VARIANCE]
+    return cov
 
 
 @dataclass
@@ -271,11 +327,14 @@ class SortTracker:
     def __init__(self, config: TrackerConfig | None = None) -> None:
         self.config = config or TrackerConfig()
         self._model = sort_box_filter()
+        self._initial_cov = compact_covariance(self._model.P)
+        self._process_noise = compact_covariance(self._model.Q)
+        self._meas_noise = np.diag(self._model.R).copy()
         self._next_id = 1
         self.frame_count = 0
         # Row i of every array below is the i-th live track.
-        self._x = np.zeros((0, STATE_DIM, 1))
-        self._P = np.zeros((0, STATE_DIM, STATE_DIM))
+        self._x = np.zeros((0, STATE_DIM))
+        self._cov = np.zeros((0, COVARIANCE_ENTRIES))
         self._ids = np.zeros(0, np.uint32)
         self._boxes = np.zeros((0, 4))
         self._class_ids = np.zeros(0, np.int32)
@@ -296,14 +355,14 @@ class SortTracker:
         return ended
 
     def filter_of(self, track_id: int) -> KalmanFilter:
-        """The Kalman filter of a live track: the shared model with x and P as views of the
-        track's current state (valid until the next update or reset)."""
-        rows = np.flatnonzero(self._ids == track_id)
+        """A snapshot of a live track's Kalman filter: the shared model with x and P copied from
+        the track's current state."""
+        rows = (self._ids == track_id).nonzero()[0]
         if len(rows) == 0:
             raise KeyError(f'no live track {track_id}')
         kf = copy.copy(self._model)  # shallow: F, H, Q, R are shared and never written to
-        kf.x = self._x[int(rows[0])]
-        kf.P = self._P[int(rows[0])]
+        kf.x = self._x[int(rows[0])][:, None].copy()
+        kf.P = full_covariance(self._cov[int(rows[0])])
         return kf
 
     def update(
@@ -339,7 +398,7 @@ class SortTracker:
         self.frame_count += 1
         n_dets = len(boxes)
         ignored = ~valid_boxes(boxes)
-        valid = np.flatnonzero(~ignored)
+        valid = (~ignored).nonzero()[0]
         dropped = 0
         if len(valid) > cfg.max_detections:
             dropped = len(valid) - cfg.max_detections
@@ -394,7 +453,7 @@ class SortTracker:
         unmatched = np.zeros(n_dets, bool)
         unmatched[valid] = True
         unmatched[matched_dets] = False
-        new_dets = np.flatnonzero(unmatched)
+        new_dets = unmatched.nonzero()[0]
         room = cfg.max_tracks - len(self._ids)
         if len(new_dets) > room:
             dropped += len(new_dets) - max(room, 0)
@@ -412,7 +471,7 @@ class SortTracker:
             with np.errstate(invalid='ignore'):
                 match_ious[duplicates] = np.fmin(match_ious[duplicate_of], _pair_iou(
                     boxes[duplicates], boxes[duplicate_of]))
-        tracked = np.flatnonzero(rows >= 0)
+        tracked = (rows >= 0).nonzero()[0]
         assigned = np.zeros(n_dets, np.uint32)
         assigned[tracked] = self._ids[rows[tracked]]
         track_ids = np.zeros(n_dets, np.uint32)
@@ -503,15 +562,18 @@ class SortTracker:
             return empty, empty, np.zeros(0)
         iou = padded_iou_matrix(boxes[valid], predicted, track_pad)
         threshold = self.config.iou_threshold
+        _, det_rows, track_rows = _gated_pairs(iou, threshold)
+        if _one_to_one(det_rows, track_rows):  # no pair competes: what both rounds would take
+            return valid[det_rows], track_rows, iou[det_rows, track_rows]
         confirmed = self._hits >= self.config.min_hits
         if confirmed.all() or not confirmed.any():
             det_rows, track_rows = match_iou(iou, threshold)
             return valid[det_rows], track_rows, iou[det_rows, track_rows]
-        first, second = np.flatnonzero(confirmed), np.flatnonzero(~confirmed)
+        first, second = confirmed.nonzero()[0], (~confirmed).nonzero()[0]
         det_rows, track_rows = match_iou(iou[:, first], threshold)
         is_left = np.ones(len(valid), bool)
         is_left[det_rows] = False
-        left = np.flatnonzero(is_left)
+        left = is_left.nonzero()[0]
         left_rows, second_rows = match_iou(iou[left][:, second], threshold)
         det_rows = np.concatenate([det_rows, left[left_rows]])
         track_rows = np.concatenate([first[track_rows], second[second_rows]])
@@ -524,7 +586,7 @@ class SortTracker:
         max_detections)."""
         cfg = self.config
         none = np.zeros(0, np.intp)
-        waiting = np.flatnonzero((self._since_update > 0) & (self._hits >= cfg.min_hits))
+        waiting = ((self._since_update > 0) & (self._hits >= cfg.min_hits)).nonzero()[0]
         if len(waiting) == 0:
             return none, 0
         candidates = candidates[valid_boxes(candidates)]
@@ -540,45 +602,59 @@ class SortTracker:
         return rows, dropped
 
     def _predict(self) -> np.ndarray:
-        """KalmanFilter.predict for every track at once; returns the predicted boxes."""
-        x, cov = self._x, self._P
+        """KalmanFilter.predict for every track at once; returns the predicted boxes.
+
+        Per (position, velocity) pair with variances a, c and covariance b, F P F' + Q is
+        a + 2b + c, b + c, c (plus Q's diagonal); the aspect's variance only gains Q.
+        """
+        x, cov = self._x, self._cov
         if len(x):
             # SORT: an area about to shrink below zero stops shrinking.
-            shrinking = (x[:, 6, 0] + x[:, 2, 0]) <= 0
+            shrinking = (x[:, 6] + x[:, 2]) <= 0
             if shrinking.any():
-                x[shrinking, 6, 0] = 0.0
-            # sort_box_filter's F is I plus the velocities (states 4-6) added to cx, cy, area:
-            # F x and F P F' as row and column additions (test_tracking holds them to filterpy)
+                x[shrinking, 6] = 0.0
             x[:, :3] += x[:, 4:]
-            cov[:, :3] += cov[:, 4:]
-            cov[:, :, :3] += cov[:, :, 4:]
-            cov += self._model.Q
+            positions = cov[:, :3]
+            cross, velocity = cov[:, CROSS_COVARIANCE], cov[:, VELOCITY_VARIANCE]
+            positions += cross
+            positions += cross
+            positions += velocity
+            cross += velocity
+            cov += self._process_noise
         self._ages += 1
         self._since_update += 1
         return states_to_boxes(x)
 
     def _correct(self, rows: np.ndarray, boxes: np.ndarray) -> None:
-        """KalmanFilter.update (Joseph form, H selecting the first four states) for these rows.
+        """KalmanFilter.update (Joseph form) for these rows, per decoupled pair.
 
-        With H = [I 0]: P H' is the first four columns of P and H P H' its top-left block.
+        The innovation covariance is diagonal, s = a + r; the gains of position and velocity
+        are k1 = a / s and k2 = b / s. (I - KH) P (I - KH)' + K R K' is, per pair,
+        a' = (1 - k1)^2 a + k1^2 r, b' = (1 - k1)(b - k2 a) + k1 k2 r,
+        c' = c - 2 k2 b + k2^2 (a + r).
         """
         if len(rows) == 0:
             return
-        meas_noise = self._model.R
+        noise = self._meas_noise
         x = self._x[rows]
-        cov = self._P[rows]
-        residual = boxes_to_measurements(boxes)[:, :, None] - x[:, :MEASUREMENT_DIM]
-        cov_ht = cov[:, :, :MEASUREMENT_DIM]
-        innovation_cov = cov_ht[:, :MEASUREMENT_DIM] + meas_noise
-        gain = cov_ht @ np.linalg.inv(innovation_cov)
-        gain_t = gain.transpose(0, 2, 1)
-        self._x[rows] = x + gain @ residual
-        # Joseph form (I - KH) P (I - KH)' + K R K', with I - KH applied as its two halves:
-        # (I - KH) P = P - K P[:4], and A (I - KH)' = A - A[:, :4] K'
-        left = cov - gain @ cov[:, :MEASUREMENT_DIM]
-        left -= left[:, :, :MEASUREMENT_DIM] @ gain_t
-        left += gain @ meas_noise @ gain_t
-        self._P[rows] = left
+        cov = self._cov[rows]
+        variance = cov[:, POSITION_VARIANCE]
+        cross = cov[:, CROSS_COVARIANCE]
+        innovation = variance + noise
+        gain = variance / innovation
+        velocity_gain = cross / innovation[:, :3]
+        residual = boxes_to_measurements(boxes) - x[:, :MEASUREMENT_DIM]
+        x[:, :MEASUREMENT_DIM] += gain * residual
+        x[:, MEASUREMENT_DIM:] += velocity_gain * residual[:, :3]
+        self._x[rows] = x
+        keep = 1.0 - gain
+        out = np.empty_like(cov)
+        out[:, POSITION_VARIANCE] = keep * keep * variance + gain * gain * noise
+        out[:, CROSS_COVARIANCE] = (keep[:, :3] * (cross - velocity_gain * variance[:, :3])
+                                    + gain[:, :3] * velocity_gain * noise[:3])
+        out[:, VELOCITY_VARIANCE] = cov[:, VELOCITY_VARIANCE] - velocity_gain * (
+            2.0 * cross - velocity_gain * innovation[:, :3])
+        self._cov[rows] = out
 
     def _start(
         self,
@@ -592,11 +668,11 @@ class SortTracker:
         n = len(dets)
         ids = np.arange(self._next_id, self._next_id + n, dtype=np.uint32)
         self._next_id += n
-        x = np.zeros((n, STATE_DIM, 1))
-        x[:, :MEASUREMENT_DIM, 0] = boxes_to_measurements(boxes[dets])
-        model = self._model
+        x = np.zeros((n, STATE_DIM))
+        x[:, :MEASUREMENT_DIM] = boxes_to_measurements(boxes[dets])
         self._x = np.concatenate([self._x, x])
-        self._P = np.concatenate([self._P, np.repeat(model.P[None], n, axis=0)])
+        self._cov = np.concatenate([self._cov, np.broadcast_to(self._initial_cov,
+                                                                (n, COVARIANCE_ENTRIES))])
         self._ids = np.concatenate([self._ids, ids])
         self._boxes = np.concatenate([self._boxes, boxes[dets]])
         self._class_ids = np.concatenate([self._class_ids, class_ids[dets]])
@@ -608,10 +684,10 @@ class SortTracker:
 
     def _keep(self, keep: np.ndarray) -> None:
         """Drop the tracks whose `keep` entry is False."""
-        rows = np.flatnonzero(keep)
+        rows = keep.nonzero()[0]
         self._class_names = [self._class_names[i] for i in rows.tolist()]
         self._x = self._x[rows]
-        self._P = self._P[rows]
+        self._cov = self._cov[rows]
         self._ids = self._ids[rows]
         self._boxes = self._boxes[rows]
         self._class_ids = self._class_ids[rows]
@@ -621,7 +697,7 @@ class SortTracker:
         self._since_update = self._since_update[rows]
 
     def _confirmed(self) -> ConfirmedTracks:
-        rows = np.flatnonzero(self._hits >= self.config.min_hits)
+        rows = (self._hits >= self.config.min_hits).nonzero()[0]
         names = self._class_names
         return ConfirmedTracks(
             track_ids=self._ids[rows],
