@@ -5,8 +5,8 @@ Each track is a `filterpy.kalman.KalmanFilter` over the SORT state
 aspect ratio, measured as (cx, cy, area, aspect). One filter holds the model (F, H, Q, R, shared
 by all tracks and never written to); the tracker keeps every track's state stacked and advances
 all of them in one batched numpy step instead of calling a filter's `predict()` / `update()`
-per track: the equations are filterpy's own (Joseph-form covariance update; test_tracking
-checks them against `KalmanFilter.predict/update`), without the per-filter Python overhead that
+per track: the equations are filterpy's (test_tracking checks them against
+`KalmanFilter.predict/update`), without the per-filter Python overhead that
 dominates the reference SORT. `filter_of(track_id)` gives a snapshot of a track's filter.
 
 The model decouples: F only adds each velocity to its own position (cx, cy, area), H observes
@@ -391,17 +391,13 @@ class SortTracker:
         )
         if candidates is None and isinstance(frame, FrameDetections):
             candidates = frame.candidates
-        if isinstance(candidates, FrameDetections):
-            candidates = (candidates.boxes if len(candidates) <= cfg.max_detections else
-                          # best first, for the max_detections cap
-                          candidates.boxes[np.argsort(-candidates.scores, kind='stable')])
+        candidates, dropped = self._usable_candidates(candidates)
         self.frame_count += 1
         n_dets = len(boxes)
         ignored = ~valid_boxes(boxes)
         valid = (~ignored).nonzero()[0]
-        dropped = 0
         if len(valid) > cfg.max_detections:
-            dropped = len(valid) - cfg.max_detections
+            dropped += len(valid) - cfg.max_detections
             best = np.argsort(-scores[valid], kind='stable')[:cfg.max_detections]
             valid = np.sort(valid[best])
         valid, duplicates, duplicate_of = self._split_duplicates(boxes, class_ids, scores,
@@ -415,8 +411,11 @@ class SortTracker:
             predicted = predicted[alive]
         self._boxes = predicted
         track_pad = self._track_padding(predicted)
+        # one IoU matrix for both rounds: the detections' rows, then the candidates'
+        iou = (padded_iou_matrix(np.concatenate([boxes[valid], candidates]), predicted,
+                                 track_pad) if len(predicted) else None)
 
-        matched_dets, track_rows, ious = self._associate(boxes, scores, valid, predicted, track_pad)
+        matched_dets, track_rows, ious = self._associate(valid, iou)
         self._boxes[track_rows] = boxes[matched_dets]
         self._class_ids[track_rows] = class_ids[matched_dets]
         self._scores[track_rows] = scores[matched_dets]
@@ -426,10 +425,8 @@ class SortTracker:
         self._since_update[track_rows] = 0
 
         corrected = track_rows
-        if cfg.match_candidates and candidates is not None and len(candidates):
-            candidate_rows, candidates_dropped = self._match_candidates(
-                np.asarray(candidates, np.float64).reshape(-1, 4), predicted, track_pad)
-            dropped += candidates_dropped
+        if len(candidates) and iou is not None:
+            candidate_rows = self._match_candidates(candidates, iou[len(valid):])
             if len(candidate_rows):
                 corrected = np.concatenate([track_rows, candidate_rows])
         # one batched filter update for both rounds (their tracks are disjoint)
@@ -550,17 +547,33 @@ class SortTracker:
         far = small & (self._hits >= cfg.min_hits)
         return np.where(far, max(cfg.max_age, cfg.far_max_age), cfg.max_age)
 
-    def _associate(self, boxes: np.ndarray, scores: np.ndarray, valid: np.ndarray,
-                   predicted: np.ndarray,
-                   track_pad: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _usable_candidates(self, candidates: FrameDetections | np.ndarray | None
+                           ) -> tuple[np.ndarray, int]:
+        """(the candidate boxes round two may take, how many max_detections dropped): valid
+        boxes, the best scored first; none when match_candidates is off."""
+        cfg = self.config
+        if not cfg.match_candidates or candidates is None or len(candidates) == 0:
+            return np.zeros((0, 4)), 0
+        if isinstance(candidates, FrameDetections):
+            boxes = candidates.boxes.astype(np.float64)
+            if len(boxes) > cfg.max_detections:
+                boxes = boxes[np.argsort(-candidates.scores, kind='stable')]
+        else:  # boxes handed on best first, as detectors do
+            boxes = np.asarray(candidates, np.float64).reshape(-1, 4)
+        boxes = boxes[valid_boxes(boxes)]
+        return boxes[:cfg.max_detections], max(len(boxes) - cfg.max_detections, 0)
+
+    def _associate(self, valid: np.ndarray, iou: np.ndarray | None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(detection, track row, IoU) of the matches: confirmed tracks first, then tentative
         tracks take what is left (a tentative track, often a false positive, never outbids a
-        confirmed one).
+        confirmed one). `iou`: padded IoU of the valid detections (its first rows) with the
+        tracks' predictions.
         """
-        if len(valid) == 0 or len(predicted) == 0:
+        if len(valid) == 0 or iou is None:
             empty = np.zeros(0, np.intp)
             return empty, empty, np.zeros(0)
-        iou = padded_iou_matrix(boxes[valid], predicted, track_pad)
+        iou = iou[:len(valid)]
         threshold = self.config.iou_threshold
         _, det_rows, track_rows = _gated_pairs(iou, threshold)
         if _one_to_one(det_rows, track_rows):  # no pair competes: what both rounds would take
@@ -579,27 +592,19 @@ class SortTracker:
         track_rows = np.concatenate([first[track_rows], second[second_rows]])
         return valid[det_rows], track_rows, iou[det_rows, track_rows]
 
-    def _match_candidates(self, candidates: np.ndarray, predicted: np.ndarray,
-                          track_pad: np.ndarray) -> tuple[np.ndarray, int]:
+    def _match_candidates(self, candidates: np.ndarray, iou: np.ndarray) -> np.ndarray:
         """Round two: confirmed tracks unmatched so far take candidate boxes (their filters are
-        corrected by the caller); returns (the rows of those tracks, candidates dropped by
-        max_detections)."""
+        corrected by the caller); returns the rows of those tracks. `iou`: padded IoU of the
+        candidates with every track's prediction."""
         cfg = self.config
-        none = np.zeros(0, np.intp)
         waiting = ((self._since_update > 0) & (self._hits >= cfg.min_hits)).nonzero()[0]
         if len(waiting) == 0:
-            return none, 0
-        candidates = candidates[valid_boxes(candidates)]
-        dropped = max(len(candidates) - cfg.max_detections, 0)
-        candidates = candidates[:cfg.max_detections]  # detectors hand them on best first
-        if len(candidates) == 0:
-            return none, dropped
-        iou = padded_iou_matrix(candidates, predicted[waiting], track_pad[waiting])
-        cand_rows, rows = match_iou(iou, cfg.candidate_iou_threshold)
+            return waiting
+        cand_rows, rows = match_iou(iou[:, waiting], cfg.candidate_iou_threshold)
         rows = waiting[rows]
         self._boxes[rows] = candidates[cand_rows]
         self._since_update[rows] = 0
-        return rows, dropped
+        return rows
 
     def _predict(self) -> np.ndarray:
         """KalmanFilter.predict for every track at once; returns the predicted boxes.
@@ -626,35 +631,29 @@ class SortTracker:
         return states_to_boxes(x)
 
     def _correct(self, rows: np.ndarray, boxes: np.ndarray) -> None:
-        """KalmanFilter.update (Joseph form) for these rows, per decoupled pair.
+        """KalmanFilter.update for these rows, per decoupled pair.
 
         The innovation covariance is diagonal, s = a + r; the gains of position and velocity
-        are k1 = a / s and k2 = b / s. (I - KH) P (I - KH)' + K R K' is, per pair,
-        a' = (1 - k1)^2 a + k1^2 r, b' = (1 - k1)(b - k2 a) + k1 k2 r,
-        c' = c - 2 k2 b + k2^2 (a + r).
+        are k1 = a / s and k2 = b / s, and the updated covariance (I - KH) P is a (1 - k1),
+        b (1 - k1), c - k2 b: for this optimal gain the same as filterpy's Joseph form
+        (I - KH) P (I - KH)' + K R K', to rounding (test_tracking holds them to 1e-10).
         """
         if len(rows) == 0:
             return
-        noise = self._meas_noise
         x = self._x[rows]
         cov = self._cov[rows]
-        variance = cov[:, POSITION_VARIANCE]
-        cross = cov[:, CROSS_COVARIANCE]
-        innovation = variance + noise
-        gain = variance / innovation
-        velocity_gain = cross / innovation[:, :3]
+        variance, cross = cov[:, POSITION_VARIANCE], cov[:, CROSS_COVARIANCE]
+        keep = self._meas_noise / (variance + self._meas_noise)  # 1 - k1 = r / s
+        velocity_gain = cross * keep[:, :3] / self._meas_noise[:3]  # k2 = b / s
         residual = boxes_to_measurements(boxes) - x[:, :MEASUREMENT_DIM]
-        x[:, :MEASUREMENT_DIM] += gain * residual
         x[:, MEASUREMENT_DIM:] += velocity_gain * residual[:, :3]
+        residual -= keep * residual
+        x[:, :MEASUREMENT_DIM] += residual  # k1 y = y - (1 - k1) y
         self._x[rows] = x
-        keep = 1.0 - gain
-        out = np.empty_like(cov)
-        out[:, POSITION_VARIANCE] = keep * keep * variance + gain * gain * noise
-        out[:, CROSS_COVARIANCE] = (keep[:, :3] * (cross - velocity_gain * variance[:, :3])
-                                    + gain[:, :3] * velocity_gain * noise[:3])
-        out[:, VELOCITY_VARIANCE] = cov[:, VELOCITY_VARIANCE] - velocity_gain * (
-            2.0 * cross - velocity_gain * innovation[:, :3])
-        self._cov[rows] = out
+        cov[:, VELOCITY_VARIANCE] -= velocity_gain * cross
+        variance *= keep
+        cross *= keep[:, :3]
+        self._cov[rows] = cov
 
     def _start(
         self,
