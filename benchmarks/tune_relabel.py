@@ -45,6 +45,9 @@ CORE_PARAMS = {spec.name: spec for spec in specs(TrackerConfig) + specs(RelabelC
 
 FAR_HEIGHT_PX = 20.0
 FAR_DISTANCE_M = 40.0
+# The near field of the linking measurement as issue 17 measured it (the relabeler's defaults
+# then), so that the share does not move with near_min_height_px / near_min_score.
+FIXED_NEAR = (60.0, 0.9)
 MATCH_IOU = 0.5
 
 
@@ -80,6 +83,8 @@ class Tally:
     distance: list[float] = field(default_factory=list)
     linked: list[bool] = field(default_factory=list)
     reachable: list[bool] = field(default_factory=list)
+    linked_fixed_near: list[bool] = field(default_factory=list)
+    reachable_fixed_near: list[bool] = field(default_factory=list)
     same_track_as_near: list[bool] = field(default_factory=list)
     events: int = 0
     vote_right: int = 0
@@ -92,7 +97,9 @@ class Tally:
 def run_drive(drive: list, config: NodeConfig, tally: Tally) -> None:
     tracker = RelabelingTracker(config.of(TrackerConfig), config.of(RelabelConfig))
     is_near = tracker.relabeler.is_near
-    rows = []  # (object id or 0, track id, class, true class, height, distance, near, key)
+    # (object id or 0, track id, class, true class, height, distance, near, key, near by the
+    # fixed FIXED_NEAR rule)
+    rows = []
     relabelled: dict[tuple[int, int], int] = {}
     truth_of: dict[tuple[int, int], int] = {}  # (stamp, index) -> object id, 0 = false positive
     pending_events = []
@@ -109,7 +116,8 @@ def run_drive(drive: list, config: NodeConfig, tally: Tally) -> None:
             rows.append((object_id, int(track), int(detections.class_ids[i]),
                          int(truth.class_ids[gt]), heights[i], float(truth.distances[gt]),
                          is_near(heights[i], float(detections.scores[i])),
-                         (detections.stamp_ns, i)))
+                         (detections.stamp_ns, i),
+                         heights[i] >= FIXED_NEAR[0] and detections.scores[i] >= FIXED_NEAR[1]))
         for event in tracked.relabels:
             voters = [(v.stamp_ns, v.detection_index)
                       for v in tracker.relabeler.votes(event.track_id)]
@@ -138,7 +146,9 @@ def run_drive(drive: list, config: NodeConfig, tally: Tally) -> None:
                 tally.obs_other += 1
     near_pairs = {(r[0], r[1]) for r in rows if r[6] and r[1]}
     seen_near = {r[0] for r in rows if r[6]}
-    for object_id, track, cls, true_cls, height, distance, _near, key in rows:
+    fixed_pairs = {(r[0], r[1]) for r in rows if r[8] and r[1]}
+    seen_fixed = {r[0] for r in rows if r[8]}
+    for object_id, track, cls, true_cls, height, distance, _near, key, _fixed in rows:
         tally.true_cls.append(true_cls)
         tally.before.append(cls)
         tally.after.append(relabelled.get(key, cls))
@@ -146,6 +156,8 @@ def run_drive(drive: list, config: NodeConfig, tally: Tally) -> None:
         tally.distance.append(distance)
         tally.linked.append(bool(track) and (object_id, track) in near_pairs)
         tally.reachable.append(object_id in seen_near)
+        tally.linked_fixed_near.append(bool(track) and (object_id, track) in fixed_pairs)
+        tally.reachable_fixed_near.append(object_id in seen_fixed)
 
 
 def measure(drives: list[list], values: dict) -> dict:
@@ -156,8 +168,13 @@ def measure(drives: list[list], values: dict) -> dict:
     true_cls, before, after = (np.array(v) for v in (tally.true_cls, tally.before, tally.after))
     height, distance = np.array(tally.height), np.array(tally.distance)
     linked, reachable = np.array(tally.linked, bool), np.array(tally.reachable, bool)
+    linked_fixed = np.array(tally.linked_fixed_near, bool)
+    reachable_fixed = np.array(tally.reachable_fixed_near, bool)
     far_px = height < FAR_HEIGHT_PX
     result = {
+        'linked_all_fixed': float(np.mean(linked_fixed[far_px])) if far_px.any() else float('nan'),
+        'linked_reachable_fixed': (float(np.mean(linked_fixed[far_px & reachable_fixed]))
+                                   if (far_px & reachable_fixed).any() else float('nan')),
         'minutes': tally.frames / 600.0,
         'events_per_min': tally.events / max(tally.frames / 600.0, 1e-9),
         'vote_right': (tally.vote_right, tally.vote_known),
@@ -182,6 +199,9 @@ def print_report(m: dict) -> None:
           f'{m["far_px_n"]}')
     print(f'  linked to a near detection of the same object: {m["linked_all"]:.3f} of all far, '
           f'{m["linked_reachable"]:.3f} of those whose object is seen near')
+    print(f'  ... near as the issue measured it (>= {FIXED_NEAR[0]:g} px and score >= '
+          f'{FIXED_NEAR[1]:g}, whatever the settings): {m["linked_all_fixed"]:.3f} of all far, '
+          f'{m["linked_reachable_fixed"]:.3f} of those whose object is seen near')
     print(f'  far wrong-class errors on objects seen near: {m["far_wc_seen_near"]}, in the near '
           f'detection\'s track: {m["far_wc_in_near_track"]}')
     for name, label in (('far_px', f'far (< {FAR_HEIGHT_PX:g} px)'),
