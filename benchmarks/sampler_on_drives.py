@@ -73,12 +73,27 @@ def expected_keeps(importances: list[np.ndarray], config: SamplerConfig, carry: 
     return out
 
 
+def parse_overrides(items: list[str]) -> dict:
+    """name=value pairs -> SamplerConfig fields, each value of its field's type."""
+    defaults = SamplerConfig()
+    out = {}
+    for item in items:
+        name, _, text = item.partition('=')
+        default = getattr(defaults, name)  # AttributeError names a field that is not one
+        out[name] = (text.lower() in ('1', 'true') if isinstance(default, bool)
+                     else type(default)(text))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--seeds', type=int, nargs='+', default=[421, 422, 423, 424])
     parser.add_argument('--seconds', type=float, default=60.0)
     parser.add_argument('--keep-ratio', type=float, nargs='+', default=[0.1, 0.02])
+    parser.add_argument('--set', nargs='*', default=[], metavar='NAME=VALUE',
+                        help='SamplerConfig fields for every row, e.g. mean_window=1200')
     args = parser.parse_args(argv)
+    overrides = parse_overrides(args.set)
     detector = DetectorConfig()
     drives = [detections_of_drive(seed, args.seconds) for seed in args.seeds]
     errors = [np.array([frame_errors(d, t, detector.score_threshold,
@@ -104,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         print('| sampler | kept enrichment | per drive | share of keeps per drive | rate |')
         print('|---|---|---|---|---|')
         for name, aggregation, sharpness, carry in ROWS:
-            config = SamplerConfig(keep_ratio=rho, sharpness=sharpness)
+            config = SamplerConfig(**{**overrides, 'keep_ratio': rho, 'sharpness': sharpness})
             q = expected_keeps(importances[aggregation], config, carry)
             q_all = np.concatenate(q)
             kept = sampler_enrichment(q_all, all_errors)
