@@ -40,6 +40,7 @@ from importance_sampler_ros.evaluation.errors import (
     frame_errors,
     sampler_enrichment,
 )
+from importance_sampler_ros.params import parse_assignments, specs
 from importance_sampler_ros.sampling.config import SamplerConfig
 from importance_sampler_ros.sampling.sampler import ImportanceSampler
 
@@ -73,18 +74,6 @@ def expected_keeps(importances: list[np.ndarray], config: SamplerConfig, carry: 
     return out
 
 
-def parse_overrides(items: list[str]) -> dict:
-    """name=value pairs -> SamplerConfig fields, each value of its field's type."""
-    defaults = SamplerConfig()
-    out = {}
-    for item in items:
-        name, _, text = item.partition('=')
-        default = getattr(defaults, name)  # AttributeError names a field that is not one
-        out[name] = (text.lower() in ('1', 'true') if isinstance(default, bool)
-                     else type(default)(text))
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--seeds', type=int, nargs='+', default=[421, 422, 423, 424])
@@ -93,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--set', nargs='*', default=[], metavar='NAME=VALUE',
                         help='SamplerConfig fields for every row, e.g. mean_window=1200')
     args = parser.parse_args(argv)
-    overrides = parse_overrides(args.set)
+    overrides = parse_assignments(args.set, specs(SamplerConfig))
     detector = DetectorConfig()
     drives = [detections_of_drive(seed, args.seconds) for seed in args.seeds]
     errors = [np.array([frame_errors(d, t, detector.score_threshold,

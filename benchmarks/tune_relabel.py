@@ -35,7 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from drive_cache import detections_of_drive
 
-from importance_sampler_ros.params import specs
+from importance_sampler_ros.params import parse_assignments, specs
 from importance_sampler_ros.registry import NODES, NodeConfig
 from importance_sampler_ros.tracking.config import RelabelConfig, TrackerConfig
 from importance_sampler_ros.tracking.relabel import RelabelingTracker
@@ -144,20 +144,27 @@ def run_drive(drive: list, config: NodeConfig, tally: Tally) -> None:
                 tally.obs_voter += 1
             else:
                 tally.obs_other += 1
-    near_pairs = {(r[0], r[1]) for r in rows if r[6] and r[1]}
-    seen_near = {r[0] for r in rows if r[6]}
-    fixed_pairs = {(r[0], r[1]) for r in rows if r[8] and r[1]}
-    seen_fixed = {r[0] for r in rows if r[8]}
-    for object_id, track, cls, true_cls, height, distance, _near, key, _fixed in rows:
+    for _object_id, _track, cls, true_cls, height, distance, _near, key, _fixed in rows:
         tally.true_cls.append(true_cls)
         tally.before.append(cls)
         tally.after.append(relabelled.get(key, cls))
         tally.height.append(height)
         tally.distance.append(distance)
-        tally.linked.append(bool(track) and (object_id, track) in near_pairs)
-        tally.reachable.append(object_id in seen_near)
-        tally.linked_fixed_near.append(bool(track) and (object_id, track) in fixed_pairs)
-        tally.reachable_fixed_near.append(object_id in seen_fixed)
+    for near_column, linked, reachable in (
+            (6, tally.linked, tally.reachable),
+            (8, tally.linked_fixed_near, tally.reachable_fixed_near)):
+        row_linked, row_reachable = link_flags(rows, near_column)
+        linked.extend(row_linked)
+        reachable.extend(row_reachable)
+
+
+def link_flags(rows: list[tuple], near_column: int) -> tuple[list[bool], list[bool]]:
+    """Per row (detection matched to an object): whether its track also holds a near detection
+    of that object, and whether the object is seen near at all; near is rows' `near_column`."""
+    near_pairs = {(r[0], r[1]) for r in rows if r[near_column] and r[1]}
+    seen_near = {r[0] for r in rows if r[near_column]}
+    return ([bool(r[1]) and (r[0], r[1]) in near_pairs for r in rows],
+            [r[0] in seen_near for r in rows])
 
 
 def measure(drives: list[list], values: dict) -> dict:
@@ -172,16 +179,14 @@ def measure(drives: list[list], values: dict) -> dict:
     reachable_fixed = np.array(tally.reachable_fixed_near, bool)
     far_px = height < FAR_HEIGHT_PX
     result = {
-        'linked_all_fixed': float(np.mean(linked_fixed[far_px])) if far_px.any() else float('nan'),
-        'linked_reachable_fixed': (float(np.mean(linked_fixed[far_px & reachable_fixed]))
-                                   if (far_px & reachable_fixed).any() else float('nan')),
+        'linked_all_fixed': _share(linked_fixed, far_px),
+        'linked_reachable_fixed': _share(linked_fixed, far_px & reachable_fixed),
         'minutes': tally.frames / 600.0,
         'events_per_min': tally.events / max(tally.frames / 600.0, 1e-9),
         'vote_right': (tally.vote_right, tally.vote_known),
         'observations': (tally.obs_fp, tally.obs_voter, tally.obs_other),
-        'linked_all': float(np.mean(linked[far_px])) if far_px.any() else float('nan'),
-        'linked_reachable': (float(np.mean(linked[far_px & reachable]))
-                             if (far_px & reachable).any() else float('nan')),
+        'linked_all': _share(linked, far_px),
+        'linked_reachable': _share(linked, far_px & reachable),
         'far_px_n': int(far_px.sum()),
         'far_wc_seen_near': int((far_px & reachable & (before != true_cls)).sum()),
         'far_wc_in_near_track': int((far_px & reachable & linked & (before != true_cls)).sum()),
@@ -192,6 +197,11 @@ def measure(drives: list[list], values: dict) -> dict:
         result[name] = (float(np.mean(~wrong_b)), float(np.mean(~wrong_a)),
                         int((wrong_b & ~wrong_a).sum()), int((~wrong_b & wrong_a).sum()))
     return result
+
+
+def _share(flags: np.ndarray, among: np.ndarray) -> float:
+    """Mean of `flags` over the rows `among` selects; NaN when it selects none."""
+    return float(np.mean(flags[among])) if among.any() else float('nan')
 
 
 def print_report(m: dict) -> None:
@@ -222,16 +232,6 @@ GRID = {
 }
 
 
-def parse_sets(items: list[str]) -> dict:
-    out = {}
-    for item in items:
-        name, _, text = item.partition('=')
-        default = CORE_PARAMS[name].default
-        out[name] = (text.lower() in ('1', 'true') if isinstance(default, bool)
-                     else type(default)(text))
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--seeds', type=int, nargs='+', default=[401, 402, 403, 404])
@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--grid', action='store_true')
     args = parser.parse_args(argv)
     drives = [detections_of_drive(seed, args.seconds) for seed in args.seeds]
-    overrides = parse_sets(args.set)
+    overrides = parse_assignments(args.set, CORE_PARAMS.values())
     print(f'seeds {args.seeds}; settings: defaults' + ''.join(
         f', {k}={v}' for k, v in overrides.items()))
     print_report(measure(drives, overrides))

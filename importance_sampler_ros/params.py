@@ -22,7 +22,7 @@ import fnmatch
 import math
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -200,6 +200,18 @@ def build(cls: type[S], values: Mapping[str, Any]) -> S:
         elif _NESTED in f.metadata:
             kwargs[f.name] = build(f.metadata[_NESTED], values)
     return cls(**kwargs)
+
+
+def parse_assignments(items: Iterable[str], params: Iterable[Param]) -> dict[str, Any]:
+    """{name: value} from 'name=value' texts (the benchmarks' --set), each value read as its
+    parameter's type ('1' or 'true' for a true bool); KeyError for a name no param has."""
+    by_name = {spec.name: spec for spec in params}
+    out = {}
+    for item in items:
+        name, _, text = item.partition('=')
+        kind = by_name[name].type
+        out[name] = text.lower() in ('1', 'true') if kind is bool else kind(text)
+    return out
 
 
 def flat_values(instance: Any) -> dict[str, Any]:

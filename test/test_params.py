@@ -18,6 +18,7 @@ from importance_sampler_ros.params import (
     check,
     load_node_parameters,
     param,
+    parse_assignments,
     specs,
 )
 from importance_sampler_ros.registry import NodeParameters, load
@@ -93,6 +94,19 @@ def test_settings_classes_convert_and_check_on_construction():
         Example(keep_ratio=2)
     with pytest.raises(ParameterError, match="example_node: parameter 'max_age'"):
         EXAMPLE_NODE.build({'max_age': 'many'})
+
+
+def test_name_value_texts_take_their_parameters_types():
+    values = parse_assignments(['keep_ratio=0.5', 'max_age=7', 'write_images=false',
+                                'aggregation=mean'], SPECS)
+    assert values == {'keep_ratio': 0.5, 'max_age': 7, 'write_images': False,
+                      'aggregation': 'mean'}
+    assert type(values['max_age']) is int
+    assert parse_assignments(['write_images=1'], SPECS) == {'write_images': True}
+    with pytest.raises(KeyError):
+        parse_assignments(['no_such=1'], SPECS)
+    with pytest.raises(ValueError):
+        parse_assignments(['max_age=seven'], SPECS)
 
 
 def test_an_unknown_override_is_refused():
