@@ -13,9 +13,9 @@ The model decouples: F only adds each velocity to its own position (cx, cy, area
 the four positions, and the initial P, Q and R are diagonal. Every covariance the filter reaches
 is therefore zero outside the pairs (position i, velocity i) and the aspect's own variance, and
 the innovation covariance is diagonal. The tracker keeps only those 10 entries per track
-(`CovarianceLayout`) and runs predict and update as scalar arithmetic on them: the same numbers
-as the 7 x 7 matrices, without a matrix product or inverse (test_tracking holds the model to
-this structure).
+(POSITION_VARIANCE, CROSS_COVARIANCE, VELOCITY_VARIANCE) and runs predict and update as scalar
+arithmetic on them: the same numbers as the 7 x 7 matrices, without a matrix product or inverse
+(test_tracking holds the model to this structure).
 
 Ids and confirmation (differences to the reference SORT, on purpose):
 - Ids come from a counter owned by each tracker (1, 2, 3, ... in creation order), never global.
@@ -178,6 +178,11 @@ def match_iou(iou: np.ndarray, iou_threshold: float) -> tuple[np.ndarray, np.nda
     allowed, rows, cols = _gated_pairs(iou, iou_threshold)
     if _one_to_one(rows, cols):
         return rows, cols
+    return _assign(iou, allowed)
+
+
+def _assign(iou: np.ndarray, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The Hungarian part of match_iou, for gated pairs that compete."""
     if iou.size <= SPARSE_ASSIGNMENT_PAIRS:
         return _hungarian(iou, allowed)
     return _hungarian_by_component(iou, allowed)
@@ -575,12 +580,12 @@ class SortTracker:
             return empty, empty, np.zeros(0)
         iou = iou[:len(valid)]
         threshold = self.config.iou_threshold
-        _, det_rows, track_rows = _gated_pairs(iou, threshold)
+        allowed, det_rows, track_rows = _gated_pairs(iou, threshold)
         if _one_to_one(det_rows, track_rows):  # no pair competes: what both rounds would take
             return valid[det_rows], track_rows, iou[det_rows, track_rows]
         confirmed = self._hits >= self.config.min_hits
-        if confirmed.all() or not confirmed.any():
-            det_rows, track_rows = match_iou(iou, threshold)
+        if confirmed.all() or not confirmed.any():  # one round, on the pairs gated above
+            det_rows, track_rows = _assign(iou, allowed)
             return valid[det_rows], track_rows, iou[det_rows, track_rows]
         first, second = confirmed.nonzero()[0], (~confirmed).nonzero()[0]
         det_rows, track_rows = match_iou(iou[:, first], threshold)
