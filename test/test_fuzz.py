@@ -141,6 +141,7 @@ def nodes(context, tmp_path: Path):
     recorder.destroy_node()
 
 
+@pytest.mark.filterwarnings('error::RuntimeWarning')  # bad input is handled, never overflows
 def test_fuzzed_messages_never_raise_and_the_bag_decodes(nodes, tmp_path: Path) -> None:
     recorder, tracker = nodes
     gen = Generator(seed=18)

@@ -140,10 +140,10 @@ def test_empty_frames_and_invalid_boxes():
     assert only_bad.ignored.tolist() == [True, True]
     assert only_bad.track_ids.tolist() == [0, 0]
     assert len(tracker) == 0
-    boxes = np.vstack([moving_boxes(0), [[5, 5, 5, 9]]])  # zero width
+    boxes = np.vstack([moving_boxes(0), [[5, 5, 5, 9]], [[0, 0, 1e30, 1e30]]])  # zero width, huge
     step = tracker.update(boxes)
-    assert step.ignored.tolist() == [False, False, True]
-    assert step.track_ids.tolist() == [1, 2, 0]
+    assert step.ignored.tolist() == [False, False, True, True]
+    assert step.track_ids.tolist() == [1, 2, 0, 0]
     assert tracker.update(np.empty((0, 4))).track_ids.shape == (0,)
 
 

@@ -170,7 +170,8 @@ class NearToFarRelabeler:
         importances = frame.importances.tolist()
         ious = [None] * len(ids) if match_ious is None else np.asarray(match_ious).tolist()
         second = [False] * len(ids) if duplicates is None else np.asarray(duplicates).tolist()
-        near = self.is_near(frame.boxes[:, 3] - frame.boxes[:, 1], frame.scores).tolist()
+        with np.errstate(invalid='ignore', over='ignore'):  # invalid boxes are never tracked
+            near = self.is_near(frame.boxes[:, 3] - frame.boxes[:, 1], frame.scores).tolist()
         stamp_ns, names, tracks = frame.stamp_ns, frame.class_names, self._tracks
         for index, track_id in enumerate(ids):
             if track_id == 0:

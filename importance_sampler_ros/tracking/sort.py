@@ -42,7 +42,8 @@ Ids and confirmation (differences to the reference SORT, on purpose):
 - Bounded cost: at most `max_detections` detections (and candidates) per frame, the best
   scored, and `max_tracks` live tracks; what is left is counted in `dropped`. Large gated
   assignments run per connected component of the gated pairs.
-- Invalid detections (non-finite or empty boxes) are ignored and reported in `ignored`.
+- Invalid detections (non-finite or empty boxes, or a coordinate beyond MAX_COORDINATE_PX) are
+  ignored and reported in `ignored`.
 """
 from __future__ import annotations
 
@@ -73,6 +74,9 @@ _MOVING = np.arange(3)  # cx, cy, area: the states with a velocity (state i + 4)
 # Above this many (detection, track) pairs the assignment runs per connected component of the
 # gated pairs (a frame of thousands of boxes costs what its clusters cost, not O(n^3)).
 SPARSE_ASSIGNMENT_PAIRS = 4096
+# Boxes with a coordinate beyond this are invalid: no camera is that large, and the Kalman
+# arithmetic on such values overflows the float32 of the published boxes.
+MAX_COORDINATE_PX = 1e6
 
 
 def boxes_to_measurements(boxes: np.ndarray) -> np.ndarray:
@@ -147,11 +151,12 @@ def padded_iou_matrix(a: np.ndarray, b: np.ndarray, pad: np.ndarray) -> np.ndarr
 
 
 def valid_boxes(boxes: np.ndarray) -> np.ndarray:
-    """Boolean mask of boxes that are finite with x1 < x2 and y1 < y2."""
+    """Boolean mask of boxes with x1 < x2 and y1 < y2, every coordinate within
+    +-MAX_COORDINATE_PX (which also rules out NaN and infinities)."""
     boxes = np.asarray(boxes)
-    # comparisons with NaN are False and raise no warning; infinities are caught by isfinite
-    return np.isfinite(boxes).all(axis=1) & (boxes[:, 2] > boxes[:, 0]) & (
-        boxes[:, 3] > boxes[:, 1])
+    # comparisons with NaN are False and raise no warning
+    return ((np.abs(boxes) <= MAX_COORDINATE_PX).all(axis=1) & (boxes[:, 2] > boxes[:, 0])
+            & (boxes[:, 3] > boxes[:, 1]))
 
 
 def associate(
