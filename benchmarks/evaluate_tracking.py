@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from importance_sampler_ros.detection.detections import FrameDetections
+from importance_sampler_ros.params import parse_assignments
 from importance_sampler_ros.registry import NODES
 from importance_sampler_ros.synth.classes import CLASS_NAMES
 from importance_sampler_ros.tracking.relabel import RelabelConfig, RelabelingTracker
@@ -522,9 +523,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--set', nargs='*', default=[], metavar='NAME=VALUE',
                         help='tracker_node parameters other than the defaults')
     args = parser.parse_args(argv)
-    from tune_relabel import parse_sets  # the benchmarks' directory is the script's
-
-    node = NODES['tracker_node'].build(parse_sets(args.set))
+    node = NODES['tracker_node'].build(parse_assignments(args.set, NODES['tracker_node'].specs()))
     sort_class = None if args.no_reference else load_reference_sort(args.cache_dir)
     if args.detector is not None:
         streams = []

@@ -227,8 +227,9 @@ def print_report(m: dict) -> None:
 
 
 GRID = {
-    'far_max_age': [10, 20],
-    'relabel_max_span_s': [6.0, 10.0, 20.0],
+    'relabel_max_score': [0.8, 0.9, 1.0],
+    'segment_max_gap_s': [0.0, 0.5, 1.0],
+    'segment_min_iou': [0.4, 0.5],
 }
 
 
@@ -247,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.grid:
         names = [n for n in GRID if n in CORE_PARAMS]
         print('\n' + ' '.join(f'{n[:14]:>14}' for n in names)
-              + '  linked  far_px b->a  fixed/broken  far_m b->a  fixed/broken  ev/min')
+              + '  linked  far_px b->a  fixed/broken  far_m b->a  fixed/broken  all fixed/broken'
+              + '  ev/min')
         for combo in itertools.product(*(GRID[n] for n in names)):
             setting = dict(overrides, **dict(zip(names, combo, strict=True)))
             m = measure(drives, setting)
@@ -255,7 +257,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f'{cells}  {m["linked_reachable"]:.3f}  '
                   f'{m["far_px"][0]:.3f}->{m["far_px"][1]:.3f}  {m["far_px"][2]:>5}/'
                   f'{m["far_px"][3]:<5}  {m["far_m"][0]:.3f}->{m["far_m"][1]:.3f}  '
-                  f'{m["far_m"][2]:>5}/{m["far_m"][3]:<5}  {m["events_per_min"]:.1f}')
+                  f'{m["far_m"][2]:>5}/{m["far_m"][3]:<5}  {m["all"][2]:>8}/{m["all"][3]:<7}  '
+                  f'{m["events_per_min"]:.1f}')
     return 0
 
 

@@ -21,7 +21,8 @@ def cfg(**changes) -> RelabelConfig:
     identity-switch segmentation and no match-quality check; the shipped defaults are stricter
     (tuned on detector output, benchmarks/tune_relabel.py) and tested separately below."""
     return RelabelConfig(**{'near_min_height_px': 40.0, 'near_min_score': 0.5,
-                            'segment_min_iou': 0.0, 'relabel_min_match_iou': 0.0, **changes})
+                            'segment_min_iou': 0.0, 'relabel_min_match_iou': 0.0,
+                            'segment_max_gap_s': 0.0, 'relabel_max_score': 1.0, **changes})
 
 
 def frame(t: int, classes: list[int], heights: list[float], scores=None, boxes=None):
@@ -267,6 +268,7 @@ def test_shipped_defaults_are_the_tuned_ones():
     defaults = RelabelConfig()
     assert (defaults.near_min_height_px, defaults.near_min_score, defaults.segment_min_iou) == (
         60.0, 0.9, 0.5)
+    assert (defaults.relabel_max_score, defaults.segment_max_gap_s) == (0.8, 0.5)
     assert not defaults.relabel_near_field
 
 
@@ -292,6 +294,33 @@ def test_observations_older_than_the_span_are_not_relabelled():
     events = [e for o in run(tracker, frames) for e in o.relabels]
     # the vote at t = 8 (0.9 s): observations from 0.4 s on, the far ones t = 3..5
     assert [o.stamp_ns for o in events[0].observations] == [f.stamp_ns for f in frames[3:6]]
+
+
+def test_observations_the_detector_is_sure_of_keep_their_class():
+    scores = [0.6, 0.95, 0.7, 0.85, 0.6, 0.9] + [0.9] * 6  # far: two of them at least 0.85
+    frames = [frame(t, [1 if t < 6 else 2], [approaching(t)], scores=[scores[t]])
+              for t in range(12)]
+    [event] = [e for o in run(RelabelingTracker(relabel=cfg(relabel_max_score=0.85)), frames)
+               for e in o.relabels]
+    assert [o.stamp_ns for o in event.observations] == [
+        frames[t].stamp_ns for t in (0, 2, 4)]
+    [every] = [e for o in run(RelabelingTracker(relabel=cfg()), frames) for e in o.relabels]
+    assert len(every.observations) == 6  # 1 = off
+
+
+def test_a_track_found_again_after_a_long_gap_starts_a_new_history():
+    # far car frames 0-4, the track coasts through frames 5-7 (no detection), then a van
+    frames = [frame(t, [1 if t < 5 else 2], [approaching(t)]) for t in range(16)]
+    seen = frames[:5] + frames[8:]
+    bridged = [e for o in run(RelabelingTracker(TrackerConfig(max_age=5),
+                                                cfg(segment_max_gap_s=0.5)), seen)
+               for e in o.relabels]
+    assert [o.stamp_ns for o in bridged[0].observations] == [f.stamp_ns for f in frames[:5]]
+    # 0.4 s of coasting (frame 4 -> 8) is more than 0.3 s: the van's votes never reach the cars
+    split = [e for o in run(RelabelingTracker(TrackerConfig(max_age=5),
+                                              cfg(segment_max_gap_s=0.3)), seen)
+             for e in o.relabels]
+    assert split == []
 
 
 def test_the_tracker_hands_its_match_quality_to_the_relabeler():

@@ -109,14 +109,16 @@ class Harness:
 
 
 def approaching_object(t: int) -> FrameDetections:
-    """One object growing from 40 px (a 'car' far away) to 84 px tall (a 'van' near: >= 60 px
-    and score >= 0.9, the default near field)."""
+    """One object growing from 40 px (an uncertain 'car' far away, score 0.7: below the default
+    relabel_max_score) to 84 px tall (a 'van' near: >= 60 px and score >= 0.9, the default near
+    field)."""
     h = 40.0 + 4.0 * t
     far = t < 5
     return FrameDetections(
         stamp_ns=T0 + t * 100 * MS, frame_id='camera',
         boxes=[[100 + t, 80, 100 + t + h / 2, 80 + h]],
-        class_ids=[1 if far else 2], class_names=['car' if far else 'van'], scores=[0.95],
+        class_ids=[1 if far else 2], class_names=['car' if far else 'van'],
+        scores=[0.7 if far else 0.95],
         importances=[0.25], distances=[50.0 - 3 * t],
     )
 

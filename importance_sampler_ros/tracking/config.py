@@ -86,11 +86,21 @@ class RelabelConfig(Settings):
                                    'another object: its earlier observations are dropped and '
                                    'never relabelled by later votes (0 = off)',
                                    min_value=0.0, max_value=1.0)
+    segment_max_gap_s: float = param(0.5, 'Seconds without an observation after which a track '
+                                     'that is found again is taken to be another object, as '
+                                     'for segment_min_iou: a track coasting far away is often '
+                                     're-found on a neighbour (0 = off)',
+                                     min_value=0.0, max_value=1e6)
     relabel_min_match_iou: float = param(0.5, 'Association IoU an observation needs to be '
                                          'relabelled: a detection that never matched its track '
                                          'well may be another object; the share of well matched '
                                          'observations also scales the confidence (0 = off)',
                                          min_value=0.0, max_value=1.0)
+    relabel_max_score: float = param(0.8, 'Detection score from which an observation keeps its '
+                                     'own class: a far detection the detector is this sure of is '
+                                     'more often right (or another object) than the vote '
+                                     '(1 = off; docs/measurements/tracking_relabel.md, session 13)',
+                                     min_value=0.0, max_value=1.0)
     relabel_max_span_s: float = param(10.0, 'Seconds before the vote from which observations are '
                                       'relabelled: a track that lingered far away longer has '
                                       'likely followed other objects there (an approach from 60 '

@@ -14,6 +14,12 @@ to c, and so is every later one.
   (`reissued=True`), including observations whose original class is c' (old class = new class:
   the earlier correction is withdrawn).
 - When the votes stop agreeing, the last agreed class stays in force.
+- Only observations a correction can trust are relabelled: far ones (unless
+  `relabel_near_field`), well matched to the track (`relabel_min_match_iou`), scored below
+  `relabel_max_score` (a detection the detector is sure of keeps its class) and no older than
+  `relabel_max_span_s`. A weak association (`segment_min_iou`) or a track found again after
+  `segment_max_gap_s` without an observation starts a new history: the track may have jumped to
+  another object, whose observations the new votes must not reach.
 - A track that dies before its near field agrees produces no relabel. Histories hold at most
   `relabel_history_size` observations (older ones are forgotten and can no longer be relabelled);
   ended tracks are freed.
@@ -173,6 +179,7 @@ class NearToFarRelabeler:
         with np.errstate(invalid='ignore', over='ignore'):  # invalid boxes are never tracked
             near = self.is_near(frame.boxes[:, 3] - frame.boxes[:, 1], frame.scores).tolist()
         stamp_ns, names, tracks = frame.stamp_ns, frame.class_names, self._tracks
+        max_gap_ns = round(cfg.segment_max_gap_s * 1e9)
         for index, track_id in enumerate(ids):
             if track_id == 0:
                 continue
@@ -187,7 +194,9 @@ class NearToFarRelabeler:
                          if history.observations else float('nan'))
             obs = Observation(stamp_ns, box, class_ids[index], names[index], scores[index],
                               importances[index], index, near[index], match)
-            if history.observations and match < cfg.segment_min_iou and not second[index]:
+            if history.observations and not second[index] and (
+                    match < cfg.segment_min_iou
+                    or 0 < max_gap_ns < stamp_ns - history.observations[-1].stamp_ns):
                 history.restart()
             self._append(history, obs)
             if (not confirmed_list[index] or history.count < cfg.relabel_min_observations
@@ -306,7 +315,9 @@ class NearToFarRelabeler:
         return []
 
     def _correctable(self, obs: Observation) -> bool:
-        return (self.config.relabel_near_field or not obs.near) and self._well_matched(obs)
+        cfg = self.config
+        return ((cfg.relabel_near_field or not obs.near) and self._well_matched(obs)
+                and (obs.score < cfg.relabel_max_score or cfg.relabel_max_score >= 1.0))
 
     @staticmethod
     def _events(frame: FrameDetections, track_id: int, history: _TrackHistory,
