@@ -8,7 +8,7 @@ noise (jitter, 15 % dropouts, false positives, far-field class confusions). Each
 input in the form it takes (FrameDetections for ours, prepared arrays for the reference), built
 before timing. Run from the repository root:
 
-    nice .venv/bin/python benchmarks/tracker_speed.py [--frames 300] [--rounds 7]
+    nice .venv/bin/python benchmarks/tracker_speed.py [--frames 300] [--rounds 7] [--set name=value]
 """
 from __future__ import annotations
 
@@ -36,16 +36,19 @@ from evaluate_tracking import (  # noqa: E402
     simple_drive,
 )
 
+from importance_sampler_ros.params import parse_assignments  # noqa: E402
+from importance_sampler_ros.registry import NODES, NodeConfig  # noqa: E402
+from importance_sampler_ros.tracking.config import RelabelConfig, TrackerConfig  # noqa: E402
 from importance_sampler_ros.tracking.relabel import RelabelingTracker  # noqa: E402
 
 CHUNK_FRAMES = 10
 
 
-def time_both(sort_class, frames, rows) -> tuple[float, float]:
+def time_both(sort_class, frames, rows, config: NodeConfig) -> tuple[float, float]:
     """(ours, reference) frames per second over one pass of the stream. The two trackers take
     turns every CHUNK_FRAMES frames (each keeps its state), so both are timed within the same
     few milliseconds and the machine's drift cancels out of their ratio."""
-    ours = RelabelingTracker()
+    ours = RelabelingTracker(config.of(TrackerConfig), config.of(RelabelConfig))
     reference = sort_class(max_age=3, min_hits=3, iou_threshold=0.3)
     ours_s = reference_s = 0.0
     for lo in range(0, len(frames), CHUNK_FRAMES):
@@ -67,7 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--frames', type=int, default=300)
     parser.add_argument('--rounds', type=int, default=7)
     parser.add_argument('--cache-dir', type=Path, default=DEFAULT_CACHE)
+    parser.add_argument('--set', nargs='*', default=[], metavar='NAME=VALUE',
+                        help='tracker_node parameters other than the defaults')
     args = parser.parse_args(argv)
+    node = NODES['tracker_node']
+    config = node.build(parse_assignments(args.set, node.specs()))
     if hasattr(os, 'sched_setaffinity'):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     sort_class = load_reference_sort(args.cache_dir)
@@ -83,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         dets_per_frame = np.mean([len(f) for f in frames])
         ours, ref, ratios = [], [], []
         for _ in range(args.rounds):
-            ours_fps, ref_fps = time_both(sort_class, frames, rows)
+            ours_fps, ref_fps = time_both(sort_class, frames, rows, config)
             ours.append(ours_fps)
             ref.append(ref_fps)
             ratios.append(ours_fps / ref_fps)

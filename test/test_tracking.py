@@ -193,6 +193,25 @@ def test_padding_keeps_a_tiny_far_object_on_one_track():
     assert len(set(plain_ids)) > 1  # plain IoU of 3 x 4 px boxes 2 px apart: 0.14 < 0.3
 
 
+def test_the_buffered_round_keeps_a_fast_passer_on_one_track():
+    def passing(t):  # 16 px wide, 50 px tall, 18 px further each frame: consecutive IoU 0
+        return np.array([[100 + 18 * t, 80, 116 + 18 * t, 130]], float)
+
+    def far(t):  # the same motion on a 12 px tall box: below buffer_min_height_px
+        return np.array([[100 + 8 * t, 80, 104 + 8 * t, 92]], float)
+
+    buffered, plain = SortTracker(), SortTracker(TrackerConfig(buffer_ratio=0.0))
+    assert [buffered.update(passing(t)).assigned_ids[0] for t in range(6)] == [1] * 6
+    assert [plain.update(passing(t)).assigned_ids[0] for t in range(6)] == [1, 2, 3, 4, 5, 6]
+    tracker = SortTracker()
+    assert len({tracker.update(far(t)).assigned_ids[0] for t in range(6)}) == 6
+    # the plain padded IoU is what the match reports (the relabeler's purity rules read it)
+    tracker = SortTracker()
+    tracker.update(passing(0))
+    step = tracker.update(passing(1))
+    assert step.assigned_ids[0] == 1 and step.match_ious[0] == pytest.approx(0.0)
+
+
 def _frame(t: int, boxes, classes=None, scores=None, candidates=None) -> FrameDetections:
     boxes = np.asarray(boxes, float).reshape(-1, 4)
     n = len(boxes)

@@ -33,6 +33,15 @@ class TrackerConfig(Settings):
         0.15, "Extra padding of a lost track's pairs (its predicted box and the detection) per "
         'frame without a match, as a share of the box height: an approaching object grows and '
         'drifts while unseen; at most one box height', min_value=0.0, max_value=10.0)
+    buffer_ratio: float = param(2.0, 'Last association round: tracks and detections left '
+                                'unmatched are matched on boxes grown by this share of their '
+                                'own width and height on every side (buffered IoU, gate '
+                                'iou_threshold): an object passing close by moves more than its '
+                                'width per frame (0 = off; docs/measurements/tracking_relabel.md, '
+                                'session 13)', min_value=0.0, max_value=10.0)
+    buffer_min_height_px: float = param(30.0, 'Box height from which a track takes part in the '
+                                        'buffered round (far boxes would take their neighbours)',
+                                        min_value=0.0)
     match_candidates: bool = param(True, 'Second association round: tracks left unmatched take '
                                    "the detector's sub-threshold candidates (kept alive, never "
                                    'published)')

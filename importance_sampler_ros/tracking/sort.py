@@ -39,6 +39,11 @@ Ids and confirmation (differences to the reference SORT, on purpose):
   of a lost track is padded more for every frame it is lost, so that the object is found again
   where the prediction drifted from it (an approaching object grows faster than the constant
   area velocity learnt far away).
+- Fast movers near by (C-BIoU's buffered IoU): an object passing close to the camera moves more
+  than its own width per frame, so its boxes of two frames do not overlap and a new track starts
+  every frame. Detections and tracks at least `buffer_min_height_px` tall that both IoU rounds
+  left unmatched get one more round on boxes grown by `buffer_ratio` times their width and
+  height; its matches report the plain padded IoU, which the relabeler's purity rules read.
 - Bounded cost: at most `max_detections` detections (and candidates) per frame, the best
   scored, and `max_tracks` live tracks; what is left is counted in `dropped`. Large gated
   assignments run per connected component of the gated pairs.
@@ -148,6 +153,21 @@ def padded_iou_matrix(a: np.ndarray, b: np.ndarray, pad: np.ndarray) -> np.ndarr
     union += (x2b - x1b + grow) * (y2b - y1b + grow)
     union -= inter
     return inter / union
+
+
+def buffered_iou_matrix(a: np.ndarray, b: np.ndarray, ratio: float) -> np.ndarray:
+    """(N, M) IoU of boxes a and b each grown by `ratio` times its own width and height on
+    every side (the buffered IoU of C-BIoU): boxes of an object that moved up to about 2 ratio
+    widths still overlap."""
+    def grown(boxes: np.ndarray) -> np.ndarray:
+        size = boxes[:, 2:] - boxes[:, :2]
+        size *= ratio
+        out = np.empty_like(boxes)
+        np.subtract(boxes[:, :2], size, out=out[:, :2])
+        np.add(boxes[:, 2:], size, out=out[:, 2:])
+        return out
+
+    return iou_matrix(grown(np.asarray(a, np.float64)), grown(np.asarray(b, np.float64)))
 
 
 def valid_boxes(boxes: np.ndarray) -> np.ndarray:
@@ -426,6 +446,9 @@ class SortTracker:
                                  track_pad) if len(predicted) else None)
 
         matched_dets, track_rows, ious = self._associate(valid, iou)
+        if cfg.buffer_ratio > 0.0 and len(track_rows) < min(len(valid), len(predicted)):
+            matched_dets, track_rows, ious = self._match_buffered(
+                boxes, valid, predicted, matched_dets, track_rows, ious, iou)
         self._boxes[track_rows] = boxes[matched_dets]
         self._class_ids[track_rows] = class_ids[matched_dets]
         self._scores[track_rows] = scores[matched_dets]
@@ -601,6 +624,32 @@ class SortTracker:
         det_rows = np.concatenate([det_rows, left[left_rows]])
         track_rows = np.concatenate([first[track_rows], second[second_rows]])
         return valid[det_rows], track_rows, iou[det_rows, track_rows]
+
+    def _match_buffered(self, boxes: np.ndarray, valid: np.ndarray, predicted: np.ndarray,
+                        dets: np.ndarray, rows: np.ndarray, ious: np.ndarray,
+                        iou: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The buffered round: detections and tracks at least buffer_min_height_px tall that the
+        IoU rounds left unmatched, on buffered IoU; returns every match of all rounds
+        (detections, track rows, their padded IoU: what the relabeler's purity rules read)."""
+        cfg = self.config
+        free_rows = predicted[:, 3] - predicted[:, 1] >= cfg.buffer_min_height_px
+        free_rows[rows] = False
+        if not free_rows.any():
+            return dets, rows, ious
+        free_dets = np.zeros(len(boxes), bool)
+        free_dets[valid] = True
+        free_dets[dets] = False
+        free_dets &= boxes[:, 3] - boxes[:, 1] >= cfg.buffer_min_height_px
+        if not free_dets.any():
+            return dets, rows, ious
+        free_dets, free_rows = free_dets.nonzero()[0], free_rows.nonzero()[0]
+        buffered = buffered_iou_matrix(boxes[free_dets], predicted[free_rows], cfg.buffer_ratio)
+        det_rows, track_rows = match_iou(buffered, cfg.iou_threshold)
+        if not len(det_rows):
+            return dets, rows, ious
+        new_dets, new_rows = free_dets[det_rows], free_rows[track_rows]
+        return (np.concatenate([dets, new_dets]), np.concatenate([rows, new_rows]),
+                np.concatenate([ious, iou[np.searchsorted(valid, new_dets), new_rows]]))
 
     def _match_candidates(self, candidates: np.ndarray, iou: np.ndarray) -> np.ndarray:
         """Round two: confirmed tracks unmatched so far take candidate boxes (their filters are
