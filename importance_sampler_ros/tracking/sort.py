@@ -639,10 +639,12 @@ class SortTracker:
         free_dets = np.zeros(len(boxes), bool)
         free_dets[valid] = True
         free_dets[dets] = False
-        free_dets &= boxes[:, 3] - boxes[:, 1] >= cfg.buffer_min_height_px
-        if not free_dets.any():
+        free_dets = free_dets.nonzero()[0]  # valid boxes only: the heights of the rest may be NaN
+        free_dets = free_dets[boxes[free_dets, 3] - boxes[free_dets, 1]
+                              >= cfg.buffer_min_height_px]
+        if not len(free_dets):
             return dets, rows, ious
-        free_dets, free_rows = free_dets.nonzero()[0], free_rows.nonzero()[0]
+        free_rows = free_rows.nonzero()[0]
         buffered = buffered_iou_matrix(boxes[free_dets], predicted[free_rows], cfg.buffer_ratio)
         det_rows, track_rows = match_iou(buffered, cfg.iou_threshold)
         if not len(det_rows):
