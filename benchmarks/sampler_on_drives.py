@@ -10,7 +10,10 @@ resumed by the next run). Printed per row:
 - kept enrichment: expected labelled errors per kept frame, sum(q e) / sum(q), over errors per
   frame of all drives (ground truth; errors as in evaluation/errors.py, truths >= 20 px);
 - per drive: the same within each drive, and the drive's share of the expected keeps;
-- rate: sum(q) / (rho N), the expected keeps against the budget.
+- rate: sum(q) / (rho N), the expected keeps against the budget;
+- R / uniform: the paper's relative variance R = sum g^2 / sum(g^2 / q) of the row's own frame
+  importance g over all drives, divided by the mean q (what uniform keeps of the same rate get):
+  above 1 the 1/q-weighted kept frames estimate the total importance better than uniform ones.
 
 The detector runs once per drive (drive_cache.py, build/tune_relabel_cache). Run from the
 repository root:
@@ -42,14 +45,14 @@ from importance_sampler_ros.evaluation.errors import (
 )
 from importance_sampler_ros.params import parse_assignments, specs
 from importance_sampler_ros.sampling.config import SamplerConfig
-from importance_sampler_ros.sampling.sampler import ImportanceSampler
+from importance_sampler_ros.sampling.sampler import ImportanceSampler, relative_variance
 
 # (row name, aggregation, sharpness, carry the state across drives)
 ROWS = (
-    ('defaults (mean, a = 2, state carried)', 'mean', 2.0, True),
+    ('defaults (sum, a = 2, state carried)', 'sum', 2.0, True),
+    ('session-12 defaults (mean, a = 2, state carried)', 'mean', 2.0, True),
     ('sum, a = 3, state carried', 'sum', 3.0, True),
     ('sum, a = 3, restart per drive', 'sum', 3.0, False),
-    ('sum, a = 2, state carried', 'sum', 2.0, True),
     ('mean, a = 3, state carried', 'mean', 3.0, True),
     ('session-9 defaults (mean, a = 2, restart per drive)', 'mean', 2.0, False),
     ('paper (sum, a = 1, restart per drive)', 'sum', 1.0, False),
@@ -105,8 +108,9 @@ def main(argv: list[str] | None = None) -> int:
                                     for drive in drives]
     for rho in args.keep_ratio:
         print(f'\nrho = {rho:g}')
-        print('| sampler | kept enrichment | per drive | share of keeps per drive | rate |')
-        print('|---|---|---|---|---|')
+        print('| sampler | kept enrichment | per drive | share of keeps per drive | rate '
+              '| R / uniform |')
+        print('|---|---|---|---|---|---|')
         for name, aggregation, sharpness, carry in ROWS:
             config = SamplerConfig(**{**overrides, 'keep_ratio': rho, 'sharpness': sharpness})
             q = expected_keeps(importances[aggregation], config, carry)
@@ -115,8 +119,11 @@ def main(argv: list[str] | None = None) -> int:
             per_drive = ', '.join(f'{sampler_enrichment(qd, e):.2f}'
                                   for qd, e in zip(q, errors, strict=True))
             shares = ', '.join(f'{qd.sum() / q_all.sum():.2f}' for qd in q)
+            # the paper's R of its own frame importance, against uniform keeps of the same rate
+            r_uniform = relative_variance(np.concatenate(importances[aggregation]),
+                                          q_all) / q_all.mean()
             print(f'| {name} | {kept:.2f} | {per_drive} | {shares} | '
-                  f'{q_all.sum() / (rho * len(q_all)):.2f} |')
+                  f'{q_all.sum() / (rho * len(q_all)):.2f} | {r_uniform:.2f} |')
     return 0
 
 

@@ -191,8 +191,8 @@ def test_detector_fills_frame_detections(random_checkpoint):
         (captured,) = forward_with_features(detector.model, [tensor])
     expected = last_layer_gradient_norms(captured.features, captured.logits, captured.labels)
     np.testing.assert_allclose(frame.importances, expected.numpy(), rtol=1e-5)
-    assert frame.frame_importance == pytest.approx(float(np.mean(frame.importances)), rel=1e-6)
-    assert frame.aggregation == 'mean'
+    assert frame.frame_importance == pytest.approx(float(np.sum(frame.importances)), rel=1e-6)
+    assert frame.aggregation == 'sum'
 
 
 def test_boxes_are_in_original_image_pixels(random_checkpoint):
@@ -350,15 +350,14 @@ def test_candidates_are_the_sub_threshold_boxes_and_leave_detections_unchanged(r
     assert cand is not None and len(cand) > 0
     assert ((cand.scores > 0.02) & (cand.scores <= 0.3)).all()
     assert len(both) + len(cand) == min(len(low), 100) or len(cand) == 100
-    # the default aggregation is the mean; a frame without detections scores 0
-    assert both.frame_importance == pytest.approx(
-        float(np.mean(both.importances)) if len(both) else 0.0)
+    # the default aggregation is the sum; a frame without detections scores 0
+    assert both.frame_importance == pytest.approx(float(np.sum(both.importances)), rel=1e-5)
     pooled = Detector(DetectorConfig(checkpoint=random_checkpoint, score_threshold=0.3,
                                      candidate_floor=0.02, candidates_in_frame=True,
                                      frame_min_box_height=0.0)).detect(
         image, 1)
     assert pooled.frame_importance == pytest.approx(
-        float(np.mean(np.concatenate([both.importances, cand.importances]))), rel=1e-5)
+        float(np.sum(np.concatenate([both.importances, cand.importances]))), rel=1e-5)
     with pytest.raises(ValueError, match='candidate_floor'):
         DetectorConfig(score_threshold=0.3, candidate_floor=0.5)
 

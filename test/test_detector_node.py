@@ -126,12 +126,12 @@ def test_detections_are_published_with_the_image_header(harness):
     assert out.header.frame_id == 'camera_front'
     assert len(out.detections) > 0
     assert out.model_name == 'isr_small:random_isr_small.pt'
-    assert out.aggregation == 'mean' and out.inference_ms > 0
+    assert out.aggregation == 'sum' and out.inference_ms > 0
     importances = np.array([d.importance for d in out.detections])
     assert np.all(importances > 0)
     tall = np.array([d.box.y2 - d.box.y1 >= FRAME_MIN_BOX_HEIGHT for d in out.detections])
     assert 0 < tall.sum() < len(tall)
-    assert out.frame_importance == pytest.approx(importances[tall].mean(), rel=1e-4)
+    assert out.frame_importance == pytest.approx(importances[tall].sum(), rel=1e-4)
     assert {d.class_name for d in out.detections} <= set(DEFAULT_CLASS_NAMES[1:])
 
     # the same pixels as bgr8 with padded rows give the same detections

@@ -66,10 +66,10 @@ class DetectorConfig(Settings):
     max_size: int = param(0, "Cap on the longer side after resizing; 0 = the checkpoint's",
                           min_value=0, max_value=8192)
     aggregation: str = param(
-        'mean', 'Frame importance from the detection importances (mean: a sum counts '
-        'detections and so keeps the crowded day frames over the night and fog ones the model '
-        'is worst at; measured in docs/measurements/closed_loop_cpu.md, sessions 6 and 10)',
-        choices=AGGREGATIONS)
+        'sum', 'Frame importance from the detection importances of boxes >= '
+        'frame_min_box_height (sum: on two never-used pools it retrains as well as the mean, and '
+        'the frames the recorder keeps hold more errors, 2.1-2.2x against 1.9-2.0x on held-out '
+        'drives; docs/measurements/closed_loop_cpu.md, session 13)', choices=AGGREGATIONS)
     frame_min_box_height: float = param(
         20.0, 'Detections (and candidates) with a box shorter than this many pixels do not count '
         'toward the frame importance (they are still published): objects under the labelling '
