@@ -56,7 +56,16 @@ ROWS = (
     ('mean, a = 3, state carried', 'mean', 3.0, True),
     ('session-9 defaults (mean, a = 2, restart per drive)', 'mean', 2.0, False),
     ('paper (sum, a = 1, restart per drive)', 'sum', 1.0, False),
+    # not product settings: the sum of the k largest importances (>= 20 px), for issue 16
+    ('top-3 sum, a = 2, state carried', 'top-3', 2.0, True),
+    ('top-5 sum, a = 2, state carried', 'top-5', 2.0, True),
 )
+
+
+def top_k_sum(det, scoring: FrameScoring, k: int) -> float:
+    """The sum of the k largest importances that `scoring` counts toward the frame."""
+    counted = np.asarray(scoring.counted(det), np.float64)
+    return float(np.sort(counted)[::-1][:k].sum())
 
 
 def expected_keeps(importances: list[np.ndarray], config: SamplerConfig, carry: bool
@@ -102,10 +111,12 @@ def main(argv: list[str] | None = None) -> int:
           + f'); oracle (top 10 % of each drive): {top:.2f}')
     importances = {}  # aggregation -> g of every frame, per drive
     for aggregation in {row[1] for row in ROWS}:
-        scoring = FrameScoring(aggregation, detector.candidates_in_frame,
+        top_k = aggregation.startswith('top-')
+        scoring = FrameScoring('sum' if top_k else aggregation, detector.candidates_in_frame,
                                detector.frame_min_box_height)
-        importances[aggregation] = [np.array([frame_importance(d, scoring) for d, _ in drive])
-                                    for drive in drives]
+        score = ((lambda d, s=scoring, k=int(aggregation[4:]): top_k_sum(d, s, k)) if top_k
+                 else (lambda d, s=scoring: frame_importance(d, s)))
+        importances[aggregation] = [np.array([score(d) for d, _ in drive]) for drive in drives]
     for rho in args.keep_ratio:
         print(f'\nrho = {rho:g}')
         print('| sampler | kept enrichment | per drive | share of keeps per drive | rate '
