@@ -48,7 +48,7 @@ import numpy as np
 
 from importance_sampler_ros.detection.detections import FrameDetections
 from importance_sampler_ros.params import parse_assignments
-from importance_sampler_ros.registry import NODES
+from importance_sampler_ros.registry import NODES, NodeConfig
 from importance_sampler_ros.synth.classes import CLASS_NAMES
 from importance_sampler_ros.tracking.relabel import RelabelConfig, RelabelingTracker
 from importance_sampler_ros.tracking.sort import TrackerConfig, iou_matrix
@@ -503,6 +503,12 @@ def _weighted(pairs: list[tuple[int, float]]) -> float:
     return sum(n * acc for n, acc in pairs if n) / total if total else float('nan')
 
 
+def tracker_node_config(assignments: list[str]) -> NodeConfig:
+    """The tracker node's settings with the benchmarks' --set 'name=value' overrides."""
+    node = NODES['tracker_node']
+    return node.build(parse_assignments(assignments, node.specs()))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--source', choices=('simple', 'synth', 'bag'), default='simple')
@@ -523,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--set', nargs='*', default=[], metavar='NAME=VALUE',
                         help='tracker_node parameters other than the defaults')
     args = parser.parse_args(argv)
-    node = NODES['tracker_node'].build(parse_assignments(args.set, NODES['tracker_node'].specs()))
+    node = tracker_node_config(args.set)
     sort_class = None if args.no_reference else load_reference_sort(args.cache_dir)
     if args.detector is not None:
         streams = []

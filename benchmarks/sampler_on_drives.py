@@ -34,6 +34,7 @@ from drive_cache import detections_of_drive
 
 from importance_sampler_ros.detection.config import DetectorConfig
 from importance_sampler_ros.detection.detections import (
+    FrameDetections,
     FrameScoring,
     frame_importance,
 )
@@ -62,10 +63,21 @@ ROWS = (
 )
 
 
-def top_k_sum(det, scoring: FrameScoring, k: int) -> float:
-    """The sum of the k largest importances that `scoring` counts toward the frame."""
-    counted = np.asarray(scoring.counted(det), np.float64)
-    return float(np.sort(counted)[::-1][:k].sum())
+def drive_importances(drives: list, aggregation: str, detector: DetectorConfig
+                      ) -> list[np.ndarray]:
+    """g of every frame of each drive: the detector's frame importance with `aggregation`, or
+    for 'top-k' the sum of the k largest importances the detector counts toward the frame."""
+    top_k = int(aggregation[4:]) if aggregation.startswith('top-') else 0
+    scoring = FrameScoring('sum' if top_k else aggregation, detector.candidates_in_frame,
+                           detector.frame_min_box_height)
+
+    def score(det: FrameDetections) -> float:
+        if not top_k:
+            return frame_importance(det, scoring)
+        counted = np.asarray(scoring.counted(det), np.float64)
+        return float(np.sort(counted)[::-1][:top_k].sum())
+
+    return [np.array([score(d) for d, _ in drive]) for drive in drives]
 
 
 def expected_keeps(importances: list[np.ndarray], config: SamplerConfig, carry: bool
@@ -109,14 +121,10 @@ def main(argv: list[str] | None = None) -> int:
           f'{per_frame:.3f} (per drive: '
           + ', '.join(f'{e.mean():.2f}' for e in errors)
           + f'); oracle (top 10 % of each drive): {top:.2f}')
-    importances = {}  # aggregation -> g of every frame, per drive
-    for aggregation in {row[1] for row in ROWS}:
-        top_k = aggregation.startswith('top-')
-        scoring = FrameScoring('sum' if top_k else aggregation, detector.candidates_in_frame,
-                               detector.frame_min_box_height)
-        score = ((lambda d, s=scoring, k=int(aggregation[4:]): top_k_sum(d, s, k)) if top_k
-                 else (lambda d, s=scoring: frame_importance(d, s)))
-        importances[aggregation] = [np.array([score(d) for d, _ in drive]) for drive in drives]
+    # aggregation -> g of every frame, per drive
+    importances = {aggregation: drive_importances(drives, aggregation, detector)
+                   for aggregation in {row[1] for row in ROWS}}
+    all_importances = {aggregation: np.concatenate(g) for aggregation, g in importances.items()}
     for rho in args.keep_ratio:
         print(f'\nrho = {rho:g}')
         print('| sampler | kept enrichment | per drive | share of keeps per drive | rate '
@@ -131,8 +139,7 @@ def main(argv: list[str] | None = None) -> int:
                                   for qd, e in zip(q, errors, strict=True))
             shares = ', '.join(f'{qd.sum() / q_all.sum():.2f}' for qd in q)
             # the paper's R of its own frame importance, against uniform keeps of the same rate
-            r_uniform = relative_variance(np.concatenate(importances[aggregation]),
-                                          q_all) / q_all.mean()
+            r_uniform = relative_variance(all_importances[aggregation], q_all) / q_all.mean()
             print(f'| {name} | {kept:.2f} | {per_drive} | {shares} | '
                   f'{q_all.sum() / (rho * len(q_all)):.2f} | {r_uniform:.2f} |')
     return 0

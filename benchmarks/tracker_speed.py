@@ -34,10 +34,10 @@ from evaluate_tracking import (  # noqa: E402
     noisy_detections,
     reference_rows,
     simple_drive,
+    tracker_node_config,
 )
 
-from importance_sampler_ros.params import parse_assignments  # noqa: E402
-from importance_sampler_ros.registry import NODES, NodeConfig  # noqa: E402
+from importance_sampler_ros.registry import NodeConfig  # noqa: E402
 from importance_sampler_ros.tracking.config import RelabelConfig, TrackerConfig  # noqa: E402
 from importance_sampler_ros.tracking.relabel import RelabelingTracker  # noqa: E402
 
@@ -73,8 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--set', nargs='*', default=[], metavar='NAME=VALUE',
                         help='tracker_node parameters other than the defaults')
     args = parser.parse_args(argv)
-    node = NODES['tracker_node']
-    config = node.build(parse_assignments(args.set, node.specs()))
+    config = tracker_node_config(args.set)
     if hasattr(os, 'sched_setaffinity'):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     sort_class = load_reference_sort(args.cache_dir)
