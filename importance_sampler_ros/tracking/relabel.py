@@ -251,12 +251,13 @@ class NearToFarRelabeler:
         observations = history.observations
         counts = history.class_counts
         ranked = history.sorted_counts
+        min_match = self.config.relabel_min_match_iou  # _well_matched, inlined (per detection)
         if len(observations) == observations.maxlen:
             dropped = observations[0]
             counts[dropped.class_id] -= 1
             if counts[dropped.class_id] == 0:
                 del counts[dropped.class_id]
-            history.well_matched -= self._well_matched(dropped)
+            history.well_matched -= not dropped.match_iou < min_match
             ranked = None
         observations.append(obs)
         count = counts[obs.class_id] = counts.get(obs.class_id, 0) + 1
@@ -264,7 +265,7 @@ class NearToFarRelabeler:
         history.sorted_counts = (((obs.class_id, count), *ranked[1:])
                                  if ranked and ranked[0][0] == obs.class_id else None)
         history.count += 1
-        history.well_matched += self._well_matched(obs)
+        history.well_matched += not obs.match_iou < min_match
         if obs.near:
             history.votes.append(obs)
 
@@ -415,13 +416,13 @@ class RelabelingTracker:
         self.relabeler.forget(step.ended_track_ids)
         confirmed = step.tracks
         tracks = []
-        names = confirmed.class_names
-        for row, (track_id, box, class_id, score, age, hits, since) in enumerate(zip(
+        summary = self.relabeler.summary
+        for track_id, box, class_id, name, score, age, hits, since in zip(
                 confirmed.track_ids.tolist(), confirmed.boxes.tolist(),
-                confirmed.class_ids.tolist(), confirmed.scores.tolist(), confirmed.ages.tolist(),
-                confirmed.hits.tolist(), confirmed.time_since_update.tolist(), strict=True)):
-            current_id, current_name, class_history = self.relabeler.summary(
-                track_id, class_id, names[row])
+                confirmed.class_ids.tolist(), confirmed.class_names, confirmed.scores.tolist(),
+                confirmed.ages.tolist(), confirmed.hits.tolist(),
+                confirmed.time_since_update.tolist(), strict=True):
+            current_id, current_name, class_history = summary(track_id, class_id, name)
             tracks.append(TrackSummary(track_id, tuple(box), current_id, current_name,
                                        class_history, age, hits, since, score))
         detections = frame.with_track_ids(step.track_ids)

@@ -100,15 +100,18 @@ def states_to_boxes(states: np.ndarray) -> np.ndarray:
     states = states.reshape(len(states), states.shape[1])
     area = states[:, 2]
     width_sq = area * states[:, 3]
-    degenerate = ~(width_sq > 0)
-    if degenerate.any():  # NaN boxes, without warnings and without writing into `states`
+    if not (width_sq > 0).all():  # NaN boxes, without warnings and without writing into states
+        degenerate = ~(width_sq > 0)
         area = area.copy()
         width_sq[degenerate] = area[degenerate] = np.nan
-    half = np.empty((len(states), 2))
+    out = np.empty((len(states), 4))
+    half = out[:, 2:]
     np.sqrt(width_sq, out=half[:, 0])
     np.divide(area, half[:, 0], out=half[:, 1])
-    half /= 2
-    return np.concatenate([states[:, :2] - half, states[:, :2] + half], axis=1)
+    half *= 0.5
+    np.subtract(states[:, :2], half, out=out[:, :2])
+    half += states[:, :2]
+    return out
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -200,7 +203,12 @@ def match_iou(iou: np.ndarray, iou_threshold: float) -> tuple[np.ndarray, np.nda
     if iou.size == 0:
         empty = np.zeros(0, np.intp)
         return empty, empty
-    allowed, rows, cols = _gated_pairs(iou, iou_threshold)
+    return _match_allowed(iou, _gate(iou, iou_threshold))
+
+
+def _match_allowed(iou: np.ndarray, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """match_iou on pairs already gated (`allowed`): no need to compare the IoUs again."""
+    rows, cols = allowed.nonzero()
     if _one_to_one(rows, cols):
         return rows, cols
     return _assign(iou, allowed)
@@ -213,12 +221,12 @@ def _assign(iou: np.ndarray, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return _hungarian_by_component(iou, allowed)
 
 
-def _gated_pairs(iou: np.ndarray, iou_threshold: float
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(allowed mask, rows, columns) of the pairs that pass the gate, rows ascending."""
-    allowed = (iou >= iou_threshold) & (iou > 0.0)
-    rows, cols = allowed.nonzero()
-    return allowed, rows, cols
+def _gate(iou: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """The mask of the pairs that pass the gate (never a pair that does not overlap)."""
+    allowed = iou >= iou_threshold
+    if iou_threshold <= 0.0:
+        allowed &= iou > 0.0
+    return allowed
 
 
 def _one_to_one(rows: np.ndarray, cols: np.ndarray) -> bool:
@@ -608,7 +616,8 @@ class SortTracker:
             return empty, empty, np.zeros(0)
         iou = iou[:len(valid)]
         threshold = self.config.iou_threshold
-        allowed, det_rows, track_rows = _gated_pairs(iou, threshold)
+        allowed = _gate(iou, threshold)
+        det_rows, track_rows = allowed.nonzero()
         if _one_to_one(det_rows, track_rows):  # no pair competes: what both rounds would take
             return valid[det_rows], track_rows, iou[det_rows, track_rows]
         confirmed = self._hits >= self.config.min_hits
@@ -616,11 +625,11 @@ class SortTracker:
             det_rows, track_rows = _assign(iou, allowed)
             return valid[det_rows], track_rows, iou[det_rows, track_rows]
         first, second = confirmed.nonzero()[0], (~confirmed).nonzero()[0]
-        det_rows, track_rows = match_iou(iou[:, first], threshold)
+        det_rows, track_rows = _match_allowed(iou[:, first], allowed[:, first])
         is_left = np.ones(len(valid), bool)
         is_left[det_rows] = False
         left = is_left.nonzero()[0]
-        left_rows, second_rows = match_iou(iou[left][:, second], threshold)
+        left_rows, second_rows = _match_allowed(iou[left][:, second], allowed[left][:, second])
         det_rows = np.concatenate([det_rows, left[left_rows]])
         track_rows = np.concatenate([first[track_rows], second[second_rows]])
         return valid[det_rows], track_rows, iou[det_rows, track_rows]
@@ -731,8 +740,10 @@ class SortTracker:
         x = np.zeros((n, STATE_DIM))
         x[:, :MEASUREMENT_DIM] = boxes_to_measurements(boxes[dets])
         self._x = np.concatenate([self._x, x])
-        self._cov = np.concatenate([self._cov, np.broadcast_to(self._initial_cov,
-                                                                (n, COVARIANCE_ENTRIES))])
+        cov = np.empty((len(self._cov) + n, COVARIANCE_ENTRIES))
+        cov[:len(self._cov)] = self._cov
+        cov[len(self._cov):] = self._initial_cov
+        self._cov = cov
         self._ids = np.concatenate([self._ids, ids])
         self._boxes = np.concatenate([self._boxes, boxes[dets]])
         self._class_ids = np.concatenate([self._class_ids, class_ids[dets]])
