@@ -28,20 +28,24 @@ CANDIDATE_FLOOR = 0.1
 DEFAULT_SCORING = FrameScoring.of(flat_values(DetectorConfig()))  # the detector node's
 
 
-def split_candidates(frame: FrameDetections, threshold: float = PUBLISH_THRESHOLD
-                     ) -> FrameDetections:
-    """The detections >= threshold, with those below it as `candidates`."""
+def split_candidates(frame: FrameDetections, threshold: float = PUBLISH_THRESHOLD,
+                     candidate_floor: float = CANDIDATE_FLOOR) -> FrameDetections:
+    """The detections >= threshold, with those in [candidate_floor, threshold) as `candidates`
+    (the detector node's candidate_floor; none when it is at least the threshold)."""
     published = frame.select(frame.scores >= threshold)
-    published.candidates = frame.select(frame.scores < threshold)
+    published.candidates = frame.select((frame.scores < threshold)
+                                        & (frame.scores >= candidate_floor))
     published.frame_importance = frame_importance(published, DEFAULT_SCORING)
     return published
 
 
 def detections_of_drive(seed: int, seconds: float = 60.0, floor: float = CANDIDATE_FLOOR,
-                        cache: Path = CACHE, threshold: float = PUBLISH_THRESHOLD
+                        cache: Path = CACHE, threshold: float = PUBLISH_THRESHOLD,
+                        candidate_floor: float | None = None
                         ) -> list[tuple[FrameDetections, FrameDetections]]:
     """(published detections with candidates, ground truth) per frame of drive `seed` at 10 fps;
-    the detections at or above `threshold` are the published ones."""
+    the detections at or above `threshold` are the published ones, those in
+    [candidate_floor, threshold) the candidates (candidate_floor: `floor` unless given)."""
     path = cache / f'drive_{seed}_{seconds:g}_floor{floor:g}_all.pkl'
     if path.exists():
         frames = pickle.loads(path.read_bytes())
@@ -54,7 +58,8 @@ def detections_of_drive(seed: int, seconds: float = 60.0, floor: float = CANDIDA
                   for f in generate_drive(SynthConfig(seconds=seconds, fps=10.0, seed=seed))]
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(pickle.dumps(frames))
-    return [(split_candidates(det, threshold), truth) for det, truth in frames]
+    floor = floor if candidate_floor is None else max(candidate_floor, floor)
+    return [(split_candidates(det, threshold, floor), truth) for det, truth in frames]
 
 
 if __name__ == '__main__':

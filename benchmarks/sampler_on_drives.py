@@ -47,6 +47,8 @@ from importance_sampler_ros.evaluation.errors import (
 from importance_sampler_ros.params import parse_assignments, specs
 from importance_sampler_ros.sampling.config import SamplerConfig
 from importance_sampler_ros.sampling.sampler import ImportanceSampler, relative_variance
+from importance_sampler_ros.tracking.config import RelabelConfig, TrackerConfig
+from importance_sampler_ros.tracking.relabel import RelabelingTracker
 
 # (row name, aggregation, sharpness, carry the state across drives)
 ROWS = (
@@ -60,13 +62,24 @@ ROWS = (
     # not product settings: the sum of the k largest importances (>= 20 px), for issue 16
     ('top-3 sum, a = 2, state carried', 'top-3', 2.0, True),
     ('top-5 sum, a = 2, state carried', 'top-5', 2.0, True),
+    # not product settings either: the sum over the same detections of each importance divided
+    # by its class's running mean importance (every counted detection of that class so far,
+    # drives in order), and two per-track forms (the tracker node's defaults give the tracks):
+    # a track adds only what raises its largest importance so far (a drive's total is the sum
+    # of its tracks' maxima), or its k-th detection adds importance / sqrt(k)
+    ('class-baseline sum, a = 2, state carried', 'class-baseline', 2.0, True),
+    ('per-track max, a = 2, state carried', 'track-max', 2.0, True),
+    ('per-track 1/sqrt(k), a = 2, state carried', 'track-sqrt', 2.0, True),
 )
 
 
 def drive_importances(drives: list, aggregation: str, detector: DetectorConfig
                       ) -> list[np.ndarray]:
     """g of every frame of each drive: the detector's frame importance with `aggregation`, or
-    for 'top-k' the sum of the k largest importances the detector counts toward the frame."""
+    for 'top-k' the sum of the k largest importances the detector counts toward the frame, or
+    one of the class-baseline / per-track sums (ROWS)."""
+    if aggregation in ('class-baseline', 'track-max', 'track-sqrt'):
+        return reweighted_importances(drives, aggregation, detector)
     top_k = int(aggregation[4:]) if aggregation.startswith('top-') else 0
     scoring = FrameScoring('sum' if top_k else aggregation, detector.candidates_in_frame,
                            detector.frame_min_box_height)
@@ -78,6 +91,49 @@ def drive_importances(drives: list, aggregation: str, detector: DetectorConfig
         return float(np.sort(counted)[::-1][:top_k].sum())
 
     return [np.array([score(d) for d, _ in drive]) for drive in drives]
+
+
+def reweighted_importances(drives: list, aggregation: str, detector: DetectorConfig
+                           ) -> list[np.ndarray]:
+    """The sum over the published detections >= frame_min_box_height of each importance times
+    a weight: 1 / its class's running mean importance ('class-baseline'), or per track of the
+    tracker node's defaults what raises the track's largest importance ('track-max') or
+    1 / sqrt(k) for its k-th detection ('track-sqrt'); untracked detections count whole."""
+    sums: dict[int, float] = {}
+    counts: dict[int, int] = {}
+    out = []
+    for drive in drives:
+        tracker = RelabelingTracker(TrackerConfig(), RelabelConfig())
+        best: dict[int, float] = {}
+        seen: dict[int, int] = {}
+        g = np.zeros(len(drive))
+        for frame_index, (det, _) in enumerate(drive):
+            track_ids = tracker.update(det).assigned_ids.tolist()
+            heights = (det.boxes[:, 3] - det.boxes[:, 1]).tolist()
+            total = 0.0
+            for importance, class_id, track_id, height in zip(
+                    det.importances.tolist(), det.class_ids.tolist(), track_ids, heights,
+                    strict=True):
+                if height < detector.frame_min_box_height:
+                    continue
+                if aggregation == 'class-baseline':
+                    # the first detection of a class is its own baseline (weight: one unit)
+                    baseline = sums[class_id] / counts[class_id] if class_id in counts else 0.0
+                    total += importance / baseline if baseline > 0.0 else 1.0
+                    sums[class_id] = sums.get(class_id, 0.0) + importance
+                    counts[class_id] = counts.get(class_id, 0) + 1
+                elif track_id == 0:
+                    total += importance
+                elif aggregation == 'track-max':
+                    previous = best.get(track_id, 0.0)
+                    total += max(importance - previous, 0.0)
+                    best[track_id] = max(previous, importance)
+                else:
+                    seen[track_id] = seen.get(track_id, 0) + 1
+                    total += importance / np.sqrt(seen[track_id])
+            g[frame_index] = total
+        out.append(g)
+    return out
 
 
 def expected_keeps(importances: list[np.ndarray], config: SamplerConfig, carry: bool

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from drive_cache import detections_of_drive
+from drive_cache import CANDIDATE_FLOOR, PUBLISH_THRESHOLD, detections_of_drive
 
 from importance_sampler_ros.params import parse_assignments, specs
 from importance_sampler_ros.registry import NODES, NodeConfig
@@ -239,10 +239,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--seconds', type=float, default=60.0)
     parser.add_argument('--set', nargs='*', default=[], help='parameter overrides name=value')
     parser.add_argument('--grid', action='store_true')
+    parser.add_argument('--candidate-floor', type=float, default=CANDIDATE_FLOOR,
+                        help="the detector node's candidate_floor: the tracker's second round "
+                        f'sees the boxes scored in [floor, {PUBLISH_THRESHOLD}); '
+                        f">= {PUBLISH_THRESHOLD} (or 0, the node's default) hands on none")
     args = parser.parse_args(argv)
-    drives = [detections_of_drive(seed, args.seconds) for seed in args.seeds]
+    floor = args.candidate_floor if args.candidate_floor > 0.0 else PUBLISH_THRESHOLD
+    drives = [detections_of_drive(seed, args.seconds, candidate_floor=floor)
+              for seed in args.seeds]
     overrides = parse_assignments(args.set, CORE_PARAMS.values())
-    print(f'seeds {args.seeds}; settings: defaults' + ''.join(
+    print(f'seeds {args.seeds}; candidates from {floor:g}; settings: defaults' + ''.join(
         f', {k}={v}' for k, v in overrides.items()))
     print_report(measure(drives, overrides))
     if args.grid:

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from importance_sampler_ros.detection.detections import FrameDetections, with_candidate_floor
 from importance_sampler_ros.detection.detector import (
     DEFAULT_CLASS_NAMES,
     CheckpointError,
@@ -394,3 +395,16 @@ def test_coverage_reference_from_a_bag_reads_its_images_as_replay_does(random_ch
     assert main(['coverage-reference', '--out', str(tmp_path / 'x.npy'),
                  '--bag', str(tmp_path / 'empty'), '--checkpoint', str(random_checkpoint)]) == 2
     assert not (tmp_path / 'x.npy').exists()
+
+
+def test_with_candidate_floor_hands_on_what_a_detector_with_that_floor_publishes():
+    candidates = FrameDetections(stamp_ns=1, boxes=np.tile([0.0, 0.0, 5.0, 5.0], (3, 1)),
+                                 class_ids=[1, 2, 3], class_names=['a', 'b', 'c'],
+                                 scores=[0.05, 0.1, 0.4])
+    det = FrameDetections(stamp_ns=1, boxes=[[0.0, 0.0, 9.0, 9.0]], class_ids=[1],
+                          class_names=['a'], scores=[0.9], candidates=candidates)
+    floor_01 = with_candidate_floor(det, 0.1)
+    assert floor_01.candidates.class_ids.tolist() == [2, 3]
+    assert len(floor_01) == 1 and len(det.candidates) == 3  # the input is not changed
+    assert with_candidate_floor(det, 0.0).candidates is None  # the node's 0: none at all
+    assert with_candidate_floor(FrameDetections(stamp_ns=1), 0.1).candidates is None

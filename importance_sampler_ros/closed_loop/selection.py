@@ -35,7 +35,11 @@ from importance_sampler_ros.bags import bag_io
 from importance_sampler_ros.bags.frames import InputFrame
 from importance_sampler_ros.bags.images import rgb_to_image_msg
 from importance_sampler_ros.closed_loop.head_cache import CachedFrame
-from importance_sampler_ros.detection.detections import FrameScoring, rescored
+from importance_sampler_ros.detection.detections import (
+    FrameScoring,
+    rescored,
+    with_candidate_floor,
+)
 from importance_sampler_ros.evaluation.errors import LABELLED_MIN_HEIGHT_PX, frame_errors
 from importance_sampler_ros.registry import NODES, NodeConfig
 from importance_sampler_ros.sampling.cover import greedy_cover
@@ -127,7 +131,8 @@ def run_product_sampler(pool: Sequence[CachedFrame], params: Mapping[str, NodeCo
 
     params: validated node parameters (offline.pipeline.load_parameters); the recorder's
     keep_ratio is the budget and its seed the sampling seed. The detections are the detector's
-    cached output, rescored with the detector parameters' scorer and frame scoring. The images
+    cached output, rescored with the detector parameters' scorer and frame scoring, with the
+    candidates its candidate_floor publishes (the cache holds them from lower down). The images
     written to the scratch bag are blank frames of the true size (decisions never look at pixels;
     the ring buffer's byte bound sees the true sizes).
     """
@@ -136,6 +141,7 @@ def run_product_sampler(pool: Sequence[CachedFrame], params: Mapping[str, NodeCo
     det_params = params['detector_node']
     scorer = det_params['scorer']
     scoring = FrameScoring.of(det_params.values)
+    candidate_floor = float(det_params['candidate_floor'])
     types = bag_io.msg_types()
     by_stamp: dict[tuple[int, int], int] = {}
     drives: dict[int, list[int]] = {}
@@ -161,7 +167,8 @@ def run_product_sampler(pool: Sequence[CachedFrame], params: Mapping[str, NodeCo
                     h, w = frame.original_size
                     blank = np.zeros((h, w, 3), np.uint8)
                 image = rgb_to_image_msg(blank, frame.stamp_ns, 'camera', types)
-                detections = rescored(frame.detections, scorer, scoring)
+                detections = rescored(with_candidate_floor(frame.detections, candidate_floor),
+                                      scorer, scoring)
                 pipeline.process(InputFrame(frame.stamp_ns, 'camera', bag_io.serialize(image),
                                             image, detections, None))
             pipeline.close()

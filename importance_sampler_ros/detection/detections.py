@@ -151,6 +151,16 @@ def frame_importance(det: FrameDetections, scoring: FrameScoring) -> float:
     return aggregate_importance(scoring.counted(det), scoring.aggregation)
 
 
+def with_candidate_floor(det: FrameDetections, candidate_floor: float) -> FrameDetections:
+    """`det` as a detector with this candidate_floor publishes it: candidates scored below the
+    floor dropped, none at all for a floor of 0 (det's own candidates reach at least as low)."""
+    if det.candidates is None:
+        return det
+    kept = (det.candidates.select(det.candidates.scores >= candidate_floor)
+            if candidate_floor > 0.0 else None)
+    return replace(det, candidates=kept)
+
+
 def rescored(det: FrameDetections, scorer: str, scoring: FrameScoring) -> FrameDetections:
     """A copy of `det` whose importances are scorer `scorer`'s column of its uncertainty (and its
     candidates' likewise) and whose frame importance is made by `scoring`: what the detector
