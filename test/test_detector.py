@@ -359,8 +359,13 @@ def test_candidates_are_the_sub_threshold_boxes_and_leave_detections_unchanged(r
         image, 1)
     assert pooled.frame_importance == pytest.approx(
         float(np.sum(np.concatenate([both.importances, cand.importances]))), rel=1e-5)
+    # a floor at or above the threshold hands on none, like 0
+    above = Detector(DetectorConfig(checkpoint=random_checkpoint, score_threshold=0.3,
+                                    candidate_floor=0.5)).detect(image, 1)
+    assert above.candidates is None
+    np.testing.assert_allclose(above.boxes, plain.boxes)
     with pytest.raises(ValueError, match='candidate_floor'):
-        DetectorConfig(score_threshold=0.3, candidate_floor=0.5)
+        DetectorConfig(score_threshold=0.3, candidate_floor=0.5, candidates_in_frame=True)
 
 
 def test_coverage_reference_command_saves_one_descriptor_per_frame(random_checkpoint, tmp_path,

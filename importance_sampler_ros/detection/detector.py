@@ -567,7 +567,7 @@ class Detector:
             return []
         start = time.perf_counter()
         tensors = [self.to_tensor(image) for image in images_rgb]
-        floor = self.config.candidate_floor or None
+        floor = self.config.candidate_floor if self.config.publishes_candidates else None
         with torch.no_grad():
             captured = forward_with_features(self.model, tensors, floor)
             frames = [self.frame_from_captured(c, int(stamp), frame_id)
