@@ -6,7 +6,9 @@ round is one pass over the stream.
 Streams are evaluate_tracking.py's simple road scenes turned into detections with its 'medium'
 noise (jitter, 15 % dropouts, false positives, far-field class confusions). Each tracker gets the
 input in the form it takes (FrameDetections for ours, prepared arrays for the reference), built
-before timing. Run from the repository root:
+before timing. `--drives SEED ...` adds the shipped detector's output on synthetic drives
+(drive_cache.py: about 10 published boxes and, at the default candidate_floor 0.1, 33 candidates
+per frame, which only our tracker takes). Run from the repository root:
 
     nice .venv/bin/python benchmarks/tracker_speed.py [--frames 300] [--rounds 7] [--set name=value]
 """
@@ -37,6 +39,7 @@ from evaluate_tracking import (  # noqa: E402
     tracker_node_config,
 )
 
+from importance_sampler_ros.detection.config import DetectorConfig  # noqa: E402
 from importance_sampler_ros.registry import NodeConfig  # noqa: E402
 from importance_sampler_ros.tracking.config import RelabelConfig, TrackerConfig  # noqa: E402
 from importance_sampler_ros.tracking.relabel import RelabelingTracker  # noqa: E402
@@ -65,13 +68,15 @@ def time_both(sort_class, frames, rows, config: NodeConfig) -> tuple[float, floa
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--objects', type=int, nargs='+', default=[10, 17, 50, 200],
+    parser.add_argument('--objects', type=int, nargs='*', default=[10, 17, 50, 200],
                         help='objects in view (17 gives about 15 detections per frame)')
     parser.add_argument('--frames', type=int, default=300)
     parser.add_argument('--rounds', type=int, default=7)
     parser.add_argument('--cache-dir', type=Path, default=DEFAULT_CACHE)
     parser.add_argument('--set', nargs='*', default=[], metavar='NAME=VALUE',
                         help='tracker_node parameters other than the defaults')
+    parser.add_argument('--drives', type=int, nargs='*', default=[],
+                        help="synthetic drives' cached detector output to time as well")
     args = parser.parse_args(argv)
     config = tracker_node_config(args.set)
     if hasattr(os, 'sched_setaffinity'):
@@ -79,12 +84,17 @@ def main(argv: list[str] | None = None) -> int:
     sort_class = load_reference_sort(args.cache_dir)
     print(f'one core ({sorted(os.sched_getaffinity(0))}), {args.frames} frames per stream, '
           f'{args.rounds} interleaved rounds; medians over rounds')
-    print(f'{"objects":>8}{"dets/frame":>12}{"ours fps":>11}{"SORT fps":>11}{"ratio":>8}'
+    print(f'{"stream":>10}{"dets/frame":>12}{"ours fps":>11}{"SORT fps":>11}{"ratio":>8}'
           f'{"ratio min-max":>16}')
-    for n_objects in args.objects:
-        truth = simple_drive(seed=n_objects, n_frames=args.frames, objects=n_objects)
-        stream = noisy_detections(truth, NOISE_LEVELS['medium'], seed=n_objects)
-        frames = stream.frames
+    streams = [(str(n), noisy_detections(simple_drive(seed=n, n_frames=args.frames, objects=n),
+                                         NOISE_LEVELS['medium'], seed=n).frames)
+               for n in args.objects]
+    if args.drives:
+        from drive_cache import detections_of_drive
+        floor = DetectorConfig().candidate_floor
+        streams += [(f'drive {seed}', [d for d, _ in detections_of_drive(
+            seed, candidate_floor=floor)][:args.frames]) for seed in args.drives]
+    for name, frames in streams:
         rows = [reference_rows(f) if len(f) else np.empty((0, 6)) for f in frames]
         dets_per_frame = np.mean([len(f) for f in frames])
         ours, ref, ratios = [], [], []
@@ -93,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             ours.append(ours_fps)
             ref.append(ref_fps)
             ratios.append(ours_fps / ref_fps)
-        print(f'{n_objects:>8}{dets_per_frame:>12.1f}{statistics.median(ours):>11.0f}'
+        print(f'{name:>10}{dets_per_frame:>12.1f}{statistics.median(ours):>11.0f}'
               f'{statistics.median(ref):>11.0f}{statistics.median(ratios):>8.2f}'
               f'{min(ratios):>8.2f}-{max(ratios):.2f}')
     return 0
