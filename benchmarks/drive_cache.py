@@ -19,6 +19,7 @@ from importance_sampler_ros.detection.detections import (
     FrameDetections,
     FrameScoring,
     frame_importance,
+    with_candidate_floor,
 )
 from importance_sampler_ros.params import flat_values
 
@@ -28,24 +29,23 @@ CANDIDATE_FLOOR = 0.1
 DEFAULT_SCORING = FrameScoring.of(flat_values(DetectorConfig()))  # the detector node's
 
 
-def split_candidates(frame: FrameDetections, threshold: float = PUBLISH_THRESHOLD,
-                     candidate_floor: float = CANDIDATE_FLOOR) -> FrameDetections:
-    """The detections >= threshold, with those in [candidate_floor, threshold) as `candidates`
-    (the detector node's candidate_floor; none when it is at least the threshold)."""
+def split_candidates(frame: FrameDetections, threshold: float = PUBLISH_THRESHOLD
+                     ) -> FrameDetections:
+    """The detections >= threshold, with those below it as `candidates`."""
     published = frame.select(frame.scores >= threshold)
-    published.candidates = frame.select((frame.scores < threshold)
-                                        & (frame.scores >= candidate_floor))
+    published.candidates = frame.select(frame.scores < threshold)
     published.frame_importance = frame_importance(published, DEFAULT_SCORING)
     return published
 
 
 def detections_of_drive(seed: int, seconds: float = 60.0, floor: float = CANDIDATE_FLOOR,
                         cache: Path = CACHE, threshold: float = PUBLISH_THRESHOLD,
-                        candidate_floor: float | None = None
+                        candidate_floor: float | None = CANDIDATE_FLOOR
                         ) -> list[tuple[FrameDetections, FrameDetections]]:
     """(published detections with candidates, ground truth) per frame of drive `seed` at 10 fps;
     the detections at or above `threshold` are the published ones, those in
-    [candidate_floor, threshold) the candidates (candidate_floor: `floor` unless given)."""
+    [candidate_floor, threshold) the candidates (DetectorConfig.published_candidate_floor;
+    None: no candidates; never below `floor`, the cache's)."""
     path = cache / f'drive_{seed}_{seconds:g}_floor{floor:g}_all.pkl'
     if path.exists():
         frames = pickle.loads(path.read_bytes())
@@ -58,8 +58,9 @@ def detections_of_drive(seed: int, seconds: float = 60.0, floor: float = CANDIDA
                   for f in generate_drive(SynthConfig(seconds=seconds, fps=10.0, seed=seed))]
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(pickle.dumps(frames))
-    floor = floor if candidate_floor is None else max(candidate_floor, floor)
-    return [(split_candidates(det, threshold, floor), truth) for det, truth in frames]
+    kept_from = None if candidate_floor is None else max(candidate_floor, floor)
+    return [(with_candidate_floor(split_candidates(det, threshold), kept_from), truth)
+            for det, truth in frames]
 
 
 if __name__ == '__main__':

@@ -102,13 +102,15 @@ def reweighted_importances(drives: list, aggregation: str, detector: DetectorCon
     sums: dict[int, float] = {}
     counts: dict[int, int] = {}
     out = []
+    per_track = aggregation != 'class-baseline'
     for drive in drives:
-        tracker = RelabelingTracker(TrackerConfig(), RelabelConfig())
+        tracker = RelabelingTracker(TrackerConfig(), RelabelConfig()) if per_track else None
         best: dict[int, float] = {}
         seen: dict[int, int] = {}
         g = np.zeros(len(drive))
         for frame_index, (det, _) in enumerate(drive):
-            track_ids = tracker.update(det).assigned_ids.tolist()
+            track_ids = (tracker.update(det).assigned_ids.tolist() if tracker
+                         else [0] * len(det))
             heights = (det.boxes[:, 3] - det.boxes[:, 1]).tolist()
             total = 0.0
             for importance, class_id, track_id, height in zip(

@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                for n in args.objects]
     if args.drives:
         from drive_cache import detections_of_drive
-        floor = DetectorConfig().candidate_floor
+        floor = DetectorConfig().published_candidate_floor
         streams += [(f'drive {seed}', [d for d, _ in detections_of_drive(
             seed, candidate_floor=floor)][:args.frames]) for seed in args.drives]
     for name, frames in streams:

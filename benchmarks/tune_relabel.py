@@ -35,6 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from drive_cache import CANDIDATE_FLOOR, PUBLISH_THRESHOLD, detections_of_drive
 
+from importance_sampler_ros.detection.config import DetectorConfig
 from importance_sampler_ros.params import parse_assignments, specs
 from importance_sampler_ros.registry import NODES, NodeConfig
 from importance_sampler_ros.tracking.config import RelabelConfig, TrackerConfig
@@ -244,11 +245,12 @@ def main(argv: list[str] | None = None) -> int:
                         f'sees the boxes scored in [floor, {PUBLISH_THRESHOLD}); '
                         f">= {PUBLISH_THRESHOLD} (or 0, the node's default) hands on none")
     args = parser.parse_args(argv)
-    floor = args.candidate_floor if args.candidate_floor > 0.0 else PUBLISH_THRESHOLD
+    floor = DetectorConfig(candidate_floor=args.candidate_floor).published_candidate_floor
     drives = [detections_of_drive(seed, args.seconds, candidate_floor=floor)
               for seed in args.seeds]
     overrides = parse_assignments(args.set, CORE_PARAMS.values())
-    print(f'seeds {args.seeds}; candidates from {floor:g}; settings: defaults' + ''.join(
+    candidates = 'no candidates' if floor is None else f'candidates from {floor:g}'
+    print(f'seeds {args.seeds}; {candidates}; settings: defaults' + ''.join(
         f', {k}={v}' for k, v in overrides.items()))
     print_report(measure(drives, overrides))
     if args.grid:

@@ -411,5 +411,10 @@ def test_with_candidate_floor_hands_on_what_a_detector_with_that_floor_publishes
     floor_01 = with_candidate_floor(det, 0.1)
     assert floor_01.candidates.class_ids.tolist() == [2, 3]
     assert len(floor_01) == 1 and len(det.candidates) == 3  # the input is not changed
-    assert with_candidate_floor(det, 0.0).candidates is None  # the node's 0: none at all
+    assert with_candidate_floor(det, None).candidates is None  # the floor publishes none
     assert with_candidate_floor(FrameDetections(stamp_ns=1), 0.1).candidates is None
+    # DetectorConfig says which floor publishes: none for 0 and at or above the threshold
+    assert DetectorConfig(candidate_floor=0.1).published_candidate_floor == 0.1
+    assert DetectorConfig(candidate_floor=0.0).published_candidate_floor is None
+    at_threshold = DetectorConfig(score_threshold=0.3, candidate_floor=0.3)
+    assert at_threshold.published_candidate_floor is None

@@ -310,11 +310,16 @@ def run_closed_loop(settings: ClosedLoopSettings, log: Log = print) -> dict[str,
 
     started = time.perf_counter()
     from_file, _ignored = load_parameters(settings.params_file)
-    det_overrides: dict[str, Any] = {'device': settings.device, 'candidate_floor': min(
-        CANDIDATE_FLOOR, float(from_file['detector_node']['score_threshold']))}
+    det_overrides: dict[str, Any] = {'device': settings.device}
     if settings.checkpoint:
         det_overrides['checkpoint'] = settings.checkpoint
-    params, _ignored = load_parameters(settings.params_file, {'detector_node': det_overrides})
+    # the caches hold candidates from lower down than the parameters publish; the runs' own
+    # parameters (det_overrides) keep the file's floor, which run_product_sampler applies
+    file_floor = from_file['detector_node'].of(DetectorConfig).published_candidate_floor
+    cache_floor = min(CANDIDATE_FLOOR, file_floor or CANDIDATE_FLOOR,
+                      float(from_file['detector_node']['score_threshold']))
+    params, _ignored = load_parameters(
+        settings.params_file, {'detector_node': {**det_overrides, 'candidate_floor': cache_floor}})
     det_values = params['detector_node'].values
     detector = Detector(params['detector_node'].of(DetectorConfig))
     threshold = float(det_values['score_threshold'])

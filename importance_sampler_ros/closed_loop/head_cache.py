@@ -139,9 +139,8 @@ def cache_frames(detector: Detector, frames: Iterable[SourceFrame], *, label_roi
         tensors = [detector.to_tensor(f.image) for f in chunk]
         with torch.no_grad():
             computed = proposals_and_features(detector.model, tensors)
-            floor = (detector.config.candidate_floor if detector.config.publishes_candidates
-                     else None)
-            captured = detections_from_proposals(detector.model, computed, floor)
+            captured = detections_from_proposals(detector.model, computed,
+                                                 detector.config.published_candidate_floor)
             for k, (frame, cap) in enumerate(zip(chunk, captured, strict=True)):
                 detections = detector.frame_from_captured(cap, frame.stamp_ns)
                 proposals = computed.proposals[k]

@@ -35,6 +35,7 @@ from importance_sampler_ros.bags import bag_io
 from importance_sampler_ros.bags.frames import InputFrame
 from importance_sampler_ros.bags.images import rgb_to_image_msg
 from importance_sampler_ros.closed_loop.head_cache import CachedFrame
+from importance_sampler_ros.detection.config import DetectorConfig
 from importance_sampler_ros.detection.detections import (
     FrameScoring,
     rescored,
@@ -141,7 +142,7 @@ def run_product_sampler(pool: Sequence[CachedFrame], params: Mapping[str, NodeCo
     det_params = params['detector_node']
     scorer = det_params['scorer']
     scoring = FrameScoring.of(det_params.values)
-    candidate_floor = float(det_params['candidate_floor'])
+    candidate_floor = det_params.of(DetectorConfig).published_candidate_floor
     types = bag_io.msg_types()
     by_stamp: dict[tuple[int, int], int] = {}
     drives: dict[int, list[int]] = {}

@@ -89,11 +89,12 @@ class DetectorConfig(Settings):
     def _check_together(self) -> None:
         if self.half and self.device == 'cpu':
             raise ParameterError("parameter half = True: needs device 'cuda' or 'cuda:N'")
-        if self.candidates_in_frame and not self.publishes_candidates:
+        if self.candidates_in_frame and self.published_candidate_floor is None:
             raise ParameterError('parameter candidates_in_frame = True: needs 0 < candidate_floor '
                                  f'< score_threshold ({self.score_threshold!r})')
 
     @property
-    def publishes_candidates(self) -> bool:
-        """Whether candidate_floor hands on any candidates (0 < floor < score_threshold)."""
-        return 0.0 < self.candidate_floor < self.score_threshold
+    def published_candidate_floor(self) -> float | None:
+        """The score from which candidates are published, or None when none are (a floor of 0,
+        or one at or above score_threshold)."""
+        return self.candidate_floor if 0.0 < self.candidate_floor < self.score_threshold else None

@@ -151,13 +151,14 @@ def frame_importance(det: FrameDetections, scoring: FrameScoring) -> float:
     return aggregate_importance(scoring.counted(det), scoring.aggregation)
 
 
-def with_candidate_floor(det: FrameDetections, candidate_floor: float) -> FrameDetections:
-    """`det` as a detector with this candidate_floor publishes it: candidates scored below the
-    floor dropped, none at all for a floor of 0 (det's own candidates reach at least as low)."""
+def with_candidate_floor(det: FrameDetections, candidate_floor: float | None) -> FrameDetections:
+    """`det` as a detector publishing candidates from `candidate_floor` (DetectorConfig's
+    published_candidate_floor; None: none) hands it on: candidates scored below the floor
+    dropped (det's own candidates reach at least as low)."""
     if det.candidates is None:
         return det
-    kept = (det.candidates.select(det.candidates.scores >= candidate_floor)
-            if candidate_floor > 0.0 else None)
+    kept = (None if candidate_floor is None
+            else det.candidates.select(det.candidates.scores >= candidate_floor))
     return replace(det, candidates=kept)
 
 

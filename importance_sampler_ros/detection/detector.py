@@ -567,9 +567,9 @@ class Detector:
             return []
         start = time.perf_counter()
         tensors = [self.to_tensor(image) for image in images_rgb]
-        floor = self.config.candidate_floor if self.config.publishes_candidates else None
         with torch.no_grad():
-            captured = forward_with_features(self.model, tensors, floor)
+            captured = forward_with_features(self.model, tensors,
+                                             self.config.published_candidate_floor)
             frames = [self.frame_from_captured(c, int(stamp), frame_id)
                       for c, stamp, frame_id in zip(captured, stamps_ns, frame_ids, strict=True)]
         elapsed_ms = (time.perf_counter() - start) * 1000.0 / len(images_rgb)
