@@ -157,6 +157,21 @@ def test_uniform_selection_is_evenly_spaced_in_pool_order():
     assert len(offsets) > 3 and max(offsets) < 10  # a random offset within the first step
 
 
+def test_sampler_keeps_weigh_by_the_power_of_one_over_q():
+    from importance_sampler_ros.closed_loop.selection import SamplerRun, sampler_selection
+
+    q = np.array([0.5, 1.0, 0.1, 0.25])
+    run = SamplerRun(kept=np.array([True, False, True, True]), probability=q, weight=1.0 / q,
+                     reasons=['sampled', '', 'sampled', 'relabel'], relabels=[])
+    full, tempered, flat = (sampler_selection(run, 0, p) for p in (1.0, 0.5, 0.0))
+    assert list(full.indices) == [0, 2, 3] and full.info['relabel_keeps'] == 1
+    np.testing.assert_allclose(full.weights, [2.0, 10.0, 4.0])
+    np.testing.assert_allclose(tempered.weights, np.sqrt([2.0, 10.0, 4.0]))
+    np.testing.assert_allclose(flat.weights, 1.0)
+    assert (full.strategy, flat.strategy) == ('sampler, 1/q weights', 'sampler, unweighted')
+    assert tempered.strategy == 'sampler, (1/q)^0.5 weights'
+
+
 def test_cover_picks_every_cluster_before_a_second_frame_of_any():
     from importance_sampler_ros.closed_loop.selection import select_cover
 

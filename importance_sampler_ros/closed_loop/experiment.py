@@ -92,7 +92,9 @@ ABLATION_ROW = 'sampler, scale learnt per drive (no sampler state)'
 # Row 'unsharpened': the defaults with sharpness 1 (what the sharpening adds).
 UNSHARPENED_ROW = 'sampler, a = 1'
 # The closed loop's rows, by the name --strategies takes (each is one or more Selections).
-STRATEGIES = ('random', 'uniform', 'sampler', 'sampler-unweighted', 'self-labels', 'top-n',
+# The product sampler's keeps, by the power of 1/q their loss weights take.
+SAMPLER_WEIGHT_POWERS = {'sampler': 1.0, 'sampler-sqrt-weights': 0.5, 'sampler-unweighted': 0.0}
+STRATEGIES = ('random', 'uniform', *SAMPLER_WEIGHT_POWERS, 'self-labels', 'top-n',
               'oracle', 'cover', 'coverage', 'two-stage', 'ceiling', 'ablation', 'unsharpened',
               'other-score')
 COVERAGE_ROW = 'sampler, coverage with threshold draws'
@@ -466,10 +468,10 @@ def _row_selections(key: str, row: _RowInputs) -> list[Selection]:
         return [select_random(n_pool, count, seed)]
     if key == 'uniform':
         return [select_uniform(n_pool, count, seed)]
-    if key in ('sampler', 'sampler-unweighted'):
-        return [sampler_selection(sampler, seed, weighted=key == 'sampler')]
+    if key in SAMPLER_WEIGHT_POWERS:
+        return [sampler_selection(sampler, seed, SAMPLER_WEIGHT_POWERS[key])]
     if key == 'self-labels':
-        return [sampler_selection(sampler, seed, weighted=True, labels='self',
+        return [sampler_selection(sampler, seed, weight_power=1.0, labels='self',
                                   name='sampler, self-labels')]
     if key == 'top-n':
         return [select_top(f'top-N {s} ({row.aggregation})', row.scores[s], count, seed)
@@ -480,7 +482,7 @@ def _row_selections(key: str, row: _RowInputs) -> list[Selection]:
         return [select_cover(row.descriptors, row.reference, count, seed)]
     if key == 'coverage':
         return [sampler_selection(run_product_sampler(row.pool, row.online_cover), seed,
-                                  weighted=False, name=COVERAGE_ROW)]
+                                  weight_power=0.0, name=COVERAGE_ROW)]
     if key == 'two-stage':
         kept = run_product_sampler(row.pool, row.candidates).kept.nonzero()[0]
         return [select_cover(row.descriptors, row.reference, count, seed, among=kept,
@@ -489,12 +491,12 @@ def _row_selections(key: str, row: _RowInputs) -> list[Selection]:
         return [select_all(n_pool, seed)]
     if key == 'ablation':
         return [sampler_selection(run_product_sampler(row.pool, row.previous), seed,
-                                  weighted=True, name=ABLATION_ROW)]
+                                  weight_power=1.0, name=ABLATION_ROW)]
     if key == 'unsharpened':
         return [sampler_selection(run_product_sampler(row.pool, row.unsharpened), seed,
-                                  weighted=True, name=UNSHARPENED_ROW)]
+                                  weight_power=1.0, name=UNSHARPENED_ROW)]
     if key == 'other-score':
-        return [sampler_selection(run_product_sampler(row.pool, row.other), seed, weighted=True,
+        return [sampler_selection(run_product_sampler(row.pool, row.other), seed, weight_power=1.0,
                                   name=f'sampler, {row.other_score} frame score')]
     raise ValueError(f'unknown strategy {key!r}')
 

@@ -185,14 +185,17 @@ def run_product_sampler(pool: Sequence[CachedFrame], params: Mapping[str, NodeCo
     return run
 
 
-def sampler_selection(run: SamplerRun, seed: int, weighted: bool, labels: str = 'truth',
+def sampler_selection(run: SamplerRun, seed: int, weight_power: float, labels: str = 'truth',
                       name: str | None = None) -> Selection:
+    """The sampler's kept frames, each with loss weight (1/q)^weight_power: 1 the unbiased 1/q
+    weights, 0 none (every kept frame weighs the same), in between a tempered compromise."""
     indices = np.flatnonzero(run.kept)
-    weights = run.weight[indices] if weighted else np.ones(len(indices))
+    weights = run.weight[indices] ** weight_power
     reasons = [run.reasons[i] for i in indices]
     info = {'kept': len(indices), 'relabel_keeps': reasons.count('relabel'),
             'mean_q_kept': float(run.probability[indices].mean()) if len(indices) else 0.0}
-    default = 'sampler, 1/q weights' if weighted else 'sampler, unweighted'
+    default = {1.0: 'sampler, 1/q weights', 0.0: 'sampler, unweighted'}.get(
+        weight_power, f'sampler, (1/q)^{weight_power:g} weights')
     return Selection(name or default, seed, indices, weights, labels, info)
 
 
