@@ -7,7 +7,9 @@ regression target; the rest background, IoU < 0.5), and takes the cross-entropy 
 the smooth-L1 (beta 1/9) box loss of the foreground RoIs for their class, divided by the number
 of sampled RoIs. A frame's loss is multiplied by its weight: 1 for frames chosen by ranking or at
 random, 1/q for frames the importance sampler kept with probability q (normalised to mean 1 over
-the selected set), so that the weighted loss estimates the loss over the whole pool.
+the selected set), so that the weighted loss estimates the loss over the whole pool; the rows
+`sampler-sqrt-weights` and `sampler-unweighted` trade that unbiasedness for a lower variance
+((1/q)^0.5, and 1 for every kept frame).
 
 Every strategy gets the identical schedule (iterations, batch, learning rate, replay share).
 """
