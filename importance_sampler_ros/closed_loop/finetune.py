@@ -32,15 +32,17 @@ FG_FRACTION = 0.25
 
 @dataclass(frozen=True)
 class FinetuneSettings:
+    # lr 2e-4 and replay share 0.5 since session 15: with 5e-4 and 0.25 (sessions 8-14) the
+    # retraining on ~72 frames mostly made the model worse than before it (closed_loop_cpu.md)
     iterations: int = 300
     batch_size: int = 8
-    lr: float = 5e-4
+    lr: float = 2e-4
     weight_decay: float = 1e-4
     warmup: int = 20
     rois_per_frame: int = 128
     # share of each batch drawn from the replay set (frames of the original training
     # distribution, ground-truth labelled); 0 = selected frames only
-    replay_share: float = 0.25
+    replay_share: float = 0.5
 
     def __post_init__(self) -> None:
         if self.iterations < 1 or self.batch_size < 1 or self.rois_per_frame < 4:
