@@ -311,15 +311,16 @@ def run_closed_loop(settings: ClosedLoopSettings, log: Log = print) -> dict[str,
     from importance_sampler_ros.offline.pipeline import load_parameters
 
     started = time.perf_counter()
-    from_file, _ignored = load_parameters(settings.params_file)
     det_overrides: dict[str, Any] = {'device': settings.device}
     if settings.checkpoint:
         det_overrides['checkpoint'] = settings.checkpoint
     # the caches hold candidates from lower down than the parameters publish; the runs' own
     # parameters (det_overrides) keep the file's floor, which run_product_sampler applies
-    file_floor = from_file['detector_node'].of(DetectorConfig).published_candidate_floor
-    cache_floor = min(CANDIDATE_FLOOR, file_floor or CANDIDATE_FLOOR,
-                      float(from_file['detector_node']['score_threshold']))
+    run_detector, _ignored = load_parameters(settings.params_file,
+                                             {'detector_node': det_overrides})
+    run_config = run_detector['detector_node'].of(DetectorConfig)
+    cache_floor = min(CANDIDATE_FLOOR, run_config.published_candidate_floor or CANDIDATE_FLOOR,
+                      run_config.score_threshold)
     params, _ignored = load_parameters(
         settings.params_file, {'detector_node': {**det_overrides, 'candidate_floor': cache_floor}})
     det_values = params['detector_node'].values
