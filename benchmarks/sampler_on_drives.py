@@ -99,6 +99,7 @@ def reweighted_importances(drives: list, aggregation: str, detector: DetectorCon
     a weight: 1 / its class's running mean importance ('class-baseline'), or per track of the
     tracker node's defaults what raises the track's largest importance ('track-max') or
     1 / sqrt(k) for its k-th detection ('track-sqrt'); untracked detections count whole."""
+    tall_enough = FrameScoring(min_box_height=detector.frame_min_box_height).tall_enough
     sums: dict[int, float] = {}
     counts: dict[int, int] = {}
     out = []
@@ -111,12 +112,11 @@ def reweighted_importances(drives: list, aggregation: str, detector: DetectorCon
         for frame_index, (det, _) in enumerate(drive):
             track_ids = (tracker.update(det).assigned_ids.tolist() if tracker
                          else [0] * len(det))
-            heights = (det.boxes[:, 3] - det.boxes[:, 1]).tolist()
             total = 0.0
-            for importance, class_id, track_id, height in zip(
-                    det.importances.tolist(), det.class_ids.tolist(), track_ids, heights,
-                    strict=True):
-                if height < detector.frame_min_box_height:
+            for importance, class_id, track_id, counts_toward in zip(
+                    det.importances.tolist(), det.class_ids.tolist(), track_ids,
+                    tall_enough(det.boxes).tolist(), strict=True):
+                if not counts_toward:
                     continue
                 if aggregation == 'class-baseline':
                     # the first detection of a class is its own baseline (weight: one unit)

@@ -134,15 +134,17 @@ class FrameScoring:
                    bool(detector_values['candidates_in_frame']),
                    float(detector_values['frame_min_box_height']))
 
+    def tall_enough(self, boxes: np.ndarray) -> np.ndarray:
+        """Per box: whether it is tall enough (min_box_height) to count toward the frame."""
+        return (boxes[:, 3] - boxes[:, 1]) >= self.min_box_height
+
     def counted(self, det: FrameDetections) -> np.ndarray:
         """The importances that make `det`'s frame importance."""
         parts = [det]
         if self.candidates_in_frame and det.candidates is not None:
             parts.append(det.candidates)
         if self.min_box_height > 0.0:
-            return np.concatenate([
-                p.importances[(p.boxes[:, 3] - p.boxes[:, 1]) >= self.min_box_height]
-                for p in parts])
+            return np.concatenate([p.importances[self.tall_enough(p.boxes)] for p in parts])
         return np.concatenate([p.importances for p in parts])
 
 
