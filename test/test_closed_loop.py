@@ -114,15 +114,30 @@ def test_gain_report_counts_the_seeds_that_lost():
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_closed_loop_command_smoke(tmp_path, capsys):
+def test_closed_loop_command_smoke(tmp_path, capsys, monkeypatch):
     from importance_sampler_ros.cli import main
+    from importance_sampler_ros.closed_loop import experiment
+    from importance_sampler_ros.offline.pipeline import load_parameters
 
+    # the product sampler's runs get the parameter file's candidate floor, not the cache's
+    run_floors = []
+    product_sampler = experiment.run_product_sampler
+
+    def recording_floor(pool, params):
+        run_floors.append(params['detector_node'].of(DetectorConfig).published_candidate_floor)
+        return product_sampler(pool, params)
+
+    monkeypatch.setattr(experiment, 'run_product_sampler', recording_floor)
+    file_floor = load_parameters(None, {})[0]['detector_node'].of(
+        DetectorConfig).published_candidate_floor
+    assert file_floor is not None and file_floor > experiment.CANDIDATE_FLOOR
     out = tmp_path / 'loop'
     code = main(['closed-loop', '--out', str(out), '--pool-seeds', '5201', '5202',
                  '--test-seeds', '6201', '--seconds', '3', '--seeds', '0', '--iterations', '3',
                  '--replay-frames', '4', '--budgets', '0.1', '--tail-seconds', '0.1',
                  '--no-progress'])
     assert code == 0
+    assert run_floors and set(run_floors) == {file_floor}  # every variant of the sampler
     assert 'frames (100%)' not in capsys.readouterr().err  # --no-progress: no detector passes
     result = json.loads((out / 'closed_loop.json').read_text())
     strategies = {r['strategy'] for r in result['runs']}
