@@ -145,6 +145,13 @@ def main(argv: list[str] | None = None) -> int:
           'far cut off')
     for (height, origin, fate), n in cut.most_common():
         print(f'{height:<14} {origin:<30} {fate:<30} {n:>6}')
+    for position, label in ((0, 'where the near track takes it'), (1, 'the near track'),
+                            (2, 'the track left')):
+        margin: Counter = Counter()
+        for key, n in cut.items():
+            margin[key[position]] += n
+        print(f'by {label}: ' + ', '.join(f'{k} {n} ({n / max(total, 1):.0%})'
+                                          for k, n in margin.most_common()))
     print('frames unseen where a track ended and a new one started (far cut off):')
     print('  ' + ', '.join(f'{g if g < 21 else ">20"}: {n}' for g, n in sorted(gaps.items())))
     share = np.array([n for _, n in sorted(gaps.items())], float)
