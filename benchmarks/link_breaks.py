@@ -98,15 +98,9 @@ def breaks(obs: list[tuple[int, int, int, float, bool]], cut: Counter, gaps: Cou
         taken_frame, taken_height = seq[taken][0], seq[taken][2]
         near_history = by_track[near_track]
         earlier = [o for f, o in near_history if f < taken_frame]
-        if not earlier:
-            origin = 'started on it'
-        else:
-            origin = 'held ' + _what(earlier[-1], object_id)
+        origin = 'held ' + _what(earlier[-1], object_id) if earlier else 'started on it'
         later = [o for f, o in by_track[left_track] if f > left_frame]
-        if not later:
-            fate = 'ended'
-        else:
-            fate = 'went on with ' + _what(later[0], object_id)
+        fate = 'went on with ' + _what(later[0], object_id) if later else 'ended'
         cut[(_height_class(taken_height), origin, fate)] += far_cut
         if origin == 'started on it' and fate == 'ended':
             gaps[min(taken_frame - left_frame, 21)] += far_cut
@@ -154,9 +148,6 @@ def main(argv: list[str] | None = None) -> int:
                                           for k, n in margin.most_common()))
     print('frames unseen where a track ended and a new one started (far cut off):')
     print('  ' + ', '.join(f'{g if g < 21 else ">20"}: {n}' for g, n in sorted(gaps.items())))
-    share = np.array([n for _, n in sorted(gaps.items())], float)
-    if share.size:
-        print(f'  median gap weight at {sorted(gaps)[int(np.searchsorted(share.cumsum(), share.sum() / 2))]} frames')
     return 0
 
 
