@@ -33,6 +33,7 @@ from importance_sampler_ros.tracking.relabel import RelabelingTracker
 from importance_sampler_ros.tracking.sort import iou_matrix
 
 LOOSE_IOU = 0.1  # a detection under the match IoU this close to an object is a loose box of it
+GAP_CAP = 21  # gaps of this many frames and more are printed together
 
 
 def _height_class(height: float) -> str:
@@ -41,12 +42,14 @@ def _height_class(height: float) -> str:
     return '20-40 px' if height < 40.0 else '>= 40 px'
 
 
-def _loose_object(box: np.ndarray, truth) -> int:
+def _loose_objects(boxes: np.ndarray, truth) -> list[int]:
+    """Per box: -the id of the object it overlaps best if at IoU >= LOOSE_IOU, else 0."""
     if not len(truth.boxes):
-        return 0
-    iou = iou_matrix(box[None].astype(np.float64), truth.boxes.astype(np.float64))[0]
-    best = int(iou.argmax())
-    return -int(truth.track_ids[best]) if iou[best] >= LOOSE_IOU else 0
+        return [0] * len(boxes)
+    iou = iou_matrix(boxes.astype(np.float64), truth.boxes.astype(np.float64))
+    best = iou.argmax(axis=1)
+    ids = -truth.track_ids[best].astype(np.int64)  # uint32: negate only after the cast
+    return np.where(iou[np.arange(len(boxes)), best] >= LOOSE_IOU, ids, 0).tolist()
 
 
 def observations(drive: list, values: dict) -> list[tuple[int, int, int, float, bool]]:
@@ -59,13 +62,16 @@ def observations(drive: list, values: dict) -> list[tuple[int, int, int, float, 
         step = tracker.update(detections)
         match = greedy_match(detections.boxes, truth.boxes)
         heights = detections.boxes[:, 3] - detections.boxes[:, 1]
+        loose = None  # a loose box (IoU >= LOOSE_IOU) on an object is -its id
         for i, track in enumerate(step.assigned_ids.tolist()):
             if not track:
                 continue
             if match[i] >= 0:
                 object_id = int(truth.track_ids[match[i]])
-            else:  # a loose box (IoU >= LOOSE_IOU) on an object is -its id
-                object_id = _loose_object(detections.boxes[i], truth)
+            else:
+                if loose is None:
+                    loose = _loose_objects(detections.boxes, truth)
+                object_id = loose[i]
             near = heights[i] >= FIXED_NEAR[0] and detections.scores[i] >= FIXED_NEAR[1]
             out.append((frame, int(track), object_id, float(heights[i]), bool(near)))
     return out
@@ -103,7 +109,7 @@ def breaks(obs: list[tuple[int, int, int, float, bool]], cut: Counter, gaps: Cou
         fate = 'went on with ' + _what(later[0], object_id) if later else 'ended'
         cut[(_height_class(taken_height), origin, fate)] += far_cut
         if origin == 'started on it' and fate == 'ended':
-            gaps[min(taken_frame - left_frame, 21)] += far_cut
+            gaps[min(taken_frame - left_frame, GAP_CAP)] += far_cut
 
 
 def _what(held: int, object_id: int) -> str:
@@ -147,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f'by {label}: ' + ', '.join(f'{k} {n} ({n / max(total, 1):.0%})'
                                           for k, n in margin.most_common()))
     print('frames unseen where a track ended and a new one started (far cut off):')
-    print('  ' + ', '.join(f'{g if g < 21 else ">20"}: {n}' for g, n in sorted(gaps.items())))
+    print('  ' + ', '.join(f'{g if g < GAP_CAP else f">{GAP_CAP - 1}"}: {n}'
+                           for g, n in sorted(gaps.items())))
     return 0
 
 
