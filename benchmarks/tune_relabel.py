@@ -1,7 +1,7 @@
 """Track linking and relabel quality against ground truth, on the shipped detector's output.
 
     PYTHONPATH=$PWD .venv/bin/python benchmarks/tune_relabel.py [--seeds 401 402 403 404]
-        [--seconds 60] [--grid] [--set name=value ...]
+        [--seconds 60] [--grid] [--set name=value ...] [--oracle-tracks]
 
 Runs the detector once per synthetic drive (choose seeds disjoint from training 1e9+, from the
 model card's evaluation 101-108 and from the demo's 7), caches its output with the
@@ -19,7 +19,10 @@ relabeler and prints the measurements of /work/shared/notes/selection-metrics.md
   track.
 
 Detections are matched to the truth greedily by IoU >= 0.5 (any class), highest IoU first.
-`--grid` also runs the settings of GRID and prints one line per setting.
+`--grid` also runs the settings of GRID and prints one line per setting. `--oracle-tracks`
+hands the relabeler the true association instead of the tracker's (each detection tracked as the
+object it matches, false positives untracked): what the relabel rules and the near-field vote
+reach with a perfect tracker, apart from what the tracker's association costs.
 """
 from __future__ import annotations
 
@@ -95,7 +98,15 @@ class Tally:
     obs_other: int = 0
 
 
-def run_drive(drive: list, config: NodeConfig, tally: Tally) -> None:
+def oracle_track_ids(match: np.ndarray, truth) -> np.ndarray:
+    """Per detection: the id of the true object it matches (0 for a false positive): the
+    association a perfect tracker would give."""
+    return np.where(match >= 0, truth.track_ids[np.maximum(match, 0)], 0).astype(np.uint32)
+
+
+def run_drive(drive: list, config: NodeConfig, tally: Tally, oracle: bool = False) -> None:
+    """Tracks and relabels one drive into `tally`; `oracle`: the relabeler gets the true object
+    of each detection as its track (every match perfect) instead of the tracker's."""
     tracker = RelabelingTracker(config.of(TrackerConfig), config.of(RelabelConfig))
     is_near = tracker.relabeler.is_near
     # (object id or 0, track id, class, true class, height, distance, near, key, near by the
@@ -105,11 +116,16 @@ def run_drive(drive: list, config: NodeConfig, tally: Tally) -> None:
     truth_of: dict[tuple[int, int], int] = {}  # (stamp, index) -> object id, 0 = false positive
     pending_events = []
     for detections, truth in drive:
-        tracked = tracker.update(detections)
         match = greedy_match(detections.boxes, truth.boxes)
+        if oracle:
+            assigned = oracle_track_ids(match, truth)
+            relabels = tracker.relabeler.observe(detections, assigned,
+                                                 match_ious=np.ones(len(assigned)))
+        else:
+            tracked = tracker.update(detections)
+            assigned, relabels = tracked.assigned_ids, tracked.relabels
         heights = (detections.boxes[:, 3] - detections.boxes[:, 1]).tolist()
-        for i, (gt, track) in enumerate(zip(match.tolist(), tracked.assigned_ids.tolist(),
-                                            strict=True)):
+        for i, (gt, track) in enumerate(zip(match.tolist(), assigned.tolist(), strict=True)):
             object_id = int(truth.track_ids[gt]) if gt >= 0 else 0
             truth_of[(detections.stamp_ns, i)] = object_id
             if gt < 0:
@@ -119,7 +135,7 @@ def run_drive(drive: list, config: NodeConfig, tally: Tally) -> None:
                          is_near(heights[i], float(detections.scores[i])),
                          (detections.stamp_ns, i),
                          heights[i] >= FIXED_NEAR[0] and detections.scores[i] >= FIXED_NEAR[1]))
-        for event in tracked.relabels:
+        for event in relabels:
             voters = [(v.stamp_ns, v.detection_index)
                       for v in tracker.relabeler.votes(event.track_id)]
             pending_events.append((event, voters))
@@ -168,11 +184,11 @@ def link_flags(rows: list[tuple], near_column: int) -> tuple[list[bool], list[bo
             [r[0] in seen_near for r in rows])
 
 
-def measure(drives: list[list], values: dict) -> dict:
+def measure(drives: list[list], values: dict, oracle: bool = False) -> dict:
     config = NODES['tracker_node'].build(values)
     tally = Tally()
     for drive in drives:
-        run_drive(drive, config, tally)
+        run_drive(drive, config, tally, oracle)
     true_cls, before, after = (np.array(v) for v in (tally.true_cls, tally.before, tally.after))
     height, distance = np.array(tally.height), np.array(tally.distance)
     linked, reachable = np.array(tally.linked, bool), np.array(tally.reachable, bool)
@@ -244,15 +260,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="the detector node's candidate_floor: the tracker's second round "
                         f'sees the boxes scored in [floor, {PUBLISH_THRESHOLD}); '
                         f">= {PUBLISH_THRESHOLD} (or 0, the node's default) hands on none")
+    parser.add_argument('--oracle-tracks', action='store_true',
+                        help='relabel on the true association (each detection tracked as the '
+                        'object it matches): what the relabel rules reach with a perfect tracker')
     args = parser.parse_args(argv)
     floor = DetectorConfig(candidate_floor=args.candidate_floor).published_candidate_floor
     drives = [detections_of_drive(seed, args.seconds, candidate_floor=floor)
               for seed in args.seeds]
     overrides = parse_assignments(args.set, CORE_PARAMS.values())
     candidates = 'no candidates' if floor is None else f'candidates from {floor:g}'
-    print(f'seeds {args.seeds}; {candidates}; settings: defaults' + ''.join(
+    tracks = 'true association (--oracle-tracks)' if args.oracle_tracks else 'tracker'
+    print(f'seeds {args.seeds}; {candidates}; {tracks}; settings: defaults' + ''.join(
         f', {k}={v}' for k, v in overrides.items()))
-    print_report(measure(drives, overrides))
+    print_report(measure(drives, overrides, args.oracle_tracks))
     if args.grid:
         names = [n for n in GRID if n in CORE_PARAMS]
         print('\n' + ' '.join(f'{n[:14]:>14}' for n in names)
@@ -260,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
               + '  ev/min')
         for combo in itertools.product(*(GRID[n] for n in names)):
             setting = dict(overrides, **dict(zip(names, combo, strict=True)))
-            m = measure(drives, setting)
+            m = measure(drives, setting, args.oracle_tracks)
             cells = ' '.join(f'{v!s:>14}' for v in combo)
             print(f'{cells}  {m["linked_reachable"]:.3f}  '
                   f'{m["far_px"][0]:.3f}->{m["far_px"][1]:.3f}  {m["far_px"][2]:>5}/'
