@@ -267,7 +267,7 @@ def test_a_jump_to_another_object_starts_a_new_history():
 def test_shipped_defaults_are_the_tuned_ones():
     defaults = RelabelConfig()
     assert (defaults.near_min_height_px, defaults.near_min_score, defaults.segment_min_iou) == (
-        60.0, 0.9, 0.5)
+        30.0, 0.9, 0.5)
     assert (defaults.relabel_max_score, defaults.segment_max_gap_s) == (0.8, 0.5)
     assert not defaults.relabel_near_field
 

@@ -67,8 +67,11 @@ class TrackerConfig(Settings):
 class RelabelConfig(Settings):
     """Near-field rule and vote of the near-to-far relabels."""
 
-    near_min_height_px: float = param(60.0, 'Box height in pixels from which an observation can '
-                                      'be near-field', min_value=0.0)
+    near_min_height_px: float = param(30.0, 'Box height in pixels from which an observation can '
+                                      'be near-field (a track votes before its chain from the '
+                                      'far field breaks; 60 fixed a sixth as many far labels: '
+                                      'docs/measurements/tracking_relabel.md, session 17)',
+                                      min_value=0.0)
     near_min_score: float = param(0.9, 'Detection score from which an observation can be '
                                   'near-field', min_value=0.0, max_value=1.0)
     near_rule: str = param('and', "How the two near-field tests combine: 'and' (both) or 'or' "
