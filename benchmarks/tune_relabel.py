@@ -117,16 +117,17 @@ def run_drive(drive: list, config: NodeConfig, tally: Tally, oracle: bool = Fals
     pending_events = []
     for detections, truth in drive:
         match = greedy_match(detections.boxes, truth.boxes)
+        objects = oracle_track_ids(match, truth)
         if oracle:
-            assigned = oracle_track_ids(match, truth)
+            assigned = objects
             relabels = tracker.relabeler.observe(detections, assigned,
                                                  match_ious=np.ones(len(assigned)))
         else:
             tracked = tracker.update(detections)
             assigned, relabels = tracked.assigned_ids, tracked.relabels
         heights = (detections.boxes[:, 3] - detections.boxes[:, 1]).tolist()
-        for i, (gt, track) in enumerate(zip(match.tolist(), assigned.tolist(), strict=True)):
-            object_id = int(truth.track_ids[gt]) if gt >= 0 else 0
+        for i, (gt, object_id, track) in enumerate(zip(match.tolist(), objects.tolist(),
+                                                       assigned.tolist(), strict=True)):
             truth_of[(detections.stamp_ns, i)] = object_id
             if gt < 0:
                 continue
